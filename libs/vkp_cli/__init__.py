@@ -1,0 +1,1 @@
+"""The `vkp` command line."""

@@ -1,0 +1,3 @@
+from vkp_cli.main import app
+
+app()

@@ -1,0 +1,134 @@
+"""`vkp`: run the hub's services.
+
+    vkp serve ingest --port 0     one service; prints the bound port on one line of stdout
+    vkp run                       all five services as separate processes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import importlib
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from vkp_lib.logging import configure_logging
+from vkp_lib.runner import Service, serve
+from vkp_lib.settings import RuntimeSettings
+from vkp_lib.telemetry import setup_telemetry
+
+app = typer.Typer(help="VKP, the open welfare-technology hub.", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+class ServiceName(enum.StrEnum):
+    registry = "registry"
+    ingest = "ingest"
+    journaling = "journaling"
+    lookup = "lookup"
+    audit = "audit"
+
+
+DEFAULT_PORTS = {name: 50051 + i for i, name in enumerate(ServiceName)}
+
+
+def _settings() -> RuntimeSettings:
+    try:
+        return RuntimeSettings()
+    except ValidationError as exc:
+        err.print("[red]invalid settings[/red]")
+        for problem in exc.errors():
+            field = ".".join(str(p) for p in problem["loc"])
+            err.print(f"  VKP_{field.upper()}: {problem['msg']}")
+        raise typer.Exit(2) from None
+
+
+def _service(name: ServiceName, settings: RuntimeSettings) -> Service:
+    module = importlib.import_module(f"vkp_{name.value}.app")
+    service: Service = module.build_service(settings)
+    return service
+
+
+@app.command(name="serve")
+def serve_command(
+    name: Annotated[ServiceName, typer.Argument(help="The service to run.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on; 0 binds a free one. Default: 50051-50055."),
+    ] = None,
+) -> None:
+    """Run one service until SIGTERM or SIGINT. Prints the bound port on one line of stdout."""
+    settings = _settings()
+    configure_logging(name.value, settings.log_level)
+    try:
+        telemetry = setup_telemetry(f"vkp-{name.value}")
+    except ValueError as exc:
+        err.print(f"[red]invalid telemetry settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    service = _service(name, settings)
+    chosen = DEFAULT_PORTS[name] if port is None else port
+    try:
+        asyncio.run(
+            serve(service, settings, host, chosen, tracer_provider=telemetry.tracer_provider)
+        )
+    finally:
+        telemetry.shutdown()
+
+
+async def _run_all(host: str) -> int:
+    processes: dict[ServiceName, asyncio.subprocess.Process] = {}
+    for name in ServiceName:
+        processes[name] = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vkp_cli",
+            "serve",
+            name.value,
+            "--host",
+            host,
+            "--port",
+            str(DEFAULT_PORTS[name]),
+            stdout=asyncio.subprocess.PIPE,
+        )
+    table = Table(title="VKP hub")
+    table.add_column("service")
+    table.add_column("address")
+    for name, process in processes.items():
+        assert process.stdout is not None
+        line = await process.stdout.readline()
+        address = f"{host}:{line.decode().strip()}" if line else "[red]failed to start[/red]"
+        table.add_row(name.value, address)
+    err.print(table)
+    err.print("Ctrl-C stops the hub.")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    exits = {asyncio.create_task(p.wait()): n for n, p in processes.items()}
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *exits], return_when=asyncio.FIRST_COMPLETED)
+    failed = [exits[t] for t in done if t in exits]
+    for name in failed:
+        err.print(f"[red]{name.value} exited with {processes[name].returncode}[/red]")
+    for process in processes.values():
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(p.wait() for p in processes.values()))
+    return 1 if failed or any(codes) else 0
+
+
+@app.command()
+def run(
+    host: Annotated[str, typer.Option(help="Address the services listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the whole hub: the five services as separate processes, until Ctrl-C or SIGTERM."""
+    _settings()
+    raise typer.Exit(asyncio.run(_run_all(host)))

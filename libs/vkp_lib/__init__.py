@@ -1,0 +1,1 @@
+"""What every VKP service shares: the server runner, telemetry, logging, errors and id checks."""

@@ -1,0 +1,256 @@
+"""The server interceptors every service runs, outermost first:
+
+1. OpenTelemetry (the gRPC instrumentation; W3C trace context from the call metadata),
+2. request id and one structured log line per call,
+3. error mapping: domain errors to status codes with ErrorInfo; anything unexpected to INTERNAL,
+4. authentication: the principal of the call, into a context variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from vkp_lib.auth import Authenticator, set_principal
+from vkp_lib.errors import Unauthenticated, VkpError
+from vkp_lib.logging import get_logger
+from vkp_lib.status import rich_status, status_of, trailing_metadata
+
+REQUEST_ID_KEY = "x-request-id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Methods that answer without authentication: probes and tooling.
+UNAUTHENTICATED_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+log = get_logger("vkp.rpc")
+
+Handler = grpc.RpcMethodHandler
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+
+
+def _wrap(
+    handler: Handler,
+    around_unary: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+    around_stream: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]],
+) -> Handler:
+    """A handler whose behaviour runs inside `around_*`, whatever its streaming shape.
+
+    `around_unary(call, context)` gets `call`, a coroutine factory; `around_stream(call,
+    context)` gets `call`, a factory of the async iterator of responses.
+    """
+
+    def responses(behavior: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        result = behavior(request, context)
+        if inspect.isasyncgen(result):
+            return result
+
+        async def single() -> AsyncIterator[Any]:  # a coroutine that writes with context.write
+            await result
+            return
+            yield  # pragma: no cover - makes this an async generator
+
+        return single()
+
+    if handler.unary_unary:
+        b = handler.unary_unary
+
+        async def uu(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await around_unary(lambda: b(request, context), context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            uu, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        b2 = handler.stream_unary
+
+        async def su(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await around_unary(lambda: b2(requests, context), context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            su, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        b3 = handler.unary_stream
+
+        async def us(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for response in around_stream(lambda: responses(b3, request, context), context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            us, handler.request_deserializer, handler.response_serializer
+        )
+    b4 = handler.stream_stream
+
+    async def ss(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for response in around_stream(lambda: responses(b4, requests, context), context):
+            yield response
+
+    return grpc.stream_stream_rpc_method_handler(
+        ss, handler.request_deserializer, handler.response_serializer
+    )
+
+
+def _status_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    if error is not None and not isinstance(error, grpc.aio.AbortError):
+        return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "OK"
+
+
+class RequestLogInterceptor(grpc.aio.ServerInterceptor):
+    """Gives every call a request id (the caller's `x-request-id`, or a new one), sends it back in
+    the initial metadata, binds it to the logs of the call, and logs one line when it ends."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        offered = dict(handler_call_details.invocation_metadata or ()).get(REQUEST_ID_KEY)
+        quiet = method.startswith(UNAUTHENTICATED_PREFIXES)
+
+        def begin(context: grpc.aio.ServicerContext) -> tuple[str, float]:
+            valid = isinstance(offered, str) and _REQUEST_ID.match(offered)
+            request_id = offered if valid and isinstance(offered, str) else uuid.uuid4().hex
+            structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+            return request_id, time.perf_counter()
+
+        def end(context: grpc.aio.ServicerContext, start: float, error: BaseException | None) -> None:
+            code = _status_code(context, error)
+            if quiet and code == "OK":
+                return
+            log.info("rpc", code=code, duration_ms=round((time.perf_counter() - start) * 1000, 2))
+
+        async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
+            request_id, start = begin(context)
+            await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            error: BaseException | None = None
+            try:
+                return await call()
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                end(context, start, error)
+
+        async def around_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
+            request_id, start = begin(context)
+            await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            error: BaseException | None = None
+            try:
+                async for response in call():
+                    yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                end(context, start, error)
+
+        return _wrap(handler, around_unary, around_stream)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain errors to their status code with ErrorInfo (domain = the service), methods not
+    implemented yet to UNIMPLEMENTED, and any other exception to INTERNAL without its message."""
+
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, VkpError):
+            status = status_of(exc, self._domain)
+            code = grpc.StatusCode[exc.kind.value]
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("internal error", reason=exc.reason)
+        elif isinstance(exc, NotImplementedError):
+            code = grpc.StatusCode.UNIMPLEMENTED
+            status = rich_status(
+                code, "not implemented yet", reason="NOT_IMPLEMENTED", domain=self._domain
+            )
+        else:
+            # The message of an unexpected exception may quote input: log only its type and
+            # where it happened.
+            log.error(
+                "unexpected error",
+                error_type=type(exc).__qualname__,
+                traceback="".join(traceback.format_tb(exc.__traceback__)),
+            )
+            code = grpc.StatusCode.INTERNAL
+            status = rich_status(code, "internal error", reason="INTERNAL", domain=self._domain)
+        await context.abort(code, status.message, trailing_metadata(status))
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+
+        async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
+            try:
+                return await call()
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await self._abort(context, exc)
+
+        async def around_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
+            try:
+                async for response in call():
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await self._abort(context, exc)
+
+        return _wrap(handler, around_unary, around_stream)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates every call but health checks and reflection; the principal goes into a
+    context variable the servicer reads (`vkp_lib.auth.current_principal`)."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(UNAUTHENTICATED_PREFIXES):
+            return handler
+        metadata = {
+            k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)
+        }
+
+        async def authenticate() -> None:
+            principal = await self._authenticator.authenticate(method, metadata)
+            if principal is None:
+                raise Unauthenticated("UNAUTHENTICATED", "no credentials")
+            set_principal(principal)
+
+        async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
+            await authenticate()
+            return await call()
+
+        async def around_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
+            await authenticate()
+            async for response in call():
+                yield response
+
+        return _wrap(handler, around_unary, around_stream)

@@ -1,0 +1,78 @@
+"""Structured JSON logging to stderr, one object per line, for every service.
+
+structlog renders; records from the standard library (grpc, sqlalchemy, ...) go through the same
+renderer, so an SRE gets one format. Each line carries the service, the request id of the call it
+belongs to (a context variable set by the request interceptor) and the trace and span ids.
+Never log health data: log pseudonymised ids, kinds and counts, not content.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+from opentelemetry import trace
+
+
+def _add_trace_ids(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    _add_trace_ids,
+]
+
+
+def json_formatter() -> logging.Formatter:
+    """The formatter that renders every record as one JSON object."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+    )
+
+
+def configure_structlog() -> None:
+    """Route structlog through the standard library, where the JSON formatter renders it."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every log record, structlog's and the standard library's, as JSON lines to stderr."""
+    configure_structlog()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

@@ -1,0 +1,19 @@
+"""How the runner starts the audit service."""
+
+from __future__ import annotations
+
+import grpc
+
+from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
+from vkp_lib.runner import Service
+from vkp_lib.settings import RuntimeSettings
+from vkp_audit.servicer import AuditServicer
+
+FULL_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
+
+
+def build_service(settings: RuntimeSettings) -> Service:
+    def register(server: grpc.aio.Server) -> None:
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(), server)
+
+    return Service(name="audit", full_name=FULL_NAME, register=register)

@@ -1,0 +1,1 @@
+"""The journaling service of the VKP hub."""

@@ -1,0 +1,19 @@
+"""How the runner starts the journaling service."""
+
+from __future__ import annotations
+
+import grpc
+
+from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
+from vkp_lib.runner import Service
+from vkp_lib.settings import RuntimeSettings
+from vkp_journaling.servicer import JournalingServicer
+
+FULL_NAME = journaling_pb2.DESCRIPTOR.services_by_name["JournalingService"].full_name
+
+
+def build_service(settings: RuntimeSettings) -> Service:
+    def register(server: grpc.aio.Server) -> None:
+        journaling_pb2_grpc.add_JournalingServiceServicer_to_server(JournalingServicer(), server)
+
+    return Service(name="journaling", full_name=FULL_NAME, register=register)

@@ -1,0 +1,1 @@
+"""The lookup service of the VKP hub."""
