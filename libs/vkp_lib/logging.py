@@ -43,13 +43,20 @@ def json_formatter() -> logging.Formatter:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=False),
+            structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
     )
 
 
+#: Libraries whose INFO and DEBUG lines carry full URLs (with query strings) or payloads.
+QUIET_LOGGERS = ("httpx", "httpcore", "hpack")
+
+
 def configure_structlog() -> None:
-    """Route structlog through the standard library, where the JSON formatter renders it."""
+    """Route structlog through the standard library, where the JSON formatter renders it, and
+    keep the loggers of libraries that log URLs or payloads at WARNING."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -1,0 +1,2 @@
+"""Test support shared by every test suite of the hub: synthetic test data, the leak guard that
+fails a test when health data reaches logs or spans, an OTLP collector and service processes."""

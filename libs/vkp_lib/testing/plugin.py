@@ -1,0 +1,112 @@
+"""The hub's pytest plugin (`-p vkp_lib.testing.plugin`).
+
+- Every test runs under the leak guard: log records (rendered by the real JSON formatter, at
+  DEBUG), spans exported in this process (after the real redaction) and spans that service
+  processes exported to the test collector during the test are searched for the synthetic test
+  people's national ids in any common encoding, names and addresses; a find fails the test.
+  Tests feed other text (a process's log file) with `leak_guard.scan(text, where)`.
+- `span_exporter`: the spans this process exported, through the same redaction as production.
+- `otel_collector`: an OTLP/gRPC collector for service processes (`collector_env` points them at it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from google.protobuf import text_format
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from vkp_lib.logging import configure_structlog, json_formatter
+from vkp_lib.telemetry import RedactingSpanExporter, Redactor
+from vkp_lib.testing.collector import Collector
+from vkp_lib.testing.sensitive import Leak, SensitiveData
+
+_exporter = InMemorySpanExporter()
+_collector: Collector | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_structlog()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(_exporter, Redactor())))
+    trace.set_tracer_provider(provider)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _collector is not None:
+        _collector.stop()
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(json_formatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+class LeakGuard:
+    """Collects what a test let out of the process and what it fed in, and finds health data."""
+
+    def __init__(self, data: SensitiveData) -> None:
+        self.data = data
+        self.leaks: list[Leak] = []
+
+    def scan(self, text: str, where: str) -> None:
+        self.leaks += self.data.find(text, where)
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    return _exporter
+
+
+@pytest.fixture(scope="session")
+def otel_collector() -> Collector:
+    global _collector
+    if _collector is None:
+        _collector = Collector()
+    return _collector
+
+
+@pytest.fixture(scope="session")
+def collector_env(otel_collector: Collector) -> dict[str, str]:
+    """Environment that sends a service process's spans to the test collector."""
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otel_collector.endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+    }
+
+
+@pytest.fixture(autouse=True)
+def leak_guard() -> Iterator[LeakGuard]:
+    guard = LeakGuard(SensitiveData.of())
+    capture = _Capture()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    spans_before = len(_exporter.get_finished_spans())
+    collected_before = len(_collector.spans()) if _collector else 0
+    try:
+        yield guard
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(level)
+    for line in capture.lines:
+        guard.scan(line, "a log record")
+    for span in _exporter.get_finished_spans()[spans_before:]:
+        guard.scan(span.to_json(indent=None), f"span {span.name!r}")
+    for collected in (_collector.spans()[collected_before:] if _collector else []):
+        guard.scan(text_format.MessageToString(collected.span, as_utf8=True), f"span {collected.span.name!r} of {collected.service}")
+    if guard.leaks:
+        found = "\n  ".join(sorted({str(leak) for leak in guard.leaks}))
+        pytest.fail(f"health data left the process:\n  {found}", pytrace=False)

@@ -1,0 +1,101 @@
+"""Real service processes for tests: `vkp serve NAME --port 0`, the port read from stdout."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+#: Fast shutdown timing for tests; the production defaults are longer.
+TEST_ENV = {
+    "VKP_SHUTDOWN_DRAIN_SECONDS": "0.2",
+    "VKP_SHUTDOWN_GRACE_SECONDS": "3",
+    "VKP_LOG_LEVEL": "DEBUG",
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_BSP_SCHEDULE_DELAY": "50",
+}
+
+
+class ServiceProcess:
+    """One `vkp serve` process; stderr (its JSON logs) goes to `log_path`. Start several, then
+    `wait_serving` on each, so they start in parallel."""
+
+    def __init__(self, name: str, env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = Path(tempfile.mkstemp(prefix=f"vkp-{name}-", suffix=".log")[1])
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vkp_cli", "serve", name, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, **TEST_ENV, **(env or {})},
+        )
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _read_port(self, timeout: float) -> int:
+        assert self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            if not selector.select(max(0.0, deadline - time.monotonic())):
+                self.kill()
+                raise TimeoutError(f"{self.name} printed no port: {self.logs()[-2000:]}")
+            chunk = os.read(self.process.stdout.fileno(), 64)
+            if not chunk:
+                raise RuntimeError(f"{self.name} exited before binding: {self.logs()[-2000:]}")
+            line += chunk
+        return int(line.strip())
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def wait_serving(self, timeout: float = 20.0) -> None:
+        """Read the bound port, then wait until health says SERVING."""
+        if not self.port:
+            self.port = self._read_port(timeout)
+        with self.channel() as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            response = stub.Check(request, timeout=timeout, wait_for_ready=True)
+            if response.status != health_pb2.HealthCheckResponse.SERVING:
+                raise RuntimeError(f"{self.name} is not serving")
+
+    def logs(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.close()
+
+    def close(self) -> None:
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()

@@ -1,0 +1,35 @@
+"""Fixtures of the cross-service tests: the five services as real processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from vkp_lib.testing.collector import Collector
+from vkp_lib.testing.processes import ServiceProcess
+from vkp_lib.testing.sensitive import SensitiveData
+
+pytest_plugins = ["pytester"]
+
+SERVICES = ["registry", "ingest", "journaling", "lookup", "audit"]
+
+
+@pytest.fixture(scope="session")
+def hub(collector_env: dict[str, str], otel_collector: Collector) -> Iterator[dict[str, ServiceProcess]]:
+    """All five services, started once for the session with `vkp serve NAME --port 0`."""
+    processes: dict[str, ServiceProcess] = {}
+    try:
+        for name in SERVICES:
+            processes[name] = ServiceProcess(name, collector_env)
+        for process in processes.values():
+            process.wait_serving()
+        yield processes
+    finally:
+        for process in processes.values():
+            process.process.terminate()  # all at once; each then drains in parallel
+        codes = {name: p.terminate() for name, p in processes.items()}
+    data = SensitiveData.of()
+    leaks = [leak for p in processes.values() for leak in data.find(p.logs(), f"{p.name} logs")]
+    assert not leaks, f"health data in service logs: {leaks}"
+    assert all(code == 0 for code in codes.values()), codes

@@ -1,0 +1,255 @@
+"""The server runner in-process: error mapping, request ids, the auth hook, readiness, tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from vkp_lib.auth import Principal, PrincipalKind, current_principal
+from vkp_lib.errors import FieldViolation, InvalidArgument, Unauthenticated
+from vkp_lib.health import LIVENESS
+from vkp_lib.interceptors import REQUEST_ID_KEY
+from vkp_lib.runner import BackgroundTask, ReadinessCheck, Server, Service
+from vkp_lib.settings import RuntimeSettings
+from vkp_lib.status import bad_request, error_info
+from vkp_lib.testing.data import TEST_PEOPLE
+
+SERVICE = "vkp.test.v1.ProbeService"
+S = wrappers_pb2.StringValue
+SETTINGS = RuntimeSettings(
+    shutdown_drain_seconds=0, shutdown_grace_seconds=1, readiness_interval_seconds=0.05
+)
+PATIENT = TEST_PEOPLE[0]
+
+
+async def echo(request: S, context: grpc.aio.ServicerContext) -> S:
+    return S(value=request.value)
+
+
+async def invalid(request: S, context: grpc.aio.ServicerContext) -> S:
+    raise InvalidArgument(
+        "INVALID_NATIONAL_ID",
+        "patient.id is not a national id",
+        metadata={"field": "patient.id"},
+        violations=[FieldViolation("patient.id", "check digits do not match", "INVALID")],
+    )
+
+
+async def crash(request: S, context: grpc.aio.ServicerContext) -> S:
+    raise RuntimeError(f"lookup failed for {request.value}")
+
+
+async def who_am_i(request: S, context: grpc.aio.ServicerContext) -> S:
+    return S(value=current_principal().client_id)
+
+
+async def count(request: S, context: grpc.aio.ServicerContext) -> AsyncIterator[S]:
+    for i in range(3):
+        yield S(value=str(i))
+
+
+def _register(server: grpc.aio.Server) -> None:
+    unary = {"Echo": echo, "Invalid": invalid, "Crash": crash, "WhoAmI": who_am_i}
+    handlers: dict[str, grpc.RpcMethodHandler] = {
+        name: grpc.unary_unary_rpc_method_handler(
+            fn, request_deserializer=S.FromString, response_serializer=S.SerializeToString
+        )
+        for name, fn in unary.items()
+    }
+    handlers["Count"] = grpc.unary_stream_rpc_method_handler(
+        count, request_deserializer=S.FromString, response_serializer=S.SerializeToString
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+
+class TokenAuthenticator:
+    async def authenticate(self, method: str, metadata: Mapping[str, str]) -> Principal:
+        if metadata.get("authorization") != "Bearer good":
+            raise Unauthenticated("INVALID_TOKEN", "the token is not valid")
+        return Principal(PrincipalKind.VENDOR, client_id="vendor-system-1")
+
+
+Started = tuple[Server, grpc.aio.Channel]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Callable[..., Awaitable[Started]]]:
+    servers: list[Server] = []
+    channels: list[grpc.aio.Channel] = []
+
+    async def _start(
+        tasks: Sequence[BackgroundTask] = (),
+        readiness: Sequence[ReadinessCheck] = (),
+        authenticator: Any = None,
+    ) -> Started:
+        service = Service("probe", SERVICE, _register, tasks=tasks, readiness=readiness)
+        if authenticator is not None:
+            service.authenticator = authenticator
+        server = Server(service, SETTINGS)
+        port = server.bind("127.0.0.1", 0)
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        servers.append(server)
+        channels.append(channel)
+        return server, channel
+
+    yield _start
+    for channel in channels:
+        await channel.close()
+    for server in servers:
+        server.request_shutdown()
+        await server.wait()
+
+
+def unary(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[S, S]:
+    return channel.unary_unary(
+        f"/{SERVICE}/{method}", request_serializer=S.SerializeToString, response_deserializer=S.FromString
+    )
+
+
+async def test_domain_error_becomes_its_status_with_error_info_and_field_violations(start: Any) -> None:
+    _, channel = await start()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await unary(channel, "Invalid")(S(value="x"))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(caught.value)
+    assert info is not None
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "INVALID_NATIONAL_ID",
+        "probe.vkp",
+        {"field": "patient.id"},
+    )
+    bad = bad_request(caught.value)
+    assert bad is not None
+    assert [(v.field, v.reason) for v in bad.field_violations] == [("patient.id", "INVALID")]
+
+
+async def test_unexpected_exception_is_internal_and_its_message_stays_inside(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, channel = await start()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await unary(channel, "Crash")(S(value=PATIENT.national_id))
+    assert caught.value.code() is grpc.StatusCode.INTERNAL
+    assert PATIENT.national_id not in (caught.value.details() or "")
+    info = error_info(caught.value)
+    assert info is not None and info.reason == "INTERNAL"
+    assert any("RuntimeError" in str(r.msg) for r in caplog.records)
+
+
+async def test_request_id_of_the_caller_is_kept_and_sent_back(start: Any) -> None:
+    _, channel = await start()
+    call = unary(channel, "Echo")(S(value="hi"), metadata=((REQUEST_ID_KEY, "req-42"),))
+    assert (await call).value == "hi"
+    assert dict(await call.initial_metadata())[REQUEST_ID_KEY] == "req-42"
+
+
+async def test_malformed_request_id_is_replaced_by_a_new_one(start: Any) -> None:
+    _, channel = await start()
+    call = unary(channel, "Echo")(S(value="hi"), metadata=((REQUEST_ID_KEY, "not a valid id; " + "x" * 200),))
+    await call
+    sent_back = dict(await call.initial_metadata())[REQUEST_ID_KEY]
+    assert isinstance(sent_back, str) and len(sent_back) == 32 and sent_back.isalnum()
+
+
+async def test_streaming_responses_pass_through_the_interceptors(start: Any) -> None:
+    _, channel = await start()
+    stream = channel.unary_stream(
+        f"/{SERVICE}/Count", request_serializer=S.SerializeToString, response_deserializer=S.FromString
+    )
+    assert [r.value async for r in stream(S())] == ["0", "1", "2"]
+
+
+async def test_auth_hook_refuses_a_call_without_valid_credentials(start: Any) -> None:
+    _, channel = await start(authenticator=TokenAuthenticator())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await unary(channel, "WhoAmI")(S(), metadata=(("authorization", "Bearer forged"),))
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    info = error_info(caught.value)
+    assert info is not None and info.reason == "INVALID_TOKEN"
+
+
+async def test_auth_hook_gives_the_servicer_the_principal(start: Any) -> None:
+    _, channel = await start(authenticator=TokenAuthenticator())
+    answer = await unary(channel, "WhoAmI")(S(), metadata=(("authorization", "Bearer good"),))
+    assert answer.value == "vendor-system-1"
+
+
+async def test_health_answers_without_credentials(start: Any) -> None:
+    _, channel = await start(authenticator=TokenAuthenticator())
+    health = health_pb2_grpc.HealthStub(channel)
+    response = await health.Check(health_pb2.HealthCheckRequest(service=""))
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _status(channel: grpc.aio.Channel, name: str) -> int:
+    health = health_pb2_grpc.HealthStub(channel)
+    return (await health.Check(health_pb2.HealthCheckRequest(service=name))).status
+
+
+async def test_failing_readiness_check_turns_readiness_but_not_liveness_off(start: Any) -> None:
+    reachable = True
+
+    async def database() -> bool:
+        return reachable
+
+    _, channel = await start(readiness=[database])
+    assert await _status(channel, "") == health_pb2.HealthCheckResponse.SERVING
+    reachable = False
+    for _ in range(100):
+        if await _status(channel, "") == health_pb2.HealthCheckResponse.NOT_SERVING:
+            break
+        await asyncio.sleep(0.02)
+    assert await _status(channel, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert await _status(channel, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert await _status(channel, LIVENESS) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_background_task_sees_stopping_and_finishes_on_shutdown(start: Any) -> None:
+    finished = asyncio.Event()
+
+    async def relay(stopping: asyncio.Event) -> None:
+        await stopping.wait()
+        finished.set()
+
+    server, _ = await start(tasks=[relay])
+    server.request_shutdown()
+    await asyncio.wait_for(server.wait(), 5)
+    assert finished.is_set()
+
+
+async def test_background_task_that_ignores_stopping_is_cancelled_after_the_grace(start: Any) -> None:
+    cancelled = asyncio.Event()
+
+    async def stubborn(stopping: asyncio.Event) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()  # where a real task hands back its leases
+            raise
+
+    server, _ = await start(tasks=[stubborn])
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    server.request_shutdown()
+    await asyncio.wait_for(server.wait(), 5)
+    assert cancelled.is_set()
+    assert loop.time() - began < SETTINGS.shutdown_grace_seconds + 1
+
+
+async def test_dead_background_task_turns_liveness_off(start: Any) -> None:
+    async def broken(stopping: asyncio.Event) -> None:
+        raise RuntimeError("boom")
+
+    _, channel = await start(tasks=[broken])
+    for _ in range(100):
+        if await _status(channel, LIVENESS) == health_pb2.HealthCheckResponse.NOT_SERVING:
+            break
+        await asyncio.sleep(0.02)
+    assert await _status(channel, LIVENESS) == health_pb2.HealthCheckResponse.NOT_SERVING
