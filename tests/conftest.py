@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from vkp_lib.testing.collector import Collector
 from vkp_lib.testing.processes import ServiceProcess
 from vkp_lib.testing.sensitive import SensitiveData
@@ -16,7 +15,9 @@ SERVICES = ["registry", "ingest", "journaling", "lookup", "audit"]
 
 
 @pytest.fixture(scope="session")
-def hub(collector_env: dict[str, str], otel_collector: Collector) -> Iterator[dict[str, ServiceProcess]]:
+def hub(
+    collector_env: dict[str, str], otel_collector: Collector
+) -> Iterator[dict[str, ServiceProcess]]:
     """All five services, started once for the session with `vkp serve NAME --port 0`."""
     processes: dict[str, ServiceProcess] = {}
     try:

@@ -7,7 +7,6 @@ import base64
 import hashlib
 
 import pytest
-
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.sensitive import SensitiveData
 
@@ -33,7 +32,9 @@ def test_inner():
 def test_guard_fails_a_test_that_logs_a_synthetic_national_id(pytester: pytest.Pytester) -> None:
     result = _run_inner(pytester, f"    log.info('looked up patient %s', '{PERSON.national_id}')")
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*health data left the process*", "*national id (plain) in a log record*"])
+    result.stdout.fnmatch_lines(
+        ["*health data left the process*", "*national id (plain) in a log record*"]
+    )
 
 
 def test_guard_fails_a_test_whose_structured_log_carries_a_name(pytester: pytest.Pytester) -> None:
@@ -75,7 +76,10 @@ def test_attribute_marked_sensitive_is_not_exported_so_the_guard_passes(
     [
         (PERSON.national_id, "national id (plain)"),
         (f"{PERSON.national_id[:6]} {PERSON.national_id[6:]}", "national id (spaced)"),
-        (base64.b64encode(f'{{"id":"{PERSON.national_id}"}}'.encode()).decode(), "national id (base64)"),
+        (
+            base64.b64encode(f'{{"id":"{PERSON.national_id}"}}'.encode()).decode(),
+            "national id (base64)",
+        ),
         (base64.urlsafe_b64encode(PERSON.national_id.encode()).decode(), "national id (base64)"),
         (PERSON.national_id.encode().hex().upper(), "national id (hex)"),
         (hashlib.sha256(PERSON.national_id.encode()).hexdigest(), "national id (sha256)"),

@@ -4,7 +4,6 @@ import datetime as dt
 import random
 
 import pytest
-
 from vkp_lib.national_id import (
     InvalidNationalId,
     NationalIdKind,
@@ -28,7 +27,10 @@ def test_one_changed_digit_fails_the_check_digits() -> None:
         parse_national_id("02850097218")
 
 
-@pytest.mark.parametrize("value", ["0285009721", "028500972190", "0285009721a", "０２８５００９７２１９"])
+FULL_WIDTH = "".join(chr(0xFF10 + int(d)) for d in "02850097219")
+
+
+@pytest.mark.parametrize("value", ["0285009721", "028500972190", "0285009721a", FULL_WIDTH])
 def test_anything_but_eleven_ascii_digits_is_refused(value: str) -> None:
     with pytest.raises(InvalidNationalId, match="11 digits"):
         parse_national_id(value)
@@ -57,7 +59,8 @@ def test_h_number_adds_forty_to_the_month_and_is_not_synthetic() -> None:
     parsed = parse_national_id(first_nine + str(check_digits(first_nine)))
     assert parsed.kind is NationalIdKind.HNR
     assert not parsed.synthetic
-    assert parsed.birth_date is not None and parsed.birth_date.month == 7
+    assert parsed.birth_date is not None
+    assert parsed.birth_date.month == 7
 
 
 def test_fh_number_starts_with_8_or_9_and_has_no_birth_date() -> None:

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from vkp_lib.auth import Principal, PrincipalKind, current_principal
 from vkp_lib.errors import FieldViolation, InvalidArgument, Unauthenticated
 from vkp_lib.health import LIVENESS
 from vkp_lib.interceptors import REQUEST_ID_KEY
+from vkp_lib.rpc import Context, Handler
 from vkp_lib.runner import BackgroundTask, ReadinessCheck, Server, Service
 from vkp_lib.settings import RuntimeSettings
 from vkp_lib.status import bad_request, error_info
@@ -28,11 +28,11 @@ SETTINGS = RuntimeSettings(
 PATIENT = TEST_PEOPLE[0]
 
 
-async def echo(request: S, context: grpc.aio.ServicerContext) -> S:
+async def echo(request: S, context: Context) -> S:
     return S(value=request.value)
 
 
-async def invalid(request: S, context: grpc.aio.ServicerContext) -> S:
+async def invalid(request: S, context: Context) -> S:
     raise InvalidArgument(
         "INVALID_NATIONAL_ID",
         "patient.id is not a national id",
@@ -41,22 +41,22 @@ async def invalid(request: S, context: grpc.aio.ServicerContext) -> S:
     )
 
 
-async def crash(request: S, context: grpc.aio.ServicerContext) -> S:
+async def crash(request: S, context: Context) -> S:
     raise RuntimeError(f"lookup failed for {request.value}")
 
 
-async def who_am_i(request: S, context: grpc.aio.ServicerContext) -> S:
+async def who_am_i(request: S, context: Context) -> S:
     return S(value=current_principal().client_id)
 
 
-async def count(request: S, context: grpc.aio.ServicerContext) -> AsyncIterator[S]:
+async def count(request: S, context: Context) -> AsyncIterator[S]:
     for i in range(3):
         yield S(value=str(i))
 
 
 def _register(server: grpc.aio.Server) -> None:
     unary = {"Echo": echo, "Invalid": invalid, "Crash": crash, "WhoAmI": who_am_i}
-    handlers: dict[str, grpc.RpcMethodHandler] = {
+    handlers: dict[str, Handler] = {
         name: grpc.unary_unary_rpc_method_handler(
             fn, request_deserializer=S.FromString, response_serializer=S.SerializeToString
         )
@@ -109,11 +109,15 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Started]]]:
 
 def unary(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[S, S]:
     return channel.unary_unary(
-        f"/{SERVICE}/{method}", request_serializer=S.SerializeToString, response_deserializer=S.FromString
+        f"/{SERVICE}/{method}",
+        request_serializer=S.SerializeToString,
+        response_deserializer=S.FromString,
     )
 
 
-async def test_domain_error_becomes_its_status_with_error_info_and_field_violations(start: Any) -> None:
+async def test_domain_error_becomes_its_status_with_error_info_and_field_violations(
+    start: Any,
+) -> None:
     _, channel = await start()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await unary(channel, "Invalid")(S(value="x"))
@@ -139,7 +143,8 @@ async def test_unexpected_exception_is_internal_and_its_message_stays_inside(
     assert caught.value.code() is grpc.StatusCode.INTERNAL
     assert PATIENT.national_id not in (caught.value.details() or "")
     info = error_info(caught.value)
-    assert info is not None and info.reason == "INTERNAL"
+    assert info is not None
+    assert info.reason == "INTERNAL"
     assert any("RuntimeError" in str(r.msg) for r in caplog.records)
 
 
@@ -152,16 +157,22 @@ async def test_request_id_of_the_caller_is_kept_and_sent_back(start: Any) -> Non
 
 async def test_malformed_request_id_is_replaced_by_a_new_one(start: Any) -> None:
     _, channel = await start()
-    call = unary(channel, "Echo")(S(value="hi"), metadata=((REQUEST_ID_KEY, "not a valid id; " + "x" * 200),))
+    call = unary(channel, "Echo")(
+        S(value="hi"), metadata=((REQUEST_ID_KEY, "not a valid id; " + "x" * 200),)
+    )
     await call
     sent_back = dict(await call.initial_metadata())[REQUEST_ID_KEY]
-    assert isinstance(sent_back, str) and len(sent_back) == 32 and sent_back.isalnum()
+    assert isinstance(sent_back, str)
+    assert len(sent_back) == 32
+    assert sent_back.isalnum()
 
 
 async def test_streaming_responses_pass_through_the_interceptors(start: Any) -> None:
     _, channel = await start()
     stream = channel.unary_stream(
-        f"/{SERVICE}/Count", request_serializer=S.SerializeToString, response_deserializer=S.FromString
+        f"/{SERVICE}/Count",
+        request_serializer=S.SerializeToString,
+        response_deserializer=S.FromString,
     )
     assert [r.value async for r in stream(S())] == ["0", "1", "2"]
 
@@ -172,7 +183,8 @@ async def test_auth_hook_refuses_a_call_without_valid_credentials(start: Any) ->
         await unary(channel, "WhoAmI")(S(), metadata=(("authorization", "Bearer forged"),))
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
     info = error_info(caught.value)
-    assert info is not None and info.reason == "INVALID_TOKEN"
+    assert info is not None
+    assert info.reason == "INVALID_TOKEN"
 
 
 async def test_auth_hook_gives_the_servicer_the_principal(start: Any) -> None:
@@ -190,7 +202,9 @@ async def test_health_answers_without_credentials(start: Any) -> None:
 
 async def _status(channel: grpc.aio.Channel, name: str) -> int:
     health = health_pb2_grpc.HealthStub(channel)
-    return (await health.Check(health_pb2.HealthCheckRequest(service=name))).status
+    response = await health.Check(health_pb2.HealthCheckRequest(service=name))
+    status: int = response.status
+    return status
 
 
 async def test_failing_readiness_check_turns_readiness_but_not_liveness_off(start: Any) -> None:
@@ -224,7 +238,9 @@ async def test_background_task_sees_stopping_and_finishes_on_shutdown(start: Any
     assert finished.is_set()
 
 
-async def test_background_task_that_ignores_stopping_is_cancelled_after_the_grace(start: Any) -> None:
+async def test_background_task_that_ignores_stopping_is_cancelled_after_the_grace(
+    start: Any,
+) -> None:
     cancelled = asyncio.Event()
 
     async def stubborn(stopping: asyncio.Event) -> None:

@@ -15,13 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from tests.conftest import SERVICES
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp_lib.health import LIVENESS
 from vkp_lib.status import error_info
 from vkp_lib.testing.collector import CollectedSpan, Collector
 from vkp_lib.testing.processes import TEST_ENV, ServiceProcess
+
+from tests.conftest import SERVICES
 
 FIRST_RPC = {
     "registry": "/vkp.registry.v1.RegistryService/GetMunicipality",
@@ -37,7 +37,7 @@ def full_name(name: str) -> str:
 
 
 def raw_call(channel: grpc.Channel, method: str, payload: bytes) -> bytes:
-    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
     result: bytes = call(payload, timeout=10)
     return result
 
@@ -72,7 +72,7 @@ def test_two_megabyte_request_is_refused_with_resource_exhausted(
 ) -> None:
     with hub[name].channel() as channel, pytest.raises(grpc.RpcError) as caught:
         raw_call(channel, FIRST_RPC[name], b"\x0a" + b"\xff" * (2 * 1024 * 1024))
-    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]  # a grpc.Call
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -81,7 +81,7 @@ def test_rpcs_not_built_yet_answer_unimplemented_with_a_reason(
 ) -> None:
     with hub[name].channel() as channel, pytest.raises(grpc.RpcError) as caught:
         raw_call(channel, FIRST_RPC[name], b"")
-    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]  # a grpc.Call
+    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
     info = error_info(caught.value)
     assert info is not None
     assert (info.reason, info.domain) == ("NOT_IMPLEMENTED", f"{name}.vkp")
@@ -119,7 +119,9 @@ def test_sigterm_turns_health_not_serving_then_exits_zero_within_the_grace(name:
     )
     assert seen == [serving, not_serving]
     assert code == 0
-    drain, grace = (float(TEST_ENV[k]) for k in ("VKP_SHUTDOWN_DRAIN_SECONDS", "VKP_SHUTDOWN_GRACE_SECONDS"))
+    drain, grace = (
+        float(TEST_ENV[k]) for k in ("VKP_SHUTDOWN_DRAIN_SECONDS", "VKP_SHUTDOWN_GRACE_SECONDS")
+    )
     assert elapsed < drain + grace
 
 
@@ -129,7 +131,9 @@ async def test_client_trace_continues_in_the_server(
     tracer = trace.get_tracer("vendor-backend")
     with tracer.start_as_current_span("vendor submits an event") as parent:
         address = hub["ingest"].address
-        async with grpc.aio.insecure_channel(address, interceptors=aio_client_interceptors()) as channel:
+        async with grpc.aio.insecure_channel(
+            address, interceptors=aio_client_interceptors()
+        ) as channel:
             with pytest.raises(grpc.aio.AioRpcError):
                 await ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
                     ingest_pb2.SubmitEventRequest(event_id="e-1"), timeout=5
@@ -138,7 +142,8 @@ async def test_client_trace_continues_in_the_server(
     client_span = next(
         s
         for s in span_exporter.get_finished_spans()
-        if s.kind is trace.SpanKind.CLIENT and s.context.trace_id == parent.get_span_context().trace_id
+        if s.kind is trace.SpanKind.CLIENT
+        and s.context.trace_id == parent.get_span_context().trace_id
     )
 
     def is_server_span(s: CollectedSpan) -> bool:

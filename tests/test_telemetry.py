@@ -12,7 +12,6 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from vkp_lib.telemetry import (
     RedactingSpanExporter,
     Redactor,
@@ -95,9 +94,12 @@ async def test_httpx_hook_keeps_the_query_string_out_of_the_client_span(http_ser
         HTTPXClientInstrumentor.instrument_client(
             client, tracer_provider=provider, request_hook=httpx_async_request_hook
         )
-        response = await client.get(f"{http_server}/fhir/Patient", params={"identifier": NATIONAL_ID})
+        response = await client.get(
+            f"{http_server}/fhir/Patient", params={"identifier": NATIONAL_ID}
+        )
     assert response.status_code == 200
     (span,) = memory.get_finished_spans()
     urls = [v for k, v in (span.attributes or {}).items() if k in ("url.full", "http.url")]
-    assert urls and all(u == f"{http_server}/fhir/Patient" for u in urls)
+    assert urls
+    assert all(u == f"{http_server}/fhir/Patient" for u in urls)
     assert NATIONAL_ID not in span.to_json()

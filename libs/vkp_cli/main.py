@@ -1,7 +1,7 @@
 """`vkp`: run the hub's services.
 
-    vkp serve ingest --port 0     one service; prints the bound port on one line of stdout
-    vkp run                       all five services as separate processes
+vkp serve ingest --port 0     one service; prints the bound port on one line of stdout
+vkp run                       all five services as separate processes
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-
 from vkp_lib.logging import configure_logging
 from vkp_lib.runner import Service, serve
 from vkp_lib.settings import RuntimeSettings

@@ -23,6 +23,7 @@ import structlog
 from vkp_lib.auth import Authenticator, set_principal
 from vkp_lib.errors import Unauthenticated, VkpError
 from vkp_lib.logging import get_logger
+from vkp_lib.rpc import Context, Handler
 from vkp_lib.status import rich_status, status_of, trailing_metadata
 
 REQUEST_ID_KEY = "x-request-id"
@@ -36,14 +37,13 @@ UNAUTHENTICATED_PREFIXES = (
 
 log = get_logger("vkp.rpc")
 
-Handler = grpc.RpcMethodHandler
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
 
 def _wrap(
     handler: Handler,
-    around_unary: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
-    around_stream: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]],
+    around_unary: Callable[[Any, Context], Awaitable[Any]],
+    around_stream: Callable[[Any, Context], AsyncIterator[Any]],
 ) -> Handler:
     """A handler whose behaviour runs inside `around_*`, whatever its streaming shape.
 
@@ -51,7 +51,7 @@ def _wrap(
     context)` gets `call`, a factory of the async iterator of responses.
     """
 
-    def responses(behavior: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def responses(behavior: Any, request: Any, context: Context) -> Any:
         result = behavior(request, context)
         if inspect.isasyncgen(result):
             return result
@@ -64,18 +64,18 @@ def _wrap(
         return single()
 
     if handler.unary_unary:
-        b = handler.unary_unary
+        b: Any = handler.unary_unary  # typed for sync contexts; aio passes its own
 
-        async def uu(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def uu(request: Any, context: Context) -> Any:
             return await around_unary(lambda: b(request, context), context)
 
         return grpc.unary_unary_rpc_method_handler(
             uu, handler.request_deserializer, handler.response_serializer
         )
     if handler.stream_unary:
-        b2 = handler.stream_unary
+        b2: Any = handler.stream_unary
 
-        async def su(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def su(requests: Any, context: Context) -> Any:
             return await around_unary(lambda: b2(requests, context), context)
 
         return grpc.stream_unary_rpc_method_handler(
@@ -84,7 +84,7 @@ def _wrap(
     if handler.unary_stream:
         b3 = handler.unary_stream
 
-        async def us(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def us(request: Any, context: Context) -> AsyncIterator[Any]:
             async for response in around_stream(lambda: responses(b3, request, context), context):
                 yield response
 
@@ -93,7 +93,7 @@ def _wrap(
         )
     b4 = handler.stream_stream
 
-    async def ss(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def ss(requests: Any, context: Context) -> AsyncIterator[Any]:
         async for response in around_stream(lambda: responses(b4, requests, context), context):
             yield response
 
@@ -102,7 +102,7 @@ def _wrap(
     )
 
 
-def _status_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+def _status_code(context: Context, error: BaseException | None) -> str:
     if error is not None and not isinstance(error, grpc.aio.AbortError):
         return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
     code = context.code()
@@ -123,13 +123,13 @@ class RequestLogInterceptor(grpc.aio.ServerInterceptor):
         offered = dict(handler_call_details.invocation_metadata or ()).get(REQUEST_ID_KEY)
         quiet = method.startswith(UNAUTHENTICATED_PREFIXES)
 
-        def begin(context: grpc.aio.ServicerContext) -> tuple[str, float]:
+        def begin(context: Context) -> tuple[str, float]:
             valid = isinstance(offered, str) and _REQUEST_ID.match(offered)
             request_id = offered if valid and isinstance(offered, str) else uuid.uuid4().hex
             structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
             return request_id, time.perf_counter()
 
-        def end(context: grpc.aio.ServicerContext, start: float, error: BaseException | None) -> None:
+        def end(context: Context, start: float, error: BaseException | None) -> None:
             code = _status_code(context, error)
             if quiet and code == "OK":
                 return
@@ -170,7 +170,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, domain: str) -> None:
         self._domain = domain
 
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    async def _abort(self, context: Context, exc: Exception) -> None:
         if isinstance(exc, VkpError):
             status = status_of(exc, self._domain)
             code = grpc.StatusCode[exc.kind.value]

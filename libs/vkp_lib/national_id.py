@@ -155,7 +155,9 @@ def synthetic_national_id(
         born = birth_date or dt.date(1930, 1, 1) + dt.timedelta(days=rng.randint(0, 365 * 80))
         day = born.day + (D_NUMBER_DAY_OFFSET if kind is NationalIdKind.DNR else 0)
         month = born.month + SYNTHETIC_MONTH_OFFSET
-        first_nine = f"{day:02d}{month:02d}{born.year % 100:02d}{_individual_for(born.year, rng):03d}"
+        first_nine = (
+            f"{day:02d}{month:02d}{born.year % 100:02d}{_individual_for(born.year, rng):03d}"
+        )
         checks = check_digits(first_nine)
         if checks is not None:
             return first_nine + checks

@@ -6,6 +6,9 @@ another, tests, vendor code) read the reason back with `error_info`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -37,9 +40,7 @@ def rich_status(
         bad = any_pb2.Any()
         bad.Pack(error_details_pb2.BadRequest(field_violations=violations))
         details.append(bad)
-    return status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=message, details=details
-    )
+    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
 
 
 def status_of(error: VkpError, domain: str) -> status_pb2.Status:
@@ -65,7 +66,8 @@ def trailing_metadata(status: status_pb2.Status) -> tuple[tuple[str, bytes], ...
 def status_from_error(error: grpc.RpcError) -> status_pb2.Status | None:
     """The rich status a server attached to a failed call, if any."""
     trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    for key, value in trailing or ():
+    pairs = cast(Iterable[tuple[str, str | bytes]], trailing or ())
+    for key, value in pairs:
         if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
             return status_pb2.Status.FromString(value)
     return None

@@ -78,9 +78,7 @@ class Redactor:
         return cleaned
 
     def span(self, span: ReadableSpan) -> ReadableSpan:
-        events = [
-            Event(e.name, self.attributes(e.attributes), e.timestamp) for e in span.events
-        ]
+        events = [Event(e.name, self.attributes(e.attributes), e.timestamp) for e in span.events]
         return ReadableSpan(
             name=span.name,
             context=span.context,
@@ -204,4 +202,3 @@ def setup_telemetry(
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
     return Telemetry(tracer_provider, meter_provider, redactor)
-

@@ -17,7 +17,7 @@ _STREETS = ["Storgata", "Kirkevegen", "Fjordgløtt", "Bjørkelia", "Granstien", 
 
 
 @dataclass(frozen=True)
-class TestPerson:
+class SyntheticPerson:
     national_id: str
     given_name: str
     family_name: str
@@ -28,10 +28,10 @@ class TestPerson:
         return f"{self.given_name} {self.family_name}"
 
 
-def test_people(count: int = 8, seed: int = 2026) -> list[TestPerson]:
+def synthetic_people(count: int = 8, seed: int = 2026) -> list[SyntheticPerson]:
     rng = random.Random(seed)
     return [
-        TestPerson(
+        SyntheticPerson(
             national_id=synthetic_national_id(rng),
             given_name=_GIVEN[i % len(_GIVEN)],
             family_name=_FAMILY[(i * 3) % len(_FAMILY)],
@@ -41,4 +41,4 @@ def test_people(count: int = 8, seed: int = 2026) -> list[TestPerson]:
     ]
 
 
-TEST_PEOPLE = test_people()
+TEST_PEOPLE = synthetic_people()

@@ -6,7 +6,8 @@
   people's national ids in any common encoding, names and addresses; a find fails the test.
   Tests feed other text (a process's log file) with `leak_guard.scan(text, where)`.
 - `span_exporter`: the spans this process exported, through the same redaction as production.
-- `otel_collector`: an OTLP/gRPC collector for service processes (`collector_env` points them at it).
+- `otel_collector`: an OTLP/gRPC collector for service processes; `collector_env` points them
+  at it.
 """
 
 from __future__ import annotations
@@ -105,8 +106,11 @@ def leak_guard() -> Iterator[LeakGuard]:
         guard.scan(line, "a log record")
     for span in _exporter.get_finished_spans()[spans_before:]:
         guard.scan(span.to_json(indent=None), f"span {span.name!r}")
-    for collected in (_collector.spans()[collected_before:] if _collector else []):
-        guard.scan(text_format.MessageToString(collected.span, as_utf8=True), f"span {collected.span.name!r} of {collected.service}")
+    for collected in _collector.spans()[collected_before:] if _collector else []:
+        guard.scan(
+            text_format.MessageToString(collected.span, as_utf8=True),
+            f"span {collected.span.name!r} of {collected.service}",
+        )
     if guard.leaks:
         found = "\n  ".join(sorted({str(leak) for leak in guard.leaks}))
         pytest.fail(f"health data left the process:\n  {found}", pytrace=False)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vkp_lib.testing.data import TEST_PEOPLE, TestPerson
+from vkp_lib.testing.data import TEST_PEOPLE, SyntheticPerson
 
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
@@ -60,7 +60,7 @@ class SensitiveData:
     folded: dict[str, str] = field(default_factory=dict)  # lower-cased form -> label
 
     @classmethod
-    def of(cls, people: Iterable[TestPerson] = TEST_PEOPLE) -> SensitiveData:
+    def of(cls, people: Iterable[SyntheticPerson] = TEST_PEOPLE) -> SensitiveData:
         data = cls()
         for person in people:
             data.add_person(person)
@@ -74,7 +74,7 @@ class SensitiveData:
             else:
                 self.exact[form] = label
 
-    def add_person(self, person: TestPerson) -> None:
+    def add_person(self, person: SyntheticPerson) -> None:
         self.add_national_id(person.national_id)
         self.folded[person.name.lower()] = "patient name"
         self.folded[f"{person.family_name}, {person.given_name}".lower()] = "patient name"

@@ -1,12 +1,17 @@
 """gRPC servicer of vkp.journaling.v1.JournalingService: thin, proto <-> domain.
 
-Every RPC still answers UNIMPLEMENTED (the generated base class) until its step fills it in.
+RPCs whose step has not come yet raise NotImplementedError, which the runner answers with
+UNIMPLEMENTED and the reason NOT_IMPLEMENTED.
 """
 
 from __future__ import annotations
 
-from vkp.journaling.v1 import journaling_pb2_grpc
+from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
+from vkp_lib.rpc import Context
 
 
 class JournalingServicer(journaling_pb2_grpc.JournalingServiceServicer):
-    pass
+    async def GetEntry(
+        self, request: journaling_pb2.GetEntryRequest, context: Context
+    ) -> journaling_pb2.GetEntryResponse:
+        raise NotImplementedError

@@ -1,12 +1,17 @@
 """gRPC servicer of vkp.registry.v1.RegistryService: thin, proto <-> domain.
 
-Every RPC still answers UNIMPLEMENTED (the generated base class) until its step fills it in.
+RPCs whose step has not come yet raise NotImplementedError, which the runner answers with
+UNIMPLEMENTED and the reason NOT_IMPLEMENTED.
 """
 
 from __future__ import annotations
 
-from vkp.registry.v1 import registry_pb2_grpc
+from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
+from vkp_lib.rpc import Context
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    pass
+    async def GetMunicipality(
+        self, request: registry_pb2.GetMunicipalityRequest, context: Context
+    ) -> registry_pb2.GetMunicipalityResponse:
+        raise NotImplementedError
