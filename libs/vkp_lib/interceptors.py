@@ -15,7 +15,7 @@ import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -37,7 +37,7 @@ UNAUTHENTICATED_PREFIXES = (
 
 log = get_logger("vkp.rpc")
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 
 
 def _wrap(

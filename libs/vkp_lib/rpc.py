@@ -7,6 +7,6 @@ from typing import Any, TypeAlias
 import grpc
 
 #: The context of a call, as servicers and interceptors receive it.
-Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 #: A method handler of any message types.
-Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
