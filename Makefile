@@ -4,11 +4,12 @@ SHELL := /bin/bash
 
 VENV := .venv
 BIN := $(VENV)/bin
-UV ?= uv
+# uv from PATH, else the one pip installed for python3 (`pip install uv`).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install generate check-generated lint format typecheck pytest test run
+.PHONY: help install generate check-generated lint format typecheck pytest test run bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,3 +47,6 @@ test: lint typecheck check-generated pytest ## Every check: lint, types, generat
 
 run: install ## Start the hub: all five services as separate processes
 	$(BIN)/vkp run
+
+bench: install ## Benchmarks, each figure beside a baseline measured in the same run
+	$(BIN)/python bench/run.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 import time
 import traceback
@@ -36,6 +37,7 @@ UNAUTHENTICATED_PREFIXES = (
 )
 
 log = get_logger("vkp.rpc")
+_rpc_logger = logging.getLogger("vkp.rpc")
 
 Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 
@@ -111,7 +113,9 @@ def _status_code(context: Context, error: BaseException | None) -> str:
 
 class RequestLogInterceptor(grpc.aio.ServerInterceptor):
     """Gives every call a request id (the caller's `x-request-id`, or a new one), sends it back in
-    the initial metadata, binds it to the logs of the call, and logs one line when it ends."""
+    the initial metadata, binds it to the logs of the call, and logs one line when it ends: at
+    INFO when it failed, at DEBUG when it succeeded (traces and metrics count those; a JSON line
+    for every call would cost a third of a no-op server's throughput)."""
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -131,9 +135,11 @@ class RequestLogInterceptor(grpc.aio.ServerInterceptor):
 
         def end(context: Context, start: float, error: BaseException | None) -> None:
             code = _status_code(context, error)
-            if quiet and code == "OK":
+            level = logging.DEBUG if code == "OK" else logging.INFO
+            if (quiet and code == "OK") or not _rpc_logger.isEnabledFor(level):
                 return
-            log.info("rpc", code=code, duration_ms=round((time.perf_counter() - start) * 1000, 2))
+            duration_ms = round((time.perf_counter() - start) * 1000, 2)
+            log.log(level, "rpc", code=code, duration_ms=duration_ms)
 
         async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
             request_id, start = begin(context)

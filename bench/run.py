@@ -1,0 +1,140 @@
+"""Benchmarks of the hub, each figure beside a baseline measured in the same run.
+
+    .venv/bin/python bench/run.py [--seconds 3] [--concurrency 16]
+
+runner: a no-op unary RPC served by the hub's runner (OpenTelemetry with a batch exporter,
+request id and JSON logging, error mapping, the auth hook) against the same no-op RPC on a bare
+grpc.aio server. Each server runs in its own process; the load comes from this one over
+loopback, `concurrency` calls in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import empty_pb2
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from rich.console import Console
+from rich.table import Table
+
+from vkp_lib.logging import configure_logging
+from vkp_lib.rpc import Context
+from vkp_lib.runner import Service, serve
+from vkp_lib.settings import RuntimeSettings
+from vkp_lib.telemetry import RedactingSpanExporter, Redactor
+
+METHOD = "/vkp.bench.v1.BenchService/Noop"
+E = empty_pb2.Empty
+
+
+async def noop(request: E, context: Context) -> E:
+    return E()
+
+
+def _register(server: grpc.aio.Server) -> None:
+    handler = grpc.unary_unary_rpc_method_handler(
+        noop, request_deserializer=E.FromString, response_serializer=E.SerializeToString
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("vkp.bench.v1.BenchService", {"Noop": handler}),)
+    )
+
+
+class _Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+async def _serve_bare() -> None:
+    server = grpc.aio.server()
+    _register(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+
+async def _serve_runner() -> None:
+    configure_logging("bench", "INFO")  # as deployed
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(_Discard(), Redactor())))
+    service = Service("bench", "vkp.bench.v1.BenchService", _register)
+    await serve(service, RuntimeSettings(), "127.0.0.1", 0, tracer_provider=provider)
+
+
+async def _load(port: int, seconds: float, concurrency: int) -> tuple[float, float, float]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            METHOD, request_serializer=E.SerializeToString, response_deserializer=E.FromString
+        )
+        for _ in range(200):  # warm up
+            await call(E())
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                await call(E())
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    cuts = statistics.quantiles(latencies, n=100)
+    return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000
+
+
+def _measure(kind: str, seconds: float, concurrency: int) -> tuple[float, float, float]:
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", kind],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OTEL_SDK_DISABLED": "true", "VKP_SHUTDOWN_DRAIN_SECONDS": "0"},
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        return asyncio.run(_load(port, seconds, concurrency))
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="VKP benchmarks")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--serve", choices=["bare", "runner"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve_bare() if args.serve == "bare" else _serve_runner())
+        return
+    base = _measure("bare", args.seconds, args.concurrency)
+    runner = _measure("runner", args.seconds, args.concurrency)
+    table = Table(title=f"no-op unary RPC, concurrency {args.concurrency}, {args.seconds:g} s each")
+    for column in ("server", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p99 vs baseline"):
+        table.add_column(column, justify="right" if column != "server" else "left")
+    for name, (rate, p50, p99) in (("bare grpc.aio (baseline)", base), ("vkp runner", runner)):
+        table.add_row(
+            name,
+            f"{rate:,.0f}",
+            f"{p50:.2f}",
+            f"{p99:.2f}",
+            f"{rate / base[0]:.2f}",
+            f"{p99 / base[2]:.2f}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
