@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from vkp_lib.testing.collector import Collector
 from vkp_lib.testing.processes import ServiceProcess
 from vkp_lib.testing.sensitive import SensitiveData
@@ -28,7 +29,7 @@ def hub(
         yield processes
     finally:
         for process in processes.values():
-            process.process.terminate()  # all at once; each then drains in parallel
+            process.send_sigterm()  # all at once, so they drain in parallel
         codes = {name: p.terminate() for name, p in processes.items()}
     data = SensitiveData.of()
     leaks = [leak for p in processes.values() for leak in data.find(p.logs(), f"{p.name} logs")]

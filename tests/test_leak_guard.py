@@ -7,6 +7,7 @@ import base64
 import hashlib
 
 import pytest
+
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.sensitive import SensitiveData
 

@@ -4,6 +4,7 @@ import datetime as dt
 import random
 
 import pytest
+
 from vkp_lib.national_id import (
     InvalidNationalId,
     NationalIdKind,

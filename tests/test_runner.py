@@ -10,6 +10,7 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from vkp_lib.auth import Principal, PrincipalKind, current_principal
 from vkp_lib.errors import FieldViolation, InvalidArgument, Unauthenticated
 from vkp_lib.health import LIVENESS

@@ -15,13 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.conftest import SERVICES
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp_lib.health import LIVENESS
 from vkp_lib.status import error_info
 from vkp_lib.testing.collector import CollectedSpan, Collector
 from vkp_lib.testing.processes import TEST_ENV, ServiceProcess
-
-from tests.conftest import SERVICES
 
 FIRST_RPC = {
     "registry": "/vkp.registry.v1.RegistryService/GetMunicipality",

@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+
 from vkp_lib.logging import configure_logging
 from vkp_lib.runner import Service, serve
 from vkp_lib.settings import RuntimeSettings

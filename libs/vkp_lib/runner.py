@@ -184,6 +184,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_shutdown)
     await server.wait()
+    # Shut down already: a repeated signal must not kill the process before it exits 0 (closing
+    # the loop would otherwise restore the default handlers while telemetry still flushes).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _print_port(port: int) -> None:

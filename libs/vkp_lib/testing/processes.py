@@ -40,6 +40,7 @@ class ServiceProcess:
             env={**os.environ, **TEST_ENV, **(env or {})},
         )
         self.port = 0
+        self._signalled = False
 
     @property
     def address(self) -> str:
@@ -80,10 +81,15 @@ class ServiceProcess:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def terminate(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then wait for the exit code."""
-        if self.process.poll() is None:
+    def send_sigterm(self) -> None:
+        """SIGTERM, once."""
+        if not self._signalled and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            self._signalled = True
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM (unless sent already), then wait for the exit code."""
+        self.send_sigterm()
         try:
             return self.process.wait(timeout)
         finally:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
+
 from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
+from vkp_audit.servicer import AuditServicer
 from vkp_lib.runner import Service
 from vkp_lib.settings import RuntimeSettings
-
-from vkp_audit.servicer import AuditServicer
 
 FULL_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
 

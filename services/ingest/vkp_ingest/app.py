@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
+
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from vkp_ingest.servicer import IngestServicer
 from vkp_lib.runner import Service
 from vkp_lib.settings import RuntimeSettings
-
-from vkp_ingest.servicer import IngestServicer
 
 FULL_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
+
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
+from vkp_journaling.servicer import JournalingServicer
 from vkp_lib.runner import Service
 from vkp_lib.settings import RuntimeSettings
-
-from vkp_journaling.servicer import JournalingServicer
 
 FULL_NAME = journaling_pb2.DESCRIPTOR.services_by_name["JournalingService"].full_name
 

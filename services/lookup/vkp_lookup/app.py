@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
+
 from vkp.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from vkp_lib.runner import Service
 from vkp_lib.settings import RuntimeSettings
-
 from vkp_lookup.servicer import LookupServicer
 
 FULL_NAME = lookup_pb2.DESCRIPTOR.services_by_name["LookupService"].full_name

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
+
 from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_lib.runner import Service
 from vkp_lib.settings import RuntimeSettings
-
 from vkp_registry.servicer import RegistryServicer
 
 FULL_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
