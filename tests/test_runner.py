@@ -55,6 +55,11 @@ async def count(request: S, context: Context) -> AsyncIterator[S]:
         yield S(value=str(i))
 
 
+async def count_by_writing(request: S, context: Context) -> None:
+    for i in range(2):
+        await context.write(S(value=f"w{i}"))
+
+
 def _register(server: grpc.aio.Server) -> None:
     unary = {"Echo": echo, "Invalid": invalid, "Crash": crash, "WhoAmI": who_am_i}
     handlers: dict[str, Handler] = {
@@ -63,9 +68,10 @@ def _register(server: grpc.aio.Server) -> None:
         )
         for name, fn in unary.items()
     }
-    handlers["Count"] = grpc.unary_stream_rpc_method_handler(
-        count, request_deserializer=S.FromString, response_serializer=S.SerializeToString
-    )
+    for name, fn in (("Count", count), ("CountByWriting", count_by_writing)):
+        handlers[name] = grpc.unary_stream_rpc_method_handler(
+            fn, request_deserializer=S.FromString, response_serializer=S.SerializeToString
+        )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
@@ -176,6 +182,26 @@ async def test_streaming_responses_pass_through_the_interceptors(start: Any) -> 
         response_deserializer=S.FromString,
     )
     assert [r.value async for r in stream(S())] == ["0", "1", "2"]
+
+
+async def test_streaming_handler_that_writes_to_the_context_passes_through(start: Any) -> None:
+    _, channel = await start()
+    stream = channel.unary_stream(
+        f"/{SERVICE}/CountByWriting",
+        request_serializer=S.SerializeToString,
+        response_deserializer=S.FromString,
+    )
+    assert [r.value async for r in stream(S())] == ["w0", "w1"]
+
+
+async def test_log_line_of_a_failed_call_names_its_request_id_and_code(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, channel = await start()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await unary(channel, "Invalid")(S(), metadata=((REQUEST_ID_KEY, "req-7"),))
+    lines = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == "rpc"]
+    assert [(line["request_id"], line["code"]) for line in lines] == [("req-7", "INVALID_ARGUMENT")]
 
 
 async def test_auth_hook_refuses_a_call_without_valid_credentials(start: Any) -> None:
