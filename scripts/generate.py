@@ -44,9 +44,7 @@ def generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    for folder in [out, *(p for p in out.rglob("*") if p.is_dir())]:
-        if folder == out:
-            continue
+    for folder in (p for p in out.rglob("*") if p.is_dir()):
         init = folder / "__init__.py"
         if not init.exists():
             init.write_text(HEADER)

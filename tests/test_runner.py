@@ -122,6 +122,15 @@ def unary(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCal
     )
 
 
+async def streamed(channel: grpc.aio.Channel, method: str) -> list[str]:
+    stream = channel.unary_stream(
+        f"/{SERVICE}/{method}",
+        request_serializer=S.SerializeToString,
+        response_deserializer=S.FromString,
+    )
+    return [r.value async for r in stream(S())]
+
+
 async def test_domain_error_becomes_its_status_with_error_info_and_field_violations(
     start: Any,
 ) -> None:
@@ -176,22 +185,12 @@ async def test_malformed_request_id_is_replaced_by_a_new_one(start: Any) -> None
 
 async def test_streaming_responses_pass_through_the_interceptors(start: Any) -> None:
     _, channel = await start()
-    stream = channel.unary_stream(
-        f"/{SERVICE}/Count",
-        request_serializer=S.SerializeToString,
-        response_deserializer=S.FromString,
-    )
-    assert [r.value async for r in stream(S())] == ["0", "1", "2"]
+    assert await streamed(channel, "Count") == ["0", "1", "2"]
 
 
 async def test_streaming_handler_that_writes_to_the_context_passes_through(start: Any) -> None:
     _, channel = await start()
-    stream = channel.unary_stream(
-        f"/{SERVICE}/CountByWriting",
-        request_serializer=S.SerializeToString,
-        response_deserializer=S.FromString,
-    )
-    assert [r.value async for r in stream(S())] == ["w0", "w1"]
+    assert await streamed(channel, "CountByWriting") == ["w0", "w1"]
 
 
 async def test_log_line_of_a_failed_call_names_its_request_id_and_code(

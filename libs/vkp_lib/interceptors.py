@@ -22,7 +22,7 @@ import grpc
 import structlog
 
 from vkp_lib.auth import Authenticator, set_principal
-from vkp_lib.errors import Unauthenticated, VkpError
+from vkp_lib.errors import VkpError
 from vkp_lib.logging import get_logger
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.status import rich_status, status_of, trailing_metadata
@@ -125,11 +125,11 @@ class RequestLogInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         offered = dict(handler_call_details.invocation_metadata or ()).get(REQUEST_ID_KEY)
+        offered = offered if isinstance(offered, str) else ""
         quiet = method.startswith(UNAUTHENTICATED_PREFIXES)
 
         def begin(context: Context) -> tuple[str, float]:
-            valid = isinstance(offered, str) and _REQUEST_ID.match(offered)
-            request_id = offered if valid and isinstance(offered, str) else uuid.uuid4().hex
+            request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
             structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
             return request_id, time.perf_counter()
 
@@ -245,10 +245,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         }
 
         async def authenticate() -> None:
-            principal = await self._authenticator.authenticate(method, metadata)
-            if principal is None:
-                raise Unauthenticated("UNAUTHENTICATED", "no credentials")
-            set_principal(principal)
+            set_principal(await self._authenticator.authenticate(method, metadata))
 
         async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
             await authenticate()
