@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# The contracts as last released: buf breaking compares protos/ against it.
+BASELINE := protos/baseline.binpb
 
-.PHONY: help install generate check-generated lint format typecheck pytest test run bench
+.PHONY: help install generate check-generated lint breaking baseline format typecheck pytest test run bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,11 +28,18 @@ generate: install ## Regenerate the Python code of the contracts into libs/gen
 check-generated: install ## Fail when libs/gen differs from what the contracts generate
 	$(BIN)/python scripts/generate.py --check
 
-lint: install ## ruff, buf lint and the buf format check
+lint: install ## ruff, buf lint, the buf format check and buf breaking against the baseline
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
+	$(BIN)/buf breaking --against $(BASELINE)
+
+breaking: install ## buf breaking: the contracts against the committed baseline image
+	$(BIN)/buf breaking --against $(BASELINE)
+
+baseline: install ## Refresh the contracts baseline on purpose (after a release of the contracts)
+	$(BIN)/buf build --exclude-source-info -o $(BASELINE)
 
 format: install ## Apply ruff and buf formatting
 	$(BIN)/ruff check --fix .

@@ -1,5 +1,6 @@
 """Each of the five services as a real `vkp serve` process: health, reflection, the request size
-limit, UNIMPLEMENTED placeholders, graceful shutdown and trace propagation."""
+limit, the contracts' field rules and UNIMPLEMENTED placeholders, graceful shutdown and trace
+propagation."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 
 import grpc
 import pytest
+from google.protobuf.descriptor import MethodDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry import trace
@@ -17,10 +19,12 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import SERVICES
+from tests.test_contracts import CONTRACTS
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp_lib.health import LIVENESS
-from vkp_lib.status import error_info
+from vkp_lib.status import bad_request, error_info
 from vkp_lib.testing.collector import CollectedSpan, Collector
+from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.processes import TEST_ENV, ServiceProcess
 
 FIRST_RPC = {
@@ -75,16 +79,69 @@ def test_two_megabyte_request_is_refused_with_resource_exhausted(
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def _call_with_empty_request(channel: grpc.Channel, method: MethodDescriptor) -> None:
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    if method.server_streaming:
+        stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(path)
+        list(stream(b"", timeout=10))
+    else:
+        raw_call(channel, path, b"")
+
+
 @pytest.mark.parametrize("name", SERVICES)
-def test_rpcs_not_built_yet_answer_unimplemented_with_a_reason(
+def test_every_rpc_of_the_contract_is_served_through_the_interceptors(
     hub: dict[str, ServiceProcess], name: str
 ) -> None:
-    with hub[name].channel() as channel, pytest.raises(grpc.RpcError) as caught:
-        raw_call(channel, FIRST_RPC[name], b"")
+    """An empty request either breaks the method's field rules or reaches its placeholder; both
+    answers carry the service's ErrorInfo, which a method the server does not know would not."""
+    service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
+    answers: dict[str, tuple[str, str]] = {}
+    with hub[name].channel() as channel:
+        for method in service.methods:
+            with pytest.raises(grpc.RpcError) as caught:
+                _call_with_empty_request(channel, method)
+            info = error_info(caught.value)
+            assert info is not None, method.name
+            assert info.domain == f"{name}.vkp", method.name
+            answers[method.name] = (caught.value.code().name, info.reason)
+    assert set(answers.values()) <= {
+        ("UNIMPLEMENTED", "NOT_IMPLEMENTED"),
+        ("INVALID_ARGUMENT", "INVALID_FORMAT"),
+        ("INVALID_ARGUMENT", "INVALID_ORGANIZATION_NUMBER"),
+    }, answers
+
+
+def test_a_well_formed_event_passes_the_rules_and_reaches_the_placeholder(
+    hub: dict[str, ServiceProcess],
+) -> None:
+    with hub["ingest"].channel() as channel, pytest.raises(grpc.RpcError) as caught:
+        ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
+            ingest_pb2.SubmitEventRequest(event=sample_event("supervision")), timeout=10
+        )
     assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
     info = error_info(caught.value)
     assert info is not None
-    assert (info.reason, info.domain) == ("NOT_IMPLEMENTED", f"{name}.vkp")
+    assert (info.reason, info.domain) == ("NOT_IMPLEMENTED", "ingest.vkp")
+
+
+def test_a_malformed_event_is_answered_invalid_argument_naming_the_field(
+    hub: dict[str, ServiceProcess],
+) -> None:
+    event = sample_event("alarm_step")
+    event.patient.value = event.patient.value[:10]
+    with hub["ingest"].channel() as channel, pytest.raises(grpc.RpcError) as caught:
+        ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
+            ingest_pb2.SubmitEventRequest(event=event), timeout=10
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    info, bad = error_info(caught.value), bad_request(caught.value)
+    assert info is not None
+    assert bad is not None
+    assert (info.reason, info.domain) == ("INVALID_NATIONAL_ID", "ingest.vkp")
+    assert [(v.field, v.reason) for v in bad.field_violations] == [
+        ("event.patient.value", "INVALID_NATIONAL_ID")
+    ]
+    assert event.patient.value not in (caught.value.details() or "")
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -136,7 +193,7 @@ async def test_client_trace_continues_in_the_server(
         ) as channel:
             with pytest.raises(grpc.aio.AioRpcError):
                 await ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
-                    ingest_pb2.SubmitEventRequest(event_id="e-1"), timeout=5
+                    ingest_pb2.SubmitEventRequest(), timeout=5
                 )
     trace_id = format(parent.get_span_context().trace_id, "032x")
     client_span = next(

@@ -3,7 +3,8 @@
 1. OpenTelemetry (the gRPC instrumentation; W3C trace context from the call metadata),
 2. request id and one structured log line per call,
 3. error mapping: domain errors to status codes with ErrorInfo; anything unexpected to INTERNAL,
-4. authentication: the principal of the call, into a context variable.
+4. authentication: the principal of the call, into a context variable,
+5. validation: the field rules of the contracts (protovalidate) on every request message.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vkp_lib.errors import VkpError
 from vkp_lib.logging import get_logger
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.status import rich_status, status_of, trailing_metadata
+from vkp_lib.validation import validate
 
 REQUEST_ID_KEY = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -257,3 +259,62 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 yield response
 
         return _wrap(handler, around_unary, around_stream)
+
+
+class ValidationInterceptor(grpc.aio.ServerInterceptor):
+    """Checks every request message against the field rules of its contract before the servicer
+    sees it: a message that breaks one is answered INVALID_ARGUMENT with a BadRequest (raised
+    here, mapped by the error interceptor outside)."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES):
+            return handler
+        des, ser = handler.request_deserializer, handler.response_serializer
+
+        async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                validate(request)
+                yield request
+
+        if handler.unary_unary:
+            uu: Any = handler.unary_unary
+
+            async def unary_unary(request: Any, context: Context) -> Any:
+                validate(request)
+                return await uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, des, ser)
+        if handler.unary_stream:
+            us: Any = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                validate(request)
+                result = us(request, context)
+                if inspect.isasyncgen(result):
+                    async for response in result:
+                        yield response
+                else:  # a coroutine that writes with context.write
+                    await result
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
+        if handler.stream_unary:
+            su: Any = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: Context) -> Any:
+                return await su(checked(requests), context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, des, ser)
+        ss: Any = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+            result = ss(checked(requests), context)
+            if inspect.isasyncgen(result):
+                async for response in result:
+                    yield response
+            else:
+                await result
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)

@@ -29,7 +29,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from vkp_lib.auth import AnonymousAuthenticator, Authenticator
 from vkp_lib.health import LIVENESS, NOT_SERVING, HealthService
-from vkp_lib.interceptors import AuthInterceptor, ErrorInterceptor, RequestLogInterceptor
+from vkp_lib.interceptors import (
+    AuthInterceptor,
+    ErrorInterceptor,
+    RequestLogInterceptor,
+    ValidationInterceptor,
+)
 from vkp_lib.logging import get_logger
 from vkp_lib.settings import MAX_REQUEST_BYTES, RuntimeSettings
 
@@ -78,6 +83,7 @@ class Server:
                 RequestLogInterceptor(),
                 ErrorInterceptor(domain=f"{service.name}.vkp"),
                 AuthInterceptor(service.authenticator),
+                ValidationInterceptor(),
             ],
             options=[
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),

@@ -1,7 +1,8 @@
 """gRPC servicer of vkp.lookup.v1.LookupService: thin, proto <-> domain.
 
-RPCs whose step has not come yet raise NotImplementedError, which the runner answers with
-UNIMPLEMENTED and the reason NOT_IMPLEMENTED.
+The service serves its whole contract. An RPC whose step has not come yet raises
+NotImplementedError, which the runner answers UNIMPLEMENTED with the reason NOT_IMPLEMENTED,
+after the request has passed authentication and the field rules of the contract.
 """
 
 from __future__ import annotations
@@ -11,7 +12,27 @@ from vkp_lib.rpc import Context
 
 
 class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
+    async def ListServiceRecipients(
+        self, request: lookup_pb2.ListServiceRecipientsRequest, context: Context
+    ) -> lookup_pb2.ListServiceRecipientsResponse:
+        raise NotImplementedError
+
     async def GetPatient(
         self, request: lookup_pb2.GetPatientRequest, context: Context
     ) -> lookup_pb2.GetPatientResponse:
+        raise NotImplementedError
+
+    async def GetServices(
+        self, request: lookup_pb2.GetServicesRequest, context: Context
+    ) -> lookup_pb2.GetServicesResponse:
+        raise NotImplementedError
+
+    async def GetVisitPlan(
+        self, request: lookup_pb2.GetVisitPlanRequest, context: Context
+    ) -> lookup_pb2.GetVisitPlanResponse:
+        raise NotImplementedError
+
+    async def GetAlarmContext(
+        self, request: lookup_pb2.GetAlarmContextRequest, context: Context
+    ) -> lookup_pb2.GetAlarmContextResponse:
         raise NotImplementedError

@@ -3,8 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from vkp.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,6 +21,328 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _AuditAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIT_ACTION_UNSPECIFIED: _AuditAction.ValueType  # 0
+    AUDIT_ACTION_READ: _AuditAction.ValueType  # 1
+    """Read one patient's data (BALP PatientRead)."""
+    AUDIT_ACTION_QUERY: _AuditAction.ValueType  # 2
+    """Searched or listed patients (BALP Query)."""
+    AUDIT_ACTION_CREATE: _AuditAction.ValueType  # 3
+    """Wrote data about patients: accepted events, delivered notes (BALP Create)."""
+
+class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
+    """What was done."""
+
+AUDIT_ACTION_UNSPECIFIED: AuditAction.ValueType  # 0
+AUDIT_ACTION_READ: AuditAction.ValueType  # 1
+"""Read one patient's data (BALP PatientRead)."""
+AUDIT_ACTION_QUERY: AuditAction.ValueType  # 2
+"""Searched or listed patients (BALP Query)."""
+AUDIT_ACTION_CREATE: AuditAction.ValueType  # 3
+"""Wrote data about patients: accepted events, delivered notes (BALP Create)."""
+Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
+
+class _AuditOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuditOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIT_OUTCOME_UNSPECIFIED: _AuditOutcome.ValueType  # 0
+    AUDIT_OUTCOME_ALLOWED: _AuditOutcome.ValueType  # 1
+    """Allowed and done."""
+    AUDIT_OUTCOME_DENIED: _AuditOutcome.ValueType  # 2
+    """Refused, with the reason."""
+    AUDIT_OUTCOME_FAILED: _AuditOutcome.ValueType  # 3
+    """Allowed, but it failed (e.g. the EPJ did not answer)."""
+
+class AuditOutcome(_AuditOutcome, metaclass=_AuditOutcomeEnumTypeWrapper):
+    """How it ended."""
+
+AUDIT_OUTCOME_UNSPECIFIED: AuditOutcome.ValueType  # 0
+AUDIT_OUTCOME_ALLOWED: AuditOutcome.ValueType  # 1
+"""Allowed and done."""
+AUDIT_OUTCOME_DENIED: AuditOutcome.ValueType  # 2
+"""Refused, with the reason."""
+AUDIT_OUTCOME_FAILED: AuditOutcome.ValueType  # 3
+"""Allowed, but it failed (e.g. the EPJ did not answer)."""
+Global___AuditOutcome: _TypeAlias = AuditOutcome  # noqa: Y015
+
+class _ChainProblem:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChainProblemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChainProblem.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHAIN_PROBLEM_UNSPECIFIED: _ChainProblem.ValueType  # 0
+    CHAIN_PROBLEM_HASH_MISMATCH: _ChainProblem.ValueType  # 1
+    """A record's hash is not the hash of its content: it was edited."""
+    CHAIN_PROBLEM_BROKEN_LINK: _ChainProblem.ValueType  # 2
+    """A record's previous_hash is not the hash of the record before it."""
+    CHAIN_PROBLEM_GAP: _ChainProblem.ValueType  # 3
+    """A sequence number is missing: a record was removed."""
+    CHAIN_PROBLEM_BAD_SIGNATURE: _ChainProblem.ValueType  # 4
+    """A checkpoint's signature is not valid."""
+    CHAIN_PROBLEM_CHECKPOINT_MISMATCH: _ChainProblem.ValueType  # 5
+    """A signed checkpoint does not match the record at its sequence: history was rewritten."""
+
+class ChainProblem(_ChainProblem, metaclass=_ChainProblemEnumTypeWrapper):
+    """Why a chain does not verify."""
+
+CHAIN_PROBLEM_UNSPECIFIED: ChainProblem.ValueType  # 0
+CHAIN_PROBLEM_HASH_MISMATCH: ChainProblem.ValueType  # 1
+"""A record's hash is not the hash of its content: it was edited."""
+CHAIN_PROBLEM_BROKEN_LINK: ChainProblem.ValueType  # 2
+"""A record's previous_hash is not the hash of the record before it."""
+CHAIN_PROBLEM_GAP: ChainProblem.ValueType  # 3
+"""A sequence number is missing: a record was removed."""
+CHAIN_PROBLEM_BAD_SIGNATURE: ChainProblem.ValueType  # 4
+"""A checkpoint's signature is not valid."""
+CHAIN_PROBLEM_CHECKPOINT_MISMATCH: ChainProblem.ValueType  # 5
+"""A signed checkpoint does not match the record at its sequence: history was rewritten."""
+Global___ChainProblem: _TypeAlias = ChainProblem  # noqa: Y015
+
+@_typing.final
+class Actor(_message.Message):
+    """Who acted: identity from the caller's token, never from request fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_NUMBER_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    PERSON_ID_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    """The OAuth2 client id."""
+    organization_number: _builtins.str
+    """The organisation number of the caller's organisation."""
+    vendor_system: _builtins.str
+    """The vendor system, when the caller is one: vendors/{organization_number}/systems/{id}."""
+    person_id: _builtins.str
+    """The person acting, when the caller names one (e.g. an HPR number or the vendor's user id)."""
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        organization_number: _builtins.str = ...,
+        vendor_system: _builtins.str = ...,
+        person_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "organization_number", b"organization_number", "person_id", b"person_id", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Actor: _TypeAlias = Actor  # noqa: Y015
+
+@_typing.final
+class Purpose(_message.Message):
+    """Why it was done."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service the caller acted for."""
+    alarm_id: _builtins.str
+    """The alarm, for a lookup during an alarm."""
+    def __init__(
+        self,
+        *,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        alarm_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "service_code", b"service_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Purpose: _TypeAlias = Purpose  # noqa: Y015
+
+@_typing.final
+class AuditRecord(_message.Message):
+    """One access."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PATIENTS_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    OUTCOME_REASON_FIELD_NUMBER: _builtins.int
+    STALE_DATA_FIELD_NUMBER: _builtins.int
+    OCCURRED_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
+    RECORD_TIME_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    """A UUID the writer chooses: a record written twice is stored once."""
+    municipality: _builtins.str
+    """For which municipality: its organisation number, and the chain the record joins."""
+    action: Global___AuditAction.ValueType
+    """What."""
+    resource: _builtins.str
+    """On what: the RPC or resource, e.g. /vkp.lookup.v1.LookupService/GetAlarmContext."""
+    outcome: Global___AuditOutcome.ValueType
+    """How it ended."""
+    outcome_reason: _builtins.str
+    """The reason of a denial or failure, e.g. MISSING_ACTIVE_SERVICE."""
+    stale_data: _builtins.bool
+    """True when data served was stale (the EPJ was down) or the service-need check used stale
+    data.
+    """
+    request_id: _builtins.str
+    """The request id of the call."""
+    trace_id: _builtins.str
+    """The W3C trace id of the call, 32 hex digits."""
+    sequence: _builtins.int
+    """Output only. The record's place in its municipality's chain."""
+    hash: _builtins.str
+    """Output only. The hash of the record's canonical form, hex."""
+    previous_hash: _builtins.str
+    """Output only. The hash of the record before it in the chain, hex."""
+    @_builtins.property
+    def actor(self) -> Global___Actor:
+        """Who."""
+
+    @_builtins.property
+    def patients(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.NationalId]:
+        """Which patients: one for a read, many for a batch or a list."""
+
+    @_builtins.property
+    def purpose(self) -> Global___Purpose:
+        """Why."""
+
+    @_builtins.property
+    def occurred_time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
+    @_builtins.property
+    def record_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the audit service stored it."""
+
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+        actor: Global___Actor | None = ...,
+        municipality: _builtins.str = ...,
+        patients: _abc.Iterable[_common_pb2.NationalId] | None = ...,
+        action: Global___AuditAction.ValueType = ...,
+        resource: _builtins.str = ...,
+        purpose: Global___Purpose | None = ...,
+        outcome: Global___AuditOutcome.ValueType = ...,
+        outcome_reason: _builtins.str = ...,
+        stale_data: _builtins.bool = ...,
+        occurred_time: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        hash: _builtins.str = ...,
+        previous_hash: _builtins.str = ...,
+        record_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_time", b"occurred_time", "purpose", b"purpose", "record_time", b"record_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "hash", b"hash", "municipality", b"municipality", "occurred_time", b"occurred_time", "outcome", b"outcome", "outcome_reason", b"outcome_reason", "patients", b"patients", "previous_hash", b"previous_hash", "purpose", b"purpose", "record_id", b"record_id", "record_time", b"record_time", "request_id", b"request_id", "resource", b"resource", "sequence", b"sequence", "stale_data", b"stale_data", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditRecord: _TypeAlias = AuditRecord  # noqa: Y015
+
+@_typing.final
+class RecordRequest(_message.Message):
+    """Request of Record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditRecord]:
+        """The records, 1 to 1000."""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___AuditRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRequest: _TypeAlias = RecordRequest  # noqa: Y015
+
+@_typing.final
+class RecordResult(_message.Message):
+    """The outcome of one record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    """The record id, as sent."""
+    created: _builtins.bool
+    """False when the record was stored before (a repeat)."""
+    sequence: _builtins.int
+    """Its place in the chain."""
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+        created: _builtins.bool = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "record_id", b"record_id", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordResult: _TypeAlias = RecordResult  # noqa: Y015
+
+@_typing.final
+class RecordResponse(_message.Message):
+    """Response of Record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordResult]:
+        """One result per record, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RecordResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordResponse: _TypeAlias = RecordResponse  # noqa: Y015
+
 @_typing.final
 class QueryRequest(_message.Message):
     """Request of Query."""
@@ -23,24 +350,40 @@ class QueryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    ACTOR_CLIENT_ID_FIELD_NUMBER: _builtins.int
+    TIME_RANGE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     municipality: _builtins.str
-    """Organisation number of the municipality whose log is read."""
+    """The municipality's organisation number: the reader's own."""
+    actor_client_id: _builtins.str
+    """Only records of this client id."""
     page_size: _builtins.int
-    """Maximum number of records to return."""
+    """At most this many (default 50, at most 1000)."""
     page_token: _builtins.str
-    """Page token from a previous response."""
+    """The next_page_token of the previous page."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """Only records that name this patient: the patient's access log."""
+
+    @_builtins.property
+    def time_range(self) -> _common_pb2.Period:
+        """Only records that occurred in this span."""
+
     def __init__(
         self,
         *,
         municipality: _builtins.str = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        actor_client_id: _builtins.str = ...,
+        time_range: _common_pb2.Period | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient", "time_range", b"time_range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_client_id", b"actor_client_id", "municipality", b"municipality", "page_size", b"page_size", "page_token", b"page_token", "patient", b"patient", "time_range", b"time_range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -52,18 +395,256 @@ class QueryResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    RECORDS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Token of the next page, empty on the last."""
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditRecord]:
+        """One page, newest first."""
+
     def __init__(
         self,
         *,
+        records: _abc.Iterable[Global___AuditRecord] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "records", b"records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryResponse: _TypeAlias = QueryResponse  # noqa: Y015
+
+@_typing.final
+class Checkpoint(_message.Message):
+    """A signed chain head."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    SIGN_TIME_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    sequence: _builtins.int
+    """The sequence of the head record."""
+    head_hash: _builtins.str
+    """The head record's hash, hex."""
+    key_id: _builtins.str
+    """The id of the signing key."""
+    signature: _builtins.bytes
+    """The signature."""
+    @_builtins.property
+    def sign_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was signed."""
+
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        head_hash: _builtins.str = ...,
+        sign_time: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sign_time", b"sign_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head_hash", b"head_hash", "key_id", b"key_id", "municipality", b"municipality", "sequence", b"sequence", "sign_time", b"sign_time", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Checkpoint: _TypeAlias = Checkpoint  # noqa: Y015
+
+@_typing.final
+class VerifyChainRequest(_message.Message):
+    """Request of VerifyChain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    FROM_SEQUENCE_FIELD_NUMBER: _builtins.int
+    TO_SEQUENCE_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number: the reader's own."""
+    from_sequence: _builtins.int
+    """The first sequence to check; from the start when 0."""
+    to_sequence: _builtins.int
+    """The last sequence to check; to the head when 0."""
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        from_sequence: _builtins.int = ...,
+        to_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_sequence", b"from_sequence", "municipality", b"municipality", "to_sequence", b"to_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyChainRequest: _TypeAlias = VerifyChainRequest  # noqa: Y015
+
+@_typing.final
+class VerifyChainResponse(_message.Message):
+    """Response of VerifyChain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTACT_FIELD_NUMBER: _builtins.int
+    RECORDS_CHECKED_FIELD_NUMBER: _builtins.int
+    FIRST_BAD_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    LATEST_CHECKPOINT_FIELD_NUMBER: _builtins.int
+    intact: _builtins.bool
+    """True when every record checked fits."""
+    records_checked: _builtins.int
+    """How many records were checked."""
+    first_bad_sequence: _builtins.int
+    """The first record that does not fit; 0 when intact."""
+    problem: Global___ChainProblem.ValueType
+    """What is wrong with it."""
+    @_builtins.property
+    def latest_checkpoint(self) -> Global___Checkpoint:
+        """The latest checkpoint the check used."""
+
+    def __init__(
+        self,
+        *,
+        intact: _builtins.bool = ...,
+        records_checked: _builtins.int = ...,
+        first_bad_sequence: _builtins.int = ...,
+        problem: Global___ChainProblem.ValueType = ...,
+        latest_checkpoint: Global___Checkpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["latest_checkpoint", b"latest_checkpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_bad_sequence", b"first_bad_sequence", "intact", b"intact", "latest_checkpoint", b"latest_checkpoint", "problem", b"problem", "records_checked", b"records_checked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyChainResponse: _TypeAlias = VerifyChainResponse  # noqa: Y015
+
+@_typing.final
+class ExportFhirRequest(_message.Message):
+    """Request of ExportFhir."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    TIME_RANGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number: the reader's own."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """Only records that name this patient."""
+
+    @_builtins.property
+    def time_range(self) -> _common_pb2.Period:
+        """Only records that occurred in this span."""
+
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        time_range: _common_pb2.Period | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient", "time_range", b"time_range"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "page_size", b"page_size", "page_token", b"page_token", "patient", b"patient", "time_range", b"time_range"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportFhirRequest: _TypeAlias = ExportFhirRequest  # noqa: Y015
+
+@_typing.final
+class ExportFhirResponse(_message.Message):
+    """Response of ExportFhir."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FHIR_BUNDLE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    fhir_bundle: _builtins.bytes
+    """A FHIR R4 Bundle (type collection) of AuditEvents, as JSON."""
+    content_type: _builtins.str
+    """The media type of fhir_bundle: application/fhir+json; fhirVersion=4.0."""
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    def __init__(
+        self,
+        *,
+        fhir_bundle: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "fhir_bundle", b"fhir_bundle", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportFhirResponse: _TypeAlias = ExportFhirResponse  # noqa: Y015
+
+@_typing.final
+class CreateCheckpointRequest(_message.Message):
+    """Request of CreateCheckpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCheckpointRequest: _TypeAlias = CreateCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class CreateCheckpointResponse(_message.Message):
+    """Response of CreateCheckpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkpoint(self) -> Global___Checkpoint:
+        """The new checkpoint."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint: Global___Checkpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCheckpointResponse: _TypeAlias = CreateCheckpointResponse  # noqa: Y015

@@ -26,9 +26,22 @@ if _version_not_supported:
 
 
 class AuditServiceStub:
-    """The tamper-evident record of every access to patient data, and each patient's access log.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """A tamper-evident record of every access to patient data, and each patient's access log
+    (pasientjournalloven § 18 and § 22; Normen fact sheet 15). Records are append-only and
+    hash-chained per municipality; the chain heads are anchored by signed checkpoints.
+
+    Callers: the hub's own services for Record; audit readers (scope vkp:audit.read, their own
+    municipality only) for Query, VerifyChain and ExportFhir; operators (scope vkp:admin) for
+    CreateCheckpoint.
+
+    ErrorInfo reasons (domain audit.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_PAGE_TOKEN
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
+    MISSING_SCOPE
+    ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
+    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel):
@@ -37,21 +50,85 @@ class AuditServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Record = channel.unary_unary(
+                '/vkp.audit.v1.AuditService/Record',
+                request_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.RecordRequest.SerializeToString,
+                response_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.RecordResponse.FromString,
+                _registered_method=True)
         self.Query = channel.unary_unary(
                 '/vkp.audit.v1.AuditService/Query',
                 request_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.QueryRequest.SerializeToString,
                 response_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.VerifyChain = channel.unary_unary(
+                '/vkp.audit.v1.AuditService/VerifyChain',
+                request_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
+                response_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
+                _registered_method=True)
+        self.ExportFhir = channel.unary_unary(
+                '/vkp.audit.v1.AuditService/ExportFhir',
+                request_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.ExportFhirRequest.SerializeToString,
+                response_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.ExportFhirResponse.FromString,
+                _registered_method=True)
+        self.CreateCheckpoint = channel.unary_unary(
+                '/vkp.audit.v1.AuditService/CreateCheckpoint',
+                request_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.CreateCheckpointRequest.SerializeToString,
+                response_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.CreateCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
-    """The tamper-evident record of every access to patient data, and each patient's access log.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """A tamper-evident record of every access to patient data, and each patient's access log
+    (pasientjournalloven § 18 and § 22; Normen fact sheet 15). Records are append-only and
+    hash-chained per municipality; the chain heads are anchored by signed checkpoints.
+
+    Callers: the hub's own services for Record; audit readers (scope vkp:audit.read, their own
+    municipality only) for Query, VerifyChain and ExportFhir; operators (scope vkp:admin) for
+    CreateCheckpoint.
+
+    ErrorInfo reasons (domain audit.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_PAGE_TOKEN
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
+    MISSING_SCOPE
+    ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
+    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
+    def Record(self, request, context):
+        """Internal. Appends records, each idempotent by its record_id; answers after commit with one
+        result per record in the same order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Query(self, request, context):
-        """Queries the access log of one municipality.
+        """Finds records of a municipality: by patient (the patient's access log, every record that
+        names them), by actor, by time. Newest first, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyChain(self, request, context):
+        """Checks a municipality's chain, or part of it, against its hashes and signed checkpoints,
+        and reports the first record that does not fit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportFhir(self, request, context):
+        """Records as FHIR R4 AuditEvents following IHE Basic Audit Log Patterns (BALP), paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCheckpoint(self, request, context):
+        """Signs the head of a municipality's chain now, besides the periodic checkpoints.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,10 +137,30 @@ class AuditServiceServicer:
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Record': grpc.unary_unary_rpc_method_handler(
+                    servicer.Record,
+                    request_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.RecordRequest.FromString,
+                    response_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.RecordResponse.SerializeToString,
+            ),
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
                     request_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.QueryRequest.FromString,
                     response_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.QueryResponse.SerializeToString,
+            ),
+            'VerifyChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyChain,
+                    request_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.VerifyChainRequest.FromString,
+                    response_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.VerifyChainResponse.SerializeToString,
+            ),
+            'ExportFhir': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportFhir,
+                    request_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.ExportFhirRequest.FromString,
+                    response_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.ExportFhirResponse.SerializeToString,
+            ),
+            'CreateCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCheckpoint,
+                    request_deserializer=vkp_dot_audit_dot_v1_dot_audit__pb2.CreateCheckpointRequest.FromString,
+                    response_serializer=vkp_dot_audit_dot_v1_dot_audit__pb2.CreateCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -74,10 +171,50 @@ def add_AuditServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
-    """The tamper-evident record of every access to patient data, and each patient's access log.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """A tamper-evident record of every access to patient data, and each patient's access log
+    (pasientjournalloven § 18 and § 22; Normen fact sheet 15). Records are append-only and
+    hash-chained per municipality; the chain heads are anchored by signed checkpoints.
+
+    Callers: the hub's own services for Record; audit readers (scope vkp:audit.read, their own
+    municipality only) for Query, VerifyChain and ExportFhir; operators (scope vkp:admin) for
+    CreateCheckpoint.
+
+    ErrorInfo reasons (domain audit.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_PAGE_TOKEN
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
+    MISSING_SCOPE
+    ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
+    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
+
+    @staticmethod
+    def Record(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.audit.v1.AuditService/Record',
+            vkp_dot_audit_dot_v1_dot_audit__pb2.RecordRequest.SerializeToString,
+            vkp_dot_audit_dot_v1_dot_audit__pb2.RecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Query(request,
@@ -96,6 +233,87 @@ class AuditService:
             '/vkp.audit.v1.AuditService/Query',
             vkp_dot_audit_dot_v1_dot_audit__pb2.QueryRequest.SerializeToString,
             vkp_dot_audit_dot_v1_dot_audit__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.audit.v1.AuditService/VerifyChain',
+            vkp_dot_audit_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
+            vkp_dot_audit_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportFhir(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.audit.v1.AuditService/ExportFhir',
+            vkp_dot_audit_dot_v1_dot_audit__pb2.ExportFhirRequest.SerializeToString,
+            vkp_dot_audit_dot_v1_dot_audit__pb2.ExportFhirResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.audit.v1.AuditService/CreateCheckpoint',
+            vkp_dot_audit_dot_v1_dot_audit__pb2.CreateCheckpointRequest.SerializeToString,
+            vkp_dot_audit_dot_v1_dot_audit__pb2.CreateCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,34 +27,111 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuditServiceStub:
-    """The tamper-evident record of every access to patient data, and each patient's access log.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """A tamper-evident record of every access to patient data, and each patient's access log
+    (pasientjournalloven § 18 and § 22; Normen fact sheet 15). Records are append-only and
+    hash-chained per municipality; the chain heads are anchored by signed checkpoints.
+
+    Callers: the hub's own services for Record; audit readers (scope vkp:audit.read, their own
+    municipality only) for Query, VerifyChain and ExportFhir; operators (scope vkp:admin) for
+    CreateCheckpoint.
+
+    ErrorInfo reasons (domain audit.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_PAGE_TOKEN
+      PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
+                           MISSING_SCOPE
+      ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
+      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
+    Record: _grpc.UnaryUnaryMultiCallable[_audit_pb2.RecordRequest, _audit_pb2.RecordResponse]
+    """Internal. Appends records, each idempotent by its record_id; answers after commit with one
+    result per record in the same order.
+    """
     Query: _grpc.UnaryUnaryMultiCallable[_audit_pb2.QueryRequest, _audit_pb2.QueryResponse]
-    """Queries the access log of one municipality."""
+    """Finds records of a municipality: by patient (the patient's access log, every record that
+    names them), by actor, by time. Newest first, paged.
+    """
+    VerifyChain: _grpc.UnaryUnaryMultiCallable[_audit_pb2.VerifyChainRequest, _audit_pb2.VerifyChainResponse]
+    """Checks a municipality's chain, or part of it, against its hashes and signed checkpoints,
+    and reports the first record that does not fit.
+    """
+    ExportFhir: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ExportFhirRequest, _audit_pb2.ExportFhirResponse]
+    """Records as FHIR R4 AuditEvents following IHE Basic Audit Log Patterns (BALP), paged."""
+    CreateCheckpoint: _grpc.UnaryUnaryMultiCallable[_audit_pb2.CreateCheckpointRequest, _audit_pb2.CreateCheckpointResponse]
+    """Signs the head of a municipality's chain now, besides the periodic checkpoints."""
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
-    """The tamper-evident record of every access to patient data, and each patient's access log.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """A tamper-evident record of every access to patient data, and each patient's access log
+    (pasientjournalloven § 18 and § 22; Normen fact sheet 15). Records are append-only and
+    hash-chained per municipality; the chain heads are anchored by signed checkpoints.
+
+    Callers: the hub's own services for Record; audit readers (scope vkp:audit.read, their own
+    municipality only) for Query, VerifyChain and ExportFhir; operators (scope vkp:admin) for
+    CreateCheckpoint.
+
+    ErrorInfo reasons (domain audit.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_PAGE_TOKEN
+      PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
+                           MISSING_SCOPE
+      ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
+      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Record: _aio.UnaryUnaryMultiCallable[_audit_pb2.RecordRequest, _audit_pb2.RecordResponse]  # type: ignore[assignment]
+    """Internal. Appends records, each idempotent by its record_id; answers after commit with one
+    result per record in the same order.
+    """
     Query: _aio.UnaryUnaryMultiCallable[_audit_pb2.QueryRequest, _audit_pb2.QueryResponse]  # type: ignore[assignment]
-    """Queries the access log of one municipality."""
+    """Finds records of a municipality: by patient (the patient's access log, every record that
+    names them), by actor, by time. Newest first, paged.
+    """
+    VerifyChain: _aio.UnaryUnaryMultiCallable[_audit_pb2.VerifyChainRequest, _audit_pb2.VerifyChainResponse]  # type: ignore[assignment]
+    """Checks a municipality's chain, or part of it, against its hashes and signed checkpoints,
+    and reports the first record that does not fit.
+    """
+    ExportFhir: _aio.UnaryUnaryMultiCallable[_audit_pb2.ExportFhirRequest, _audit_pb2.ExportFhirResponse]  # type: ignore[assignment]
+    """Records as FHIR R4 AuditEvents following IHE Basic Audit Log Patterns (BALP), paged."""
+    CreateCheckpoint: _aio.UnaryUnaryMultiCallable[_audit_pb2.CreateCheckpointRequest, _audit_pb2.CreateCheckpointResponse]  # type: ignore[assignment]
+    """Signs the head of a municipality's chain now, besides the periodic checkpoints."""
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The tamper-evident record of every access to patient data, and each patient's access log.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """A tamper-evident record of every access to patient data, and each patient's access log
+    (pasientjournalloven § 18 and § 22; Normen fact sheet 15). Records are append-only and
+    hash-chained per municipality; the chain heads are anchored by signed checkpoints.
+
+    Callers: the hub's own services for Record; audit readers (scope vkp:audit.read, their own
+    municipality only) for Query, VerifyChain and ExportFhir; operators (scope vkp:admin) for
+    CreateCheckpoint.
+
+    ErrorInfo reasons (domain audit.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_PAGE_TOKEN
+      PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
+                           MISSING_SCOPE
+      ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
+      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
+
+    @_abc_1.abstractmethod
+    def Record(
+        self,
+        request: _audit_pb2.RecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.RecordResponse, _abc.Awaitable[_audit_pb2.RecordResponse]]:
+        """Internal. Appends records, each idempotent by its record_id; answers after commit with one
+        result per record in the same order.
+        """
 
     @_abc_1.abstractmethod
     def Query(
@@ -62,6 +139,34 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.QueryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.QueryResponse, _abc.Awaitable[_audit_pb2.QueryResponse]]:
-        """Queries the access log of one municipality."""
+        """Finds records of a municipality: by patient (the patient's access log, every record that
+        names them), by actor, by time. Newest first, paged.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyChain(
+        self,
+        request: _audit_pb2.VerifyChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.VerifyChainResponse, _abc.Awaitable[_audit_pb2.VerifyChainResponse]]:
+        """Checks a municipality's chain, or part of it, against its hashes and signed checkpoints,
+        and reports the first record that does not fit.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportFhir(
+        self,
+        request: _audit_pb2.ExportFhirRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.ExportFhirResponse, _abc.Awaitable[_audit_pb2.ExportFhirResponse]]:
+        """Records as FHIR R4 AuditEvents following IHE Basic Audit Log Patterns (BALP), paged."""
+
+    @_abc_1.abstractmethod
+    def CreateCheckpoint(
+        self,
+        request: _audit_pb2.CreateCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.CreateCheckpointResponse, _abc.Awaitable[_audit_pb2.CreateCheckpointResponse]]:
+        """Signs the head of a municipality's chain now, besides the periodic checkpoints."""
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

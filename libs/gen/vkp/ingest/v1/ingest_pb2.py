@@ -22,19 +22,64 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from vkp.common.v1 import common_pb2 as vkp_dot_common_dot_v1_dot_common__pb2
+from vkp.common.v1 import event_pb2 as vkp_dot_common_dot_v1_dot_event__pb2
+from vkp.common.v1 import rules_pb2 as vkp_dot_common_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avkp/ingest/v1/ingest.proto\x12\rvkp.ingest.v1\"7\n\x12SubmitEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\'\n\x13SubmitEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t2e\n\rIngestService\x12T\n\x0bSubmitEvent\x12!.vkp.ingest.v1.SubmitEventRequest\x1a\".vkp.ingest.v1.SubmitEventResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avkp/ingest/v1/ingest.proto\x12\rvkp.ingest.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avkp/common/v1/common.proto\x1a\x19vkp/common/v1/event.proto\x1a\x19vkp/common/v1/rules.proto\"\x9c\x01\n\x0c\x45ventReceipt\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.vkp.common.v1.EventState\x12\x30\n\x0creceive_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"A\n\x12SubmitEventRequest\x12+\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.vkp.common.v1.EventB\x06\xbaH\x03\xc8\x01\x01\"C\n\x13SubmitEventResponse\x12,\n\x07receipt\x18\x01 \x01(\x0b\x32\x1b.vkp.ingest.v1.EventReceipt\"M\n\x13SubmitEventsRequest\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.vkp.common.v1.EventB\x10\xbaH\r\x92\x01\n\x08\x01\x10\xf4\x03\"\x03\xd8\x01\x03\"\x85\x01\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\x07receipt\x18\x02 \x01(\x0b\x32\x1b.vkp.ingest.v1.EventReceiptH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.vkp.common.v1.ItemErrorH\x00\x42\t\n\x07outcome\"C\n\x14SubmitEventsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vkp.ingest.v1.EventResult\"5\n\x15GetEventStatusRequest\x12\x1c\n\x08\x65vent_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\xa8\xe7\xa8\x03\x01\"\x9d\x02\n\x0b\x45ventStatus\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.vkp.common.v1.EventState\x12.\n\nstate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x19\n\x11last_error_reason\x18\x08 \x01(\t\"D\n\x16GetEventStatusResponse\x12*\n\x06status\x18\x01 \x01(\x0b\x32\x1a.vkp.ingest.v1.EventStatus\"\xeb\x01\n\x15\x43heckOpenAlarmRequest\x12^\n\rvendor_system\x18\x01 \x01(\tBG\xbaHDr?2=^vendors/[0-9]{9}/systems/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\xc8\x01\x01\x12\x1c\n\x08\x61larm_id\x18\x02 \x01(\tB\n\xbaH\x07r\x05\xa8\xe7\xa8\x03\x01\x12\x32\n\x07patient\x18\x03 \x01(\x0b\x32\x19.vkp.common.v1.NationalIdB\x06\xbaH\x03\xc8\x01\x01\x12 \n\x0cmunicipality\x18\x04 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\"\xbc\x01\n\x16\x43heckOpenAlarmResponse\x12\x0c\n\x04open\x18\x01 \x01(\x08\x12/\n\x0bopened_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_step_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63losed_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x90\x03\n\rIngestService\x12Y\n\x0bSubmitEvent\x12!.vkp.ingest.v1.SubmitEventRequest\x1a\".vkp.ingest.v1.SubmitEventResponse\"\x03\x90\x02\x02\x12\\\n\x0cSubmitEvents\x12\".vkp.ingest.v1.SubmitEventsRequest\x1a#.vkp.ingest.v1.SubmitEventsResponse\"\x03\x90\x02\x02\x12\x62\n\x0eGetEventStatus\x12$.vkp.ingest.v1.GetEventStatusRequest\x1a%.vkp.ingest.v1.GetEventStatusResponse\"\x03\x90\x02\x01\x12\x62\n\x0e\x43heckOpenAlarm\x12$.vkp.ingest.v1.CheckOpenAlarmRequest\x1a%.vkp.ingest.v1.CheckOpenAlarmResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vkp.ingest.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITEVENTREQUEST']._serialized_start=45
-  _globals['_SUBMITEVENTREQUEST']._serialized_end=100
-  _globals['_SUBMITEVENTRESPONSE']._serialized_start=102
-  _globals['_SUBMITEVENTRESPONSE']._serialized_end=141
-  _globals['_INGESTSERVICE']._serialized_start=143
-  _globals['_INGESTSERVICE']._serialized_end=244
+  _globals['_SUBMITEVENTREQUEST'].fields_by_name['event']._loaded_options = None
+  _globals['_SUBMITEVENTREQUEST'].fields_by_name['event']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_SUBMITEVENTSREQUEST'].fields_by_name['events']._loaded_options = None
+  _globals['_SUBMITEVENTSREQUEST'].fields_by_name['events']._serialized_options = b'\272H\r\222\001\n\010\001\020\364\003\"\003\330\001\003'
+  _globals['_GETEVENTSTATUSREQUEST'].fields_by_name['event_id']._loaded_options = None
+  _globals['_GETEVENTSTATUSREQUEST'].fields_by_name['event_id']._serialized_options = b'\272H\007r\005\250\347\250\003\001'
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['vendor_system']._loaded_options = None
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['vendor_system']._serialized_options = b'\272HDr?2=^vendors/[0-9]{9}/systems/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\310\001\001'
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['alarm_id']._loaded_options = None
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['alarm_id']._serialized_options = b'\272H\007r\005\250\347\250\003\001'
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['patient']._loaded_options = None
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['patient']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_CHECKOPENALARMREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_INGESTSERVICE'].methods_by_name['SubmitEvent']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['SubmitEvent']._serialized_options = b'\220\002\002'
+  _globals['_INGESTSERVICE'].methods_by_name['SubmitEvents']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['SubmitEvents']._serialized_options = b'\220\002\002'
+  _globals['_INGESTSERVICE'].methods_by_name['GetEventStatus']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['GetEventStatus']._serialized_options = b'\220\002\001'
+  _globals['_INGESTSERVICE'].methods_by_name['CheckOpenAlarm']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['CheckOpenAlarm']._serialized_options = b'\220\002\001'
+  _globals['_EVENTRECEIPT']._serialized_start=190
+  _globals['_EVENTRECEIPT']._serialized_end=346
+  _globals['_SUBMITEVENTREQUEST']._serialized_start=348
+  _globals['_SUBMITEVENTREQUEST']._serialized_end=413
+  _globals['_SUBMITEVENTRESPONSE']._serialized_start=415
+  _globals['_SUBMITEVENTRESPONSE']._serialized_end=482
+  _globals['_SUBMITEVENTSREQUEST']._serialized_start=484
+  _globals['_SUBMITEVENTSREQUEST']._serialized_end=561
+  _globals['_EVENTRESULT']._serialized_start=564
+  _globals['_EVENTRESULT']._serialized_end=697
+  _globals['_SUBMITEVENTSRESPONSE']._serialized_start=699
+  _globals['_SUBMITEVENTSRESPONSE']._serialized_end=766
+  _globals['_GETEVENTSTATUSREQUEST']._serialized_start=768
+  _globals['_GETEVENTSTATUSREQUEST']._serialized_end=821
+  _globals['_EVENTSTATUS']._serialized_start=824
+  _globals['_EVENTSTATUS']._serialized_end=1109
+  _globals['_GETEVENTSTATUSRESPONSE']._serialized_start=1111
+  _globals['_GETEVENTSTATUSRESPONSE']._serialized_end=1179
+  _globals['_CHECKOPENALARMREQUEST']._serialized_start=1182
+  _globals['_CHECKOPENALARMREQUEST']._serialized_end=1417
+  _globals['_CHECKOPENALARMRESPONSE']._serialized_start=1420
+  _globals['_CHECKOPENALARMRESPONSE']._serialized_end=1608
+  _globals['_INGESTSERVICE']._serialized_start=1611
+  _globals['_INGESTSERVICE']._serialized_end=2011
 # @@protoc_insertion_point(module_scope)

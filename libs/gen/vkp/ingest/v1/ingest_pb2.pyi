@@ -3,8 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from vkp.common.v1 import common_pb2 as _common_pb2
+from vkp.common.v1 import event_pb2 as _event_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,26 +22,64 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class EventReceipt(_message.Message):
+    """The hub's acknowledgement of an event."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RECEIVE_TIME_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """The vendor's event id."""
+    name: _builtins.str
+    """The hub's name of the event, events/{id}; its id is also the journal entry's id."""
+    state: _common_pb2.EventState.ValueType
+    """REGISTERED: committed durably."""
+    replayed: _builtins.bool
+    """True when this is the receipt of an earlier submission of the same event."""
+    @_builtins.property
+    def receive_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hub committed it."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        state: _common_pb2.EventState.ValueType = ...,
+        receive_time: _timestamp_pb2.Timestamp | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receive_time", b"receive_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "name", b"name", "receive_time", b"receive_time", "replayed", b"replayed", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventReceipt: _TypeAlias = EventReceipt  # noqa: Y015
+
+@_typing.final
 class SubmitEventRequest(_message.Message):
     """Request of SubmitEvent."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    EVENT_ID_FIELD_NUMBER: _builtins.int
-    PAYLOAD_FIELD_NUMBER: _builtins.int
-    event_id: _builtins.str
-    """The vendor's own id of the event; its idempotency key."""
-    payload: _builtins.bytes
-    """Opaque event content, replaced by typed payloads in the contracts step."""
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> _event_pb2.Event:
+        """The event."""
+
     def __init__(
         self,
         *,
-        event_id: _builtins.str = ...,
-        payload: _builtins.bytes = ...,
+        event: _event_pb2.Event | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -48,9 +91,119 @@ class SubmitEventResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def receipt(self) -> Global___EventReceipt:
+        """The receipt."""
+
+    def __init__(
+        self,
+        *,
+        receipt: Global___EventReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitEventResponse: _TypeAlias = SubmitEventResponse  # noqa: Y015
+
+@_typing.final
+class SubmitEventsRequest(_message.Message):
+    """Request of SubmitEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]:
+        """The events, 1 to 500. Each is checked on its own, so the field rules of the events are not
+        applied to the request as a whole.
+        """
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_event_pb2.Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitEventsRequest: _TypeAlias = SubmitEventsRequest  # noqa: Y015
+
+@_typing.final
+class EventResult(_message.Message):
+    """The outcome of one event of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """The vendor's event id, as sent."""
+    @_builtins.property
+    def receipt(self) -> Global___EventReceipt:
+        """The event was accepted (or had been before)."""
+
+    @_builtins.property
+    def error(self) -> _common_pb2.ItemError:
+        """The event was refused, with the reason it would have had alone."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        receipt: Global___EventReceipt | None = ...,
+        error: _common_pb2.ItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event_id", b"event_id", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["receipt", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___EventResult: _TypeAlias = EventResult  # noqa: Y015
+
+@_typing.final
+class SubmitEventsResponse(_message.Message):
+    """Response of SubmitEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]:
+        """One result per event, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___EventResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitEventsResponse: _TypeAlias = SubmitEventsResponse  # noqa: Y015
+
+@_typing.final
+class GetEventStatusRequest(_message.Message):
+    """Request of GetEventStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
     EVENT_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    """The event id the receipt is for."""
+    """The vendor's event id; the vendor system is the caller's."""
     def __init__(
         self,
         *,
@@ -62,4 +215,160 @@ class SubmitEventResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SubmitEventResponse: _TypeAlias = SubmitEventResponse  # noqa: Y015
+Global___GetEventStatusRequest: _TypeAlias = GetEventStatusRequest  # noqa: Y015
+
+@_typing.final
+class EventStatus(_message.Message):
+    """Where an event is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATE_TIME_FIELD_NUMBER: _builtins.int
+    RECEIVE_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_REASON_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """The vendor's event id."""
+    name: _builtins.str
+    """The hub's name of the event, events/{id}."""
+    state: _common_pb2.EventState.ValueType
+    """Its state."""
+    attempts: _builtins.int
+    """How many deliveries have been tried."""
+    last_error_reason: _builtins.str
+    """RETRYING or DEAD: the reason of the last failure, e.g. EPJ_TIMEOUT; no health data."""
+    @_builtins.property
+    def state_time(self) -> _timestamp_pb2.Timestamp:
+        """When it entered that state."""
+
+    @_builtins.property
+    def receive_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hub committed it."""
+
+    @_builtins.property
+    def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """RETRYING: when the next delivery is due."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        state: _common_pb2.EventState.ValueType = ...,
+        state_time: _timestamp_pb2.Timestamp | None = ...,
+        receive_time: _timestamp_pb2.Timestamp | None = ...,
+        next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _builtins.int = ...,
+        last_error_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_time", b"next_attempt_time", "receive_time", b"receive_time", "state_time", b"state_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "event_id", b"event_id", "last_error_reason", b"last_error_reason", "name", b"name", "next_attempt_time", b"next_attempt_time", "receive_time", b"receive_time", "state", b"state", "state_time", b"state_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventStatus: _TypeAlias = EventStatus  # noqa: Y015
+
+@_typing.final
+class GetEventStatusResponse(_message.Message):
+    """Response of GetEventStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___EventStatus:
+        """The status."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___EventStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventStatusResponse: _TypeAlias = GetEventStatusResponse  # noqa: Y015
+
+@_typing.final
+class CheckOpenAlarmRequest(_message.Message):
+    """Request of CheckOpenAlarm."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    vendor_system: _builtins.str
+    """The vendor system, vendors/{organization_number}/systems/{system_id}."""
+    alarm_id: _builtins.str
+    """The vendor's alarm id."""
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """The patient."""
+
+    def __init__(
+        self,
+        *,
+        vendor_system: _builtins.str = ...,
+        alarm_id: _builtins.str = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        municipality: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "municipality", b"municipality", "patient", b"patient", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckOpenAlarmRequest: _TypeAlias = CheckOpenAlarmRequest  # noqa: Y015
+
+@_typing.final
+class CheckOpenAlarmResponse(_message.Message):
+    """Response of CheckOpenAlarm."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    OPENED_TIME_FIELD_NUMBER: _builtins.int
+    LAST_STEP_TIME_FIELD_NUMBER: _builtins.int
+    CLOSED_TIME_FIELD_NUMBER: _builtins.int
+    open: _builtins.bool
+    """True while the alarm is open: a step has arrived and none closed it."""
+    @_builtins.property
+    def opened_time(self) -> _timestamp_pb2.Timestamp:
+        """When its first step occurred; unset when the hub has seen no step of it for this patient."""
+
+    @_builtins.property
+    def last_step_time(self) -> _timestamp_pb2.Timestamp:
+        """When its latest step occurred."""
+
+    @_builtins.property
+    def closed_time(self) -> _timestamp_pb2.Timestamp:
+        """When the step that closed it occurred; the caller applies its grace period from here."""
+
+    def __init__(
+        self,
+        *,
+        open: _builtins.bool = ...,
+        opened_time: _timestamp_pb2.Timestamp | None = ...,
+        last_step_time: _timestamp_pb2.Timestamp | None = ...,
+        closed_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_time", b"closed_time", "last_step_time", b"last_step_time", "opened_time", b"opened_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_time", b"closed_time", "last_step_time", b"last_step_time", "open", b"open", "opened_time", b"opened_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckOpenAlarmResponse: _TypeAlias = CheckOpenAlarmResponse  # noqa: Y015

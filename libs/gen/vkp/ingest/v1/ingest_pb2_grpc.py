@@ -26,9 +26,28 @@ if _version_not_supported:
 
 
 class IngestServiceStub:
-    """The vendors' front door: welfare-technology events accepted fast, durably, exactly once.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """The vendors' front door: welfare-technology events accepted fast, durably and exactly once,
+    then journaled into the patient's record.
+
+    Callers: vendor systems (scope vkp:ingest, and an agreement granting the event's service code
+    and the journal action); the hub's own services for CheckOpenAlarm.
+
+    An event is acknowledged (REGISTERED) only after it is committed durably. A vendor may resend
+    an event whenever it is unsure: the same event_id with the same content returns the original
+    receipt and creates nothing. Requests over 1 MB are refused by the transport
+    (RESOURCE_EXHAUSTED).
+
+    ErrorInfo reasons (domain ingest.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
+    allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
+    EVENT_IN_FUTURE, EVENT_TOO_OLD
+    ALREADY_EXISTS       EVENT_ID_REUSED (the same event_id with other content)
+    PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
+    registry's access decision), MISSING_SCOPE
+    NOT_FOUND            EVENT_NOT_FOUND
+    UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel):
@@ -42,16 +61,73 @@ class IngestServiceStub:
                 request_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventRequest.SerializeToString,
                 response_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventResponse.FromString,
                 _registered_method=True)
+        self.SubmitEvents = channel.unary_unary(
+                '/vkp.ingest.v1.IngestService/SubmitEvents',
+                request_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventsRequest.SerializeToString,
+                response_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventsResponse.FromString,
+                _registered_method=True)
+        self.GetEventStatus = channel.unary_unary(
+                '/vkp.ingest.v1.IngestService/GetEventStatus',
+                request_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.GetEventStatusRequest.SerializeToString,
+                response_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.GetEventStatusResponse.FromString,
+                _registered_method=True)
+        self.CheckOpenAlarm = channel.unary_unary(
+                '/vkp.ingest.v1.IngestService/CheckOpenAlarm',
+                request_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.CheckOpenAlarmRequest.SerializeToString,
+                response_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.CheckOpenAlarmResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
-    """The vendors' front door: welfare-technology events accepted fast, durably, exactly once.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """The vendors' front door: welfare-technology events accepted fast, durably and exactly once,
+    then journaled into the patient's record.
+
+    Callers: vendor systems (scope vkp:ingest, and an agreement granting the event's service code
+    and the journal action); the hub's own services for CheckOpenAlarm.
+
+    An event is acknowledged (REGISTERED) only after it is committed durably. A vendor may resend
+    an event whenever it is unsure: the same event_id with the same content returns the original
+    receipt and creates nothing. Requests over 1 MB are refused by the transport
+    (RESOURCE_EXHAUSTED).
+
+    ErrorInfo reasons (domain ingest.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
+    allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
+    EVENT_IN_FUTURE, EVENT_TOO_OLD
+    ALREADY_EXISTS       EVENT_ID_REUSED (the same event_id with other content)
+    PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
+    registry's access decision), MISSING_SCOPE
+    NOT_FOUND            EVENT_NOT_FOUND
+    UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def SubmitEvent(self, request, context):
         """Submits one event. Answers only after the event is committed durably.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitEvents(self, request, context):
+        """Submits up to 500 events, answering with one result per event in the same order: one bad
+        event does not refuse the others. Each event is checked against the field rules on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventStatus(self, request, context):
+        """Where an event is on its way into the patient's record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckOpenAlarm(self, request, context):
+        """Internal. Is this vendor system's alarm open for this patient? Lookup asks it before it
+        answers GetAlarmContext.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -65,6 +141,21 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     request_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventRequest.FromString,
                     response_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventResponse.SerializeToString,
             ),
+            'SubmitEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitEvents,
+                    request_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventsRequest.FromString,
+                    response_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventsResponse.SerializeToString,
+            ),
+            'GetEventStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventStatus,
+                    request_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.GetEventStatusRequest.FromString,
+                    response_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.GetEventStatusResponse.SerializeToString,
+            ),
+            'CheckOpenAlarm': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckOpenAlarm,
+                    request_deserializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.CheckOpenAlarmRequest.FromString,
+                    response_serializer=vkp_dot_ingest_dot_v1_dot_ingest__pb2.CheckOpenAlarmResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'vkp.ingest.v1.IngestService', rpc_method_handlers)
@@ -74,9 +165,28 @@ def add_IngestServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class IngestService:
-    """The vendors' front door: welfare-technology events accepted fast, durably, exactly once.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """The vendors' front door: welfare-technology events accepted fast, durably and exactly once,
+    then journaled into the patient's record.
+
+    Callers: vendor systems (scope vkp:ingest, and an agreement granting the event's service code
+    and the journal action); the hub's own services for CheckOpenAlarm.
+
+    An event is acknowledged (REGISTERED) only after it is committed durably. A vendor may resend
+    an event whenever it is unsure: the same event_id with the same content returns the original
+    receipt and creates nothing. Requests over 1 MB are refused by the transport
+    (RESOURCE_EXHAUSTED).
+
+    ErrorInfo reasons (domain ingest.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
+    allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
+    EVENT_IN_FUTURE, EVENT_TOO_OLD
+    ALREADY_EXISTS       EVENT_ID_REUSED (the same event_id with other content)
+    PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
+    registry's access decision), MISSING_SCOPE
+    NOT_FOUND            EVENT_NOT_FOUND
+    UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     @staticmethod
@@ -96,6 +206,87 @@ class IngestService:
             '/vkp.ingest.v1.IngestService/SubmitEvent',
             vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventRequest.SerializeToString,
             vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.ingest.v1.IngestService/SubmitEvents',
+            vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventsRequest.SerializeToString,
+            vkp_dot_ingest_dot_v1_dot_ingest__pb2.SubmitEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.ingest.v1.IngestService/GetEventStatus',
+            vkp_dot_ingest_dot_v1_dot_ingest__pb2.GetEventStatusRequest.SerializeToString,
+            vkp_dot_ingest_dot_v1_dot_ingest__pb2.GetEventStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckOpenAlarm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.ingest.v1.IngestService/CheckOpenAlarm',
+            vkp_dot_ingest_dot_v1_dot_ingest__pb2.CheckOpenAlarmRequest.SerializeToString,
+            vkp_dot_ingest_dot_v1_dot_ingest__pb2.CheckOpenAlarmResponse.FromString,
             options,
             channel_credentials,
             insecure,

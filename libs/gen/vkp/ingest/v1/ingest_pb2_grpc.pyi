@@ -27,9 +27,28 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class IngestServiceStub:
-    """The vendors' front door: welfare-technology events accepted fast, durably, exactly once.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """The vendors' front door: welfare-technology events accepted fast, durably and exactly once,
+    then journaled into the patient's record.
+
+    Callers: vendor systems (scope vkp:ingest, and an agreement granting the event's service code
+    and the journal action); the hub's own services for CheckOpenAlarm.
+
+    An event is acknowledged (REGISTERED) only after it is committed durably. A vendor may resend
+    an event whenever it is unsure: the same event_id with the same content returns the original
+    receipt and creates nothing. Requests over 1 MB are refused by the transport
+    (RESOURCE_EXHAUSTED).
+
+    ErrorInfo reasons (domain ingest.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
+                           allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
+                           EVENT_IN_FUTURE, EVENT_TOO_OLD
+      ALREADY_EXISTS       EVENT_ID_REUSED (the same event_id with other content)
+      PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
+                           registry's access decision), MISSING_SCOPE
+      NOT_FOUND            EVENT_NOT_FOUND
+      UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     @_typing.overload
@@ -38,22 +57,80 @@ class IngestServiceStub:
     def __new__(cls, channel: _aio.Channel) -> IngestServiceAsyncStub: ...
     SubmitEvent: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.SubmitEventRequest, _ingest_pb2.SubmitEventResponse]
     """Submits one event. Answers only after the event is committed durably."""
+    SubmitEvents: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.SubmitEventsRequest, _ingest_pb2.SubmitEventsResponse]
+    """Submits up to 500 events, answering with one result per event in the same order: one bad
+    event does not refuse the others. Each event is checked against the field rules on its own.
+    """
+    GetEventStatus: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetEventStatusRequest, _ingest_pb2.GetEventStatusResponse]
+    """Where an event is on its way into the patient's record."""
+    CheckOpenAlarm: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.CheckOpenAlarmRequest, _ingest_pb2.CheckOpenAlarmResponse]
+    """Internal. Is this vendor system's alarm open for this patient? Lookup asks it before it
+    answers GetAlarmContext.
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
-    """The vendors' front door: welfare-technology events accepted fast, durably, exactly once.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """The vendors' front door: welfare-technology events accepted fast, durably and exactly once,
+    then journaled into the patient's record.
+
+    Callers: vendor systems (scope vkp:ingest, and an agreement granting the event's service code
+    and the journal action); the hub's own services for CheckOpenAlarm.
+
+    An event is acknowledged (REGISTERED) only after it is committed durably. A vendor may resend
+    an event whenever it is unsure: the same event_id with the same content returns the original
+    receipt and creates nothing. Requests over 1 MB are refused by the transport
+    (RESOURCE_EXHAUSTED).
+
+    ErrorInfo reasons (domain ingest.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
+                           allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
+                           EVENT_IN_FUTURE, EVENT_TOO_OLD
+      ALREADY_EXISTS       EVENT_ID_REUSED (the same event_id with other content)
+      PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
+                           registry's access decision), MISSING_SCOPE
+      NOT_FOUND            EVENT_NOT_FOUND
+      UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitEvent: _aio.UnaryUnaryMultiCallable[_ingest_pb2.SubmitEventRequest, _ingest_pb2.SubmitEventResponse]  # type: ignore[assignment]
     """Submits one event. Answers only after the event is committed durably."""
+    SubmitEvents: _aio.UnaryUnaryMultiCallable[_ingest_pb2.SubmitEventsRequest, _ingest_pb2.SubmitEventsResponse]  # type: ignore[assignment]
+    """Submits up to 500 events, answering with one result per event in the same order: one bad
+    event does not refuse the others. Each event is checked against the field rules on its own.
+    """
+    GetEventStatus: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetEventStatusRequest, _ingest_pb2.GetEventStatusResponse]  # type: ignore[assignment]
+    """Where an event is on its way into the patient's record."""
+    CheckOpenAlarm: _aio.UnaryUnaryMultiCallable[_ingest_pb2.CheckOpenAlarmRequest, _ingest_pb2.CheckOpenAlarmResponse]  # type: ignore[assignment]
+    """Internal. Is this vendor system's alarm open for this patient? Lookup asks it before it
+    answers GetAlarmContext.
+    """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The vendors' front door: welfare-technology events accepted fast, durably, exactly once.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """The vendors' front door: welfare-technology events accepted fast, durably and exactly once,
+    then journaled into the patient's record.
+
+    Callers: vendor systems (scope vkp:ingest, and an agreement granting the event's service code
+    and the journal action); the hub's own services for CheckOpenAlarm.
+
+    An event is acknowledged (REGISTERED) only after it is committed durably. A vendor may resend
+    an event whenever it is unsure: the same event_id with the same content returns the original
+    receipt and creates nothing. Requests over 1 MB are refused by the transport
+    (RESOURCE_EXHAUSTED).
+
+    ErrorInfo reasons (domain ingest.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
+                           allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
+                           EVENT_IN_FUTURE, EVENT_TOO_OLD
+      ALREADY_EXISTS       EVENT_ID_REUSED (the same event_id with other content)
+      PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
+                           registry's access decision), MISSING_SCOPE
+      NOT_FOUND            EVENT_NOT_FOUND
+      UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     @_abc_1.abstractmethod
@@ -63,5 +140,33 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.SubmitEventResponse, _abc.Awaitable[_ingest_pb2.SubmitEventResponse]]:
         """Submits one event. Answers only after the event is committed durably."""
+
+    @_abc_1.abstractmethod
+    def SubmitEvents(
+        self,
+        request: _ingest_pb2.SubmitEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.SubmitEventsResponse, _abc.Awaitable[_ingest_pb2.SubmitEventsResponse]]:
+        """Submits up to 500 events, answering with one result per event in the same order: one bad
+        event does not refuse the others. Each event is checked against the field rules on its own.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEventStatus(
+        self,
+        request: _ingest_pb2.GetEventStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.GetEventStatusResponse, _abc.Awaitable[_ingest_pb2.GetEventStatusResponse]]:
+        """Where an event is on its way into the patient's record."""
+
+    @_abc_1.abstractmethod
+    def CheckOpenAlarm(
+        self,
+        request: _ingest_pb2.CheckOpenAlarmRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.CheckOpenAlarmResponse, _abc.Awaitable[_ingest_pb2.CheckOpenAlarmResponse]]:
+        """Internal. Is this vendor system's alarm open for this patient? Lookup asks it before it
+        answers GetAlarmContext.
+        """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

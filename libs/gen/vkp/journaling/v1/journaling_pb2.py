@@ -22,19 +22,124 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from vkp.common.v1 import common_pb2 as vkp_dot_common_dot_v1_dot_common__pb2
+from vkp.common.v1 import event_pb2 as vkp_dot_common_dot_v1_dot_event__pb2
+from vkp.common.v1 import rules_pb2 as vkp_dot_common_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"vkp/journaling/v1/journaling.proto\x12\x11vkp.journaling.v1\"#\n\x0fGetEntryRequest\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\"$\n\x10GetEntryResponse\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t2h\n\x11JournalingService\x12S\n\x08GetEntry\x12\".vkp.journaling.v1.GetEntryRequest\x1a#.vkp.journaling.v1.GetEntryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"vkp/journaling/v1/journaling.proto\x12\x11vkp.journaling.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avkp/common/v1/common.proto\x1a\x19vkp/common/v1/event.proto\x1a\x19vkp/common/v1/rules.proto\"\xe5\x02\n\x0b\x45nqueueItem\x12\x1c\n\x08\x65ntry_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\xa0\xe7\xa8\x03\x01\x12+\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.vkp.common.v1.EventB\x06\xbaH\x03\xc8\x01\x01\x12^\n\rvendor_system\x18\x03 \x01(\tBG\xbaHDr?2=^vendors/[0-9]{9}/systems/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\xc8\x01\x01\x12\x1d\n\tclient_id\x18\x04 \x01(\tB\n\xbaH\x07r\x05\xb0\xe7\xa8\x03\x01\x12\x38\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12R\n\x0btraceparent\x18\x06 \x01(\tB=\xbaH:r523^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$\xd8\x01\x01\"L\n\x0e\x45nqueueRequest\x12:\n\x05items\x18\x01 \x03(\x0b\x32\x1e.vkp.journaling.v1.EnqueueItemB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\xf4\x03\"\\\n\rEnqueueResult\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.vkp.common.v1.EventState\"D\n\x0f\x45nqueueResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .vkp.journaling.v1.EnqueueResult\"\xe2\x04\n\x05\x45ntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x15\n\rvendor_system\x18\x03 \x01(\t\x12\x14\n\x0cmunicipality\x18\x04 \x01(\t\x12*\n\x07patient\x18\x05 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12\x30\n\x0cservice_code\x18\x06 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCode\x12,\n\x04kind\x18\x07 \x01(\x0e\x32\x1e.vkp.journaling.v1.PayloadKind\x12\x10\n\x08sequence\x18\x08 \x01(\x03\x12(\n\x05state\x18\t \x01(\x0e\x32\x19.vkp.common.v1.EventState\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x35\n\x11next_attempt_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11last_error_reason\x18\x0c \x01(\t\x12\x31\n\roccurred_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0ejournaled_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fnote_identifier\x18\x11 \x01(\t\"W\n\x0fGetEntryRequest\x12\x44\n\x04name\x18\x01 \x01(\tB6\xbaH3r.2,^entries/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\xc8\x01\x01\";\n\x10GetEntryResponse\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.vkp.journaling.v1.Entry\"\xd3\x01\n\x12ListEntriesRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12*\n\x07patient\x18\x02 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32\x19.vkp.common.v1.EventStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"Y\n\x13ListEntriesResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vkp.journaling.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x16ListDeadLettersRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"]\n\x17ListDeadLettersResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vkp.journaling.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"z\n\x11RetryEntryRequest\x12\x44\n\x04name\x18\x01 \x01(\tB6\xbaH3r.2,^entries/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"=\n\x12RetryEntryResponse\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.vkp.journaling.v1.Entry\"s\n\x12ListPendingRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"\x85\x01\n\x0bPendingNote\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12*\n\x07patient\x18\x02 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x13\n\x0b\x66hir_bundle\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\"]\n\x13ListPendingResponse\x12-\n\x05notes\x18\x01 \x03(\x0b\x32\x1e.vkp.journaling.v1.PendingNote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbb\x01\n\x0f\x41\x63knowledgement\x12\x45\n\x05\x65ntry\x18\x01 \x01(\tB6\xbaH3r.2,^entries/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\xc8\x01\x01\x12G\n\x07outcome\x18\x02 \x01(\x0e\x32).vkp.journaling.v1.AcknowledgementOutcomeB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x18\n\x06reason\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\"\x81\x01\n\x12\x41\x63knowledgeRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12I\n\x10\x61\x63knowledgements\x18\x02 \x03(\x0b\x32\".vkp.journaling.v1.AcknowledgementB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\xf4\x03\"u\n\x11\x41\x63knowledgeResult\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.vkp.common.v1.EventState\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.vkp.common.v1.ItemError\"L\n\x13\x41\x63knowledgeResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.vkp.journaling.v1.AcknowledgeResult*\xd1\x01\n\x0bPayloadKind\x12\x1c\n\x18PAYLOAD_KIND_UNSPECIFIED\x10\x00\x12$\n PAYLOAD_KIND_MEDICATION_DISPENSE\x10\x01\x12 \n\x1cPAYLOAD_KIND_DISPENSER_ALERT\x10\x02\x12\x1c\n\x18PAYLOAD_KIND_SUPERVISION\x10\x03\x12\x1b\n\x17PAYLOAD_KIND_ALARM_STEP\x10\x04\x12!\n\x1dPAYLOAD_KIND_HOME_MEASUREMENT\x10\x05*\x8e\x01\n\x16\x41\x63knowledgementOutcome\x12\'\n#ACKNOWLEDGEMENT_OUTCOME_UNSPECIFIED\x10\x00\x12%\n!ACKNOWLEDGEMENT_OUTCOME_JOURNALED\x10\x01\x12$\n ACKNOWLEDGEMENT_OUTCOME_REJECTED\x10\x02\x32\xb2\x05\n\x11JournalingService\x12U\n\x07\x45nqueue\x12!.vkp.journaling.v1.EnqueueRequest\x1a\".vkp.journaling.v1.EnqueueResponse\"\x03\x90\x02\x02\x12X\n\x08GetEntry\x12\".vkp.journaling.v1.GetEntryRequest\x1a#.vkp.journaling.v1.GetEntryResponse\"\x03\x90\x02\x01\x12\x61\n\x0bListEntries\x12%.vkp.journaling.v1.ListEntriesRequest\x1a&.vkp.journaling.v1.ListEntriesResponse\"\x03\x90\x02\x01\x12m\n\x0fListDeadLetters\x12).vkp.journaling.v1.ListDeadLettersRequest\x1a*.vkp.journaling.v1.ListDeadLettersResponse\"\x03\x90\x02\x01\x12Y\n\nRetryEntry\x12$.vkp.journaling.v1.RetryEntryRequest\x1a%.vkp.journaling.v1.RetryEntryResponse\x12\\\n\x0bListPending\x12%.vkp.journaling.v1.ListPendingRequest\x1a&.vkp.journaling.v1.ListPendingResponse\x12\x61\n\x0b\x41\x63knowledge\x12%.vkp.journaling.v1.AcknowledgeRequest\x1a&.vkp.journaling.v1.AcknowledgeResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vkp.journaling.v1.journaling_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETENTRYREQUEST']._serialized_start=57
-  _globals['_GETENTRYREQUEST']._serialized_end=92
-  _globals['_GETENTRYRESPONSE']._serialized_start=94
-  _globals['_GETENTRYRESPONSE']._serialized_end=130
-  _globals['_JOURNALINGSERVICE']._serialized_start=132
-  _globals['_JOURNALINGSERVICE']._serialized_end=236
+  _globals['_ENQUEUEITEM'].fields_by_name['entry_id']._loaded_options = None
+  _globals['_ENQUEUEITEM'].fields_by_name['entry_id']._serialized_options = b'\272H\007r\005\240\347\250\003\001'
+  _globals['_ENQUEUEITEM'].fields_by_name['event']._loaded_options = None
+  _globals['_ENQUEUEITEM'].fields_by_name['event']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_ENQUEUEITEM'].fields_by_name['vendor_system']._loaded_options = None
+  _globals['_ENQUEUEITEM'].fields_by_name['vendor_system']._serialized_options = b'\272HDr?2=^vendors/[0-9]{9}/systems/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\310\001\001'
+  _globals['_ENQUEUEITEM'].fields_by_name['client_id']._loaded_options = None
+  _globals['_ENQUEUEITEM'].fields_by_name['client_id']._serialized_options = b'\272H\007r\005\260\347\250\003\001'
+  _globals['_ENQUEUEITEM'].fields_by_name['receive_time']._loaded_options = None
+  _globals['_ENQUEUEITEM'].fields_by_name['receive_time']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_ENQUEUEITEM'].fields_by_name['traceparent']._loaded_options = None
+  _globals['_ENQUEUEITEM'].fields_by_name['traceparent']._serialized_options = b'\272H:r523^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$\330\001\001'
+  _globals['_ENQUEUEREQUEST'].fields_by_name['items']._loaded_options = None
+  _globals['_ENQUEUEREQUEST'].fields_by_name['items']._serialized_options = b'\272H\010\222\001\005\010\001\020\364\003'
+  _globals['_GETENTRYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETENTRYREQUEST'].fields_by_name['name']._serialized_options = b'\272H3r.2,^entries/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\310\001\001'
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['state']._loaded_options = None
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['state']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTENTRIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
+  _globals['_LISTDEADLETTERSREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_LISTDEADLETTERSREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_LISTDEADLETTERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTDEADLETTERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
+  _globals['_LISTDEADLETTERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTDEADLETTERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
+  _globals['_RETRYENTRYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RETRYENTRYREQUEST'].fields_by_name['name']._serialized_options = b'\272H3r.2,^entries/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\310\001\001'
+  _globals['_RETRYENTRYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_RETRYENTRYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_LISTPENDINGREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_LISTPENDINGREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_LISTPENDINGREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPENDINGREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTPENDINGREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTPENDINGREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
+  _globals['_ACKNOWLEDGEMENT'].fields_by_name['entry']._loaded_options = None
+  _globals['_ACKNOWLEDGEMENT'].fields_by_name['entry']._serialized_options = b'\272H3r.2,^entries/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\310\001\001'
+  _globals['_ACKNOWLEDGEMENT'].fields_by_name['outcome']._loaded_options = None
+  _globals['_ACKNOWLEDGEMENT'].fields_by_name['outcome']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_ACKNOWLEDGEMENT'].fields_by_name['reason']._loaded_options = None
+  _globals['_ACKNOWLEDGEMENT'].fields_by_name['reason']._serialized_options = b'\272H\005r\003\030\364\003'
+  _globals['_ACKNOWLEDGEREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_ACKNOWLEDGEREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_ACKNOWLEDGEREQUEST'].fields_by_name['acknowledgements']._loaded_options = None
+  _globals['_ACKNOWLEDGEREQUEST'].fields_by_name['acknowledgements']._serialized_options = b'\272H\010\222\001\005\010\001\020\364\003'
+  _globals['_JOURNALINGSERVICE'].methods_by_name['Enqueue']._loaded_options = None
+  _globals['_JOURNALINGSERVICE'].methods_by_name['Enqueue']._serialized_options = b'\220\002\002'
+  _globals['_JOURNALINGSERVICE'].methods_by_name['GetEntry']._loaded_options = None
+  _globals['_JOURNALINGSERVICE'].methods_by_name['GetEntry']._serialized_options = b'\220\002\001'
+  _globals['_JOURNALINGSERVICE'].methods_by_name['ListEntries']._loaded_options = None
+  _globals['_JOURNALINGSERVICE'].methods_by_name['ListEntries']._serialized_options = b'\220\002\001'
+  _globals['_JOURNALINGSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_JOURNALINGSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\220\002\001'
+  _globals['_JOURNALINGSERVICE'].methods_by_name['Acknowledge']._loaded_options = None
+  _globals['_JOURNALINGSERVICE'].methods_by_name['Acknowledge']._serialized_options = b'\220\002\002'
+  _globals['_PAYLOADKIND']._serialized_start=3142
+  _globals['_PAYLOADKIND']._serialized_end=3351
+  _globals['_ACKNOWLEDGEMENTOUTCOME']._serialized_start=3354
+  _globals['_ACKNOWLEDGEMENTOUTCOME']._serialized_end=3496
+  _globals['_ENQUEUEITEM']._serialized_start=202
+  _globals['_ENQUEUEITEM']._serialized_end=559
+  _globals['_ENQUEUEREQUEST']._serialized_start=561
+  _globals['_ENQUEUEREQUEST']._serialized_end=637
+  _globals['_ENQUEUERESULT']._serialized_start=639
+  _globals['_ENQUEUERESULT']._serialized_end=731
+  _globals['_ENQUEUERESPONSE']._serialized_start=733
+  _globals['_ENQUEUERESPONSE']._serialized_end=801
+  _globals['_ENTRY']._serialized_start=804
+  _globals['_ENTRY']._serialized_end=1414
+  _globals['_GETENTRYREQUEST']._serialized_start=1416
+  _globals['_GETENTRYREQUEST']._serialized_end=1503
+  _globals['_GETENTRYRESPONSE']._serialized_start=1505
+  _globals['_GETENTRYRESPONSE']._serialized_end=1564
+  _globals['_LISTENTRIESREQUEST']._serialized_start=1567
+  _globals['_LISTENTRIESREQUEST']._serialized_end=1778
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=1780
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=1869
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1871
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1990
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1992
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2085
+  _globals['_RETRYENTRYREQUEST']._serialized_start=2087
+  _globals['_RETRYENTRYREQUEST']._serialized_end=2209
+  _globals['_RETRYENTRYRESPONSE']._serialized_start=2211
+  _globals['_RETRYENTRYRESPONSE']._serialized_end=2272
+  _globals['_LISTPENDINGREQUEST']._serialized_start=2274
+  _globals['_LISTPENDINGREQUEST']._serialized_end=2389
+  _globals['_PENDINGNOTE']._serialized_start=2392
+  _globals['_PENDINGNOTE']._serialized_end=2525
+  _globals['_LISTPENDINGRESPONSE']._serialized_start=2527
+  _globals['_LISTPENDINGRESPONSE']._serialized_end=2620
+  _globals['_ACKNOWLEDGEMENT']._serialized_start=2623
+  _globals['_ACKNOWLEDGEMENT']._serialized_end=2810
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=2813
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=2942
+  _globals['_ACKNOWLEDGERESULT']._serialized_start=2944
+  _globals['_ACKNOWLEDGERESULT']._serialized_end=3061
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=3063
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=3139
+  _globals['_JOURNALINGSERVICE']._serialized_start=3499
+  _globals['_JOURNALINGSERVICE']._serialized_end=4189
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,14 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from vkp.common.v1 import common_pb2 as _common_pb2
+from vkp.common.v1 import event_pb2 as _event_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,23 +22,301 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PayloadKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayloadKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayloadKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYLOAD_KIND_UNSPECIFIED: _PayloadKind.ValueType  # 0
+    PAYLOAD_KIND_MEDICATION_DISPENSE: _PayloadKind.ValueType  # 1
+    """A dose dispensed: a MedicationDispense note."""
+    PAYLOAD_KIND_DISPENSER_ALERT: _PayloadKind.ValueType  # 2
+    """A dispenser alert: a DetectedIssue note."""
+    PAYLOAD_KIND_SUPERVISION: _PayloadKind.ValueType  # 3
+    """A supervision: an Encounter note with its observations."""
+    PAYLOAD_KIND_ALARM_STEP: _PayloadKind.ValueType  # 4
+    """An alarm step: part of the alarm's handling log (a Composition)."""
+    PAYLOAD_KIND_HOME_MEASUREMENT: _PayloadKind.ValueType  # 5
+    """A home measurement: an Observation note."""
+
+class PayloadKind(_PayloadKind, metaclass=_PayloadKindEnumTypeWrapper):
+    """What an event is, by its payload."""
+
+PAYLOAD_KIND_UNSPECIFIED: PayloadKind.ValueType  # 0
+PAYLOAD_KIND_MEDICATION_DISPENSE: PayloadKind.ValueType  # 1
+"""A dose dispensed: a MedicationDispense note."""
+PAYLOAD_KIND_DISPENSER_ALERT: PayloadKind.ValueType  # 2
+"""A dispenser alert: a DetectedIssue note."""
+PAYLOAD_KIND_SUPERVISION: PayloadKind.ValueType  # 3
+"""A supervision: an Encounter note with its observations."""
+PAYLOAD_KIND_ALARM_STEP: PayloadKind.ValueType  # 4
+"""An alarm step: part of the alarm's handling log (a Composition)."""
+PAYLOAD_KIND_HOME_MEASUREMENT: PayloadKind.ValueType  # 5
+"""A home measurement: an Observation note."""
+Global___PayloadKind: _TypeAlias = PayloadKind  # noqa: Y015
+
+class _AcknowledgementOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AcknowledgementOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AcknowledgementOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACKNOWLEDGEMENT_OUTCOME_UNSPECIFIED: _AcknowledgementOutcome.ValueType  # 0
+    ACKNOWLEDGEMENT_OUTCOME_JOURNALED: _AcknowledgementOutcome.ValueType  # 1
+    """The note is in the record: JOURNALED."""
+    ACKNOWLEDGEMENT_OUTCOME_REJECTED: _AcknowledgementOutcome.ValueType  # 2
+    """The EPJ cannot take the note: DEAD, with its reason."""
+
+class AcknowledgementOutcome(_AcknowledgementOutcome, metaclass=_AcknowledgementOutcomeEnumTypeWrapper):
+    """What an EPJ did with a note."""
+
+ACKNOWLEDGEMENT_OUTCOME_UNSPECIFIED: AcknowledgementOutcome.ValueType  # 0
+ACKNOWLEDGEMENT_OUTCOME_JOURNALED: AcknowledgementOutcome.ValueType  # 1
+"""The note is in the record: JOURNALED."""
+ACKNOWLEDGEMENT_OUTCOME_REJECTED: AcknowledgementOutcome.ValueType  # 2
+"""The EPJ cannot take the note: DEAD, with its reason."""
+Global___AcknowledgementOutcome: _TypeAlias = AcknowledgementOutcome  # noqa: Y015
+
+@_typing.final
+class EnqueueItem(_message.Message):
+    """One event for journaling, as ingest accepted it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    RECEIVE_TIME_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    """The hub's id of the event: the entry's id and its idempotency key."""
+    vendor_system: _builtins.str
+    """The vendor system that sent it, vendors/{organization_number}/systems/{system_id}."""
+    client_id: _builtins.str
+    """The client id it authenticated as."""
+    traceparent: _builtins.str
+    """The W3C traceparent of the vendor's call, so delivery continues its trace."""
+    @_builtins.property
+    def event(self) -> _event_pb2.Event:
+        """The event."""
+
+    @_builtins.property
+    def receive_time(self) -> _timestamp_pb2.Timestamp:
+        """When ingest committed it."""
+
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        event: _event_pb2.Event | None = ...,
+        vendor_system: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        receive_time: _timestamp_pb2.Timestamp | None = ...,
+        traceparent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "receive_time", b"receive_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "entry_id", b"entry_id", "event", b"event", "receive_time", b"receive_time", "traceparent", b"traceparent", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueItem: _TypeAlias = EnqueueItem  # noqa: Y015
+
+@_typing.final
+class EnqueueRequest(_message.Message):
+    """Request of Enqueue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueItem]:
+        """The items, 1 to 500."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___EnqueueItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueRequest: _TypeAlias = EnqueueRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueResult(_message.Message):
+    """The outcome of one item of Enqueue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    """The entry id, as sent."""
+    created: _builtins.bool
+    """False when the entry existed already (a repeat)."""
+    state: _common_pb2.EventState.ValueType
+    """The entry's state now."""
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        created: _builtins.bool = ...,
+        state: _common_pb2.EventState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "entry_id", b"entry_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueResult: _TypeAlias = EnqueueResult  # noqa: Y015
+
+@_typing.final
+class EnqueueResponse(_message.Message):
+    """Response of Enqueue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueResult]:
+        """One result per item, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___EnqueueResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueResponse: _TypeAlias = EnqueueResponse  # noqa: Y015
+
+@_typing.final
+class Entry(_message.Message):
+    """A journal entry: one event on its way into the patient's record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_REASON_FIELD_NUMBER: _builtins.int
+    OCCURRED_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    JOURNALED_TIME_FIELD_NUMBER: _builtins.int
+    NOTE_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """entries/{entry_id}."""
+    event_id: _builtins.str
+    """The vendor's event id."""
+    vendor_system: _builtins.str
+    """The vendor system that sent it."""
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service."""
+    kind: Global___PayloadKind.ValueType
+    """The kind of payload."""
+    sequence: _builtins.int
+    """Its place in the patient's queue."""
+    state: _common_pb2.EventState.ValueType
+    """Its state."""
+    attempts: _builtins.int
+    """How many deliveries have been tried."""
+    last_error_reason: _builtins.str
+    """RETRYING or DEAD: the reason of the last failure, e.g. EPJ_TIMEOUT or EPJ_REJECTED."""
+    note_identifier: _builtins.str
+    """The identifier of the note in the EPJ (its conditional-create identifier)."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """The patient."""
+
+    @_builtins.property
+    def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """RETRYING: when the next delivery is due."""
+
+    @_builtins.property
+    def occurred_time(self) -> _timestamp_pb2.Timestamp:
+        """When the event occurred."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When journaling took it."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When its state last changed."""
+
+    @_builtins.property
+    def journaled_time(self) -> _timestamp_pb2.Timestamp:
+        """JOURNALED: when the EPJ confirmed it."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+        vendor_system: _builtins.str = ...,
+        municipality: _builtins.str = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        kind: Global___PayloadKind.ValueType = ...,
+        sequence: _builtins.int = ...,
+        state: _common_pb2.EventState.ValueType = ...,
+        attempts: _builtins.int = ...,
+        next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        last_error_reason: _builtins.str = ...,
+        occurred_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        journaled_time: _timestamp_pb2.Timestamp | None = ...,
+        note_identifier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "journaled_time", b"journaled_time", "next_attempt_time", b"next_attempt_time", "occurred_time", b"occurred_time", "patient", b"patient", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "create_time", b"create_time", "event_id", b"event_id", "journaled_time", b"journaled_time", "kind", b"kind", "last_error_reason", b"last_error_reason", "municipality", b"municipality", "name", b"name", "next_attempt_time", b"next_attempt_time", "note_identifier", b"note_identifier", "occurred_time", b"occurred_time", "patient", b"patient", "sequence", b"sequence", "service_code", b"service_code", "state", b"state", "update_time", b"update_time", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Entry: _TypeAlias = Entry  # noqa: Y015
+
 @_typing.final
 class GetEntryRequest(_message.Message):
     """Request of GetEntry."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    ENTRY_ID_FIELD_NUMBER: _builtins.int
-    entry_id: _builtins.str
-    """The entry id."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """entries/{entry_id}."""
     def __init__(
         self,
         *,
-        entry_id: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -44,18 +328,411 @@ class GetEntryResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    ENTRY_ID_FIELD_NUMBER: _builtins.int
-    entry_id: _builtins.str
-    """The entry id."""
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___Entry:
+        """The entry."""
+
     def __init__(
         self,
         *,
-        entry_id: _builtins.str = ...,
+        entry: Global___Entry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEntryResponse: _TypeAlias = GetEntryResponse  # noqa: Y015
+
+@_typing.final
+class ListEntriesRequest(_message.Message):
+    """Request of ListEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    state: _common_pb2.EventState.ValueType
+    """Only entries in this state; all when unset."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """Only this patient's entries, in queue order."""
+
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        state: _common_pb2.EventState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "page_size", b"page_size", "page_token", b"page_token", "patient", b"patient", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEntriesRequest: _TypeAlias = ListEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListEntriesResponse(_message.Message):
+    """Response of ListEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
+        """One page."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___Entry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEntriesResponse: _TypeAlias = ListEntriesResponse  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersRequest(_message.Message):
+    """Request of ListDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersRequest: _TypeAlias = ListDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersResponse(_message.Message):
+    """Response of ListDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
+        """One page, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___Entry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class RetryEntryRequest(_message.Message):
+    """Request of RetryEntry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """entries/{entry_id}."""
+    request_id: _builtins.str
+    """A UUID the client chooses; a retry with the same id returns the first answer (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryEntryRequest: _TypeAlias = RetryEntryRequest  # noqa: Y015
+
+@_typing.final
+class RetryEntryResponse(_message.Message):
+    """Response of RetryEntry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___Entry:
+        """The entry, back in its patient's queue."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___Entry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryEntryResponse: _TypeAlias = RetryEntryResponse  # noqa: Y015
+
+@_typing.final
+class ListPendingRequest(_message.Message):
+    """Request of ListPending."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number: the caller's own."""
+    page_size: _builtins.int
+    """At most this many notes (default 50, at most 500)."""
+    page_token: _builtins.str
+    """The cursor: the next_page_token of the previous answer. Empty starts from the oldest note
+    not yet acknowledged. A cursor stays valid; notes fetched but not acknowledged come again
+    after a while.
+    """
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingRequest: _TypeAlias = ListPendingRequest  # noqa: Y015
+
+@_typing.final
+class PendingNote(_message.Message):
+    """A note for an EPJ that pulls."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    FHIR_BUNDLE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    entry: _builtins.str
+    """The entry, entries/{entry_id}."""
+    sequence: _builtins.int
+    """Its place in the patient's queue."""
+    fhir_bundle: _builtins.bytes
+    """The note: a FHIR R4 transaction Bundle, as JSON."""
+    content_type: _builtins.str
+    """The media type of fhir_bundle: application/fhir+json; fhirVersion=4.0."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """The patient."""
+
+    def __init__(
+        self,
+        *,
+        entry: _builtins.str = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        sequence: _builtins.int = ...,
+        fhir_bundle: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "entry", b"entry", "fhir_bundle", b"fhir_bundle", "patient", b"patient", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingNote: _TypeAlias = PendingNote  # noqa: Y015
+
+@_typing.final
+class ListPendingResponse(_message.Message):
+    """Response of ListPending."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The cursor to continue from."""
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingNote]:
+        """The notes, in order per patient."""
+
+    def __init__(
+        self,
+        *,
+        notes: _abc.Iterable[Global___PendingNote] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notes", b"notes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingResponse: _TypeAlias = ListPendingResponse  # noqa: Y015
+
+@_typing.final
+class Acknowledgement(_message.Message):
+    """An EPJ's answer about one note."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    entry: _builtins.str
+    """The entry, entries/{entry_id}."""
+    outcome: Global___AcknowledgementOutcome.ValueType
+    """Journaled or rejected."""
+    reason: _builtins.str
+    """REJECTED: why, in the EPJ's words; no health data."""
+    def __init__(
+        self,
+        *,
+        entry: _builtins.str = ...,
+        outcome: Global___AcknowledgementOutcome.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Acknowledgement: _TypeAlias = Acknowledgement  # noqa: Y015
+
+@_typing.final
+class AcknowledgeRequest(_message.Message):
+    """Request of Acknowledge."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number: the caller's own."""
+    @_builtins.property
+    def acknowledgements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Acknowledgement]:
+        """The answers, 1 to 500."""
+
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        acknowledgements: _abc.Iterable[Global___Acknowledgement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements", "municipality", b"municipality"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeRequest: _TypeAlias = AcknowledgeRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeResult(_message.Message):
+    """The outcome of one acknowledgement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    entry: _builtins.str
+    """The entry, as sent."""
+    state: _common_pb2.EventState.ValueType
+    """Its state now."""
+    @_builtins.property
+    def error(self) -> _common_pb2.ItemError:
+        """Set when this acknowledgement could not be applied (e.g. ENTRY_NOT_FOUND)."""
+
+    def __init__(
+        self,
+        *,
+        entry: _builtins.str = ...,
+        state: _common_pb2.EventState.ValueType = ...,
+        error: _common_pb2.ItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "error", b"error", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeResult: _TypeAlias = AcknowledgeResult  # noqa: Y015
+
+@_typing.final
+class AcknowledgeResponse(_message.Message):
+    """Response of Acknowledge."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AcknowledgeResult]:
+        """One result per acknowledgement, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___AcknowledgeResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeResponse: _TypeAlias = AcknowledgeResponse  # noqa: Y015

@@ -26,9 +26,27 @@ if _version_not_supported:
 
 
 class JournalingServiceStub:
-    """Journal entries and their delivery into the municipalities' patient records.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """Events become journal notes in the patient's record: exactly once, in order per patient,
+    through the municipality's EPJ endpoint (pushed by the hub, or pulled by the EPJ).
+
+    Callers: the hub's ingest service for Enqueue; operators (scope vkp:admin) for the entries and
+    dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
+    Acknowledge.
+
+    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
+    events/{id}).
+
+    ErrorInfo reasons (domain journaling.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_PAGE_TOKEN
+    NOT_FOUND            ENTRY_NOT_FOUND
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+    is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
+    MISSING_SCOPE
+    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel):
@@ -37,21 +55,114 @@ class JournalingServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Enqueue = channel.unary_unary(
+                '/vkp.journaling.v1.JournalingService/Enqueue',
+                request_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.EnqueueRequest.SerializeToString,
+                response_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.EnqueueResponse.FromString,
+                _registered_method=True)
         self.GetEntry = channel.unary_unary(
                 '/vkp.journaling.v1.JournalingService/GetEntry',
                 request_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.GetEntryRequest.SerializeToString,
                 response_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.GetEntryResponse.FromString,
                 _registered_method=True)
+        self.ListEntries = channel.unary_unary(
+                '/vkp.journaling.v1.JournalingService/ListEntries',
+                request_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListEntriesRequest.SerializeToString,
+                response_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/vkp.journaling.v1.JournalingService/ListDeadLetters',
+                request_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RetryEntry = channel.unary_unary(
+                '/vkp.journaling.v1.JournalingService/RetryEntry',
+                request_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.RetryEntryRequest.SerializeToString,
+                response_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.RetryEntryResponse.FromString,
+                _registered_method=True)
+        self.ListPending = channel.unary_unary(
+                '/vkp.journaling.v1.JournalingService/ListPending',
+                request_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListPendingRequest.SerializeToString,
+                response_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListPendingResponse.FromString,
+                _registered_method=True)
+        self.Acknowledge = channel.unary_unary(
+                '/vkp.journaling.v1.JournalingService/Acknowledge',
+                request_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.AcknowledgeRequest.SerializeToString,
+                response_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.AcknowledgeResponse.FromString,
+                _registered_method=True)
 
 
 class JournalingServiceServicer:
-    """Journal entries and their delivery into the municipalities' patient records.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """Events become journal notes in the patient's record: exactly once, in order per patient,
+    through the municipality's EPJ endpoint (pushed by the hub, or pulled by the EPJ).
+
+    Callers: the hub's ingest service for Enqueue; operators (scope vkp:admin) for the entries and
+    dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
+    Acknowledge.
+
+    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
+    events/{id}).
+
+    ErrorInfo reasons (domain journaling.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_PAGE_TOKEN
+    NOT_FOUND            ENTRY_NOT_FOUND
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+    is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
+    MISSING_SCOPE
+    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
+    def Enqueue(self, request, context):
+        """Internal. Takes events to journal; idempotent by entry id, answers after commit with one
+        result per item in the same order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetEntry(self, request, context):
-        """Gets one journal entry by its id.
+        """Gets an entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEntries(self, request, context):
+        """Lists entries of a municipality, newest first, by patient and state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Lists a municipality's dead letters: entries whose delivery gave up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryEntry(self, request, context):
+        """Puts a dead letter back in its patient's queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPending(self, request, context):
+        """For an EPJ that pulls: the next notes not yet acknowledged, in order per patient, from a
+        cursor. A fetched note is READ until it is acknowledged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Acknowledge(self, request, context):
+        """For an EPJ that pulls: confirms notes as journaled, or refuses them. Repeating an
+        acknowledgement changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,10 +171,40 @@ class JournalingServiceServicer:
 
 def add_JournalingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Enqueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enqueue,
+                    request_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.EnqueueRequest.FromString,
+                    response_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.EnqueueResponse.SerializeToString,
+            ),
             'GetEntry': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEntry,
                     request_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.GetEntryRequest.FromString,
                     response_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.GetEntryResponse.SerializeToString,
+            ),
+            'ListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEntries,
+                    request_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListEntriesRequest.FromString,
+                    response_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RetryEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryEntry,
+                    request_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.RetryEntryRequest.FromString,
+                    response_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.RetryEntryResponse.SerializeToString,
+            ),
+            'ListPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPending,
+                    request_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListPendingRequest.FromString,
+                    response_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListPendingResponse.SerializeToString,
+            ),
+            'Acknowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Acknowledge,
+                    request_deserializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.AcknowledgeRequest.FromString,
+                    response_serializer=vkp_dot_journaling_dot_v1_dot_journaling__pb2.AcknowledgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -74,10 +215,55 @@ def add_JournalingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JournalingService:
-    """Journal entries and their delivery into the municipalities' patient records.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """Events become journal notes in the patient's record: exactly once, in order per patient,
+    through the municipality's EPJ endpoint (pushed by the hub, or pulled by the EPJ).
+
+    Callers: the hub's ingest service for Enqueue; operators (scope vkp:admin) for the entries and
+    dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
+    Acknowledge.
+
+    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
+    events/{id}).
+
+    ErrorInfo reasons (domain journaling.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_PAGE_TOKEN
+    NOT_FOUND            ENTRY_NOT_FOUND
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+    is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
+    MISSING_SCOPE
+    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
+
+    @staticmethod
+    def Enqueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.journaling.v1.JournalingService/Enqueue',
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.EnqueueRequest.SerializeToString,
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.EnqueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetEntry(request,
@@ -96,6 +282,141 @@ class JournalingService:
             '/vkp.journaling.v1.JournalingService/GetEntry',
             vkp_dot_journaling_dot_v1_dot_journaling__pb2.GetEntryRequest.SerializeToString,
             vkp_dot_journaling_dot_v1_dot_journaling__pb2.GetEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.journaling.v1.JournalingService/ListEntries',
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListEntriesRequest.SerializeToString,
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.journaling.v1.JournalingService/ListDeadLetters',
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListDeadLettersRequest.SerializeToString,
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.journaling.v1.JournalingService/RetryEntry',
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.RetryEntryRequest.SerializeToString,
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.RetryEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.journaling.v1.JournalingService/ListPending',
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListPendingRequest.SerializeToString,
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.ListPendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Acknowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.journaling.v1.JournalingService/Acknowledge',
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.AcknowledgeRequest.SerializeToString,
+            vkp_dot_journaling_dot_v1_dot_journaling__pb2.AcknowledgeResponse.FromString,
             options,
             channel_credentials,
             insecure,

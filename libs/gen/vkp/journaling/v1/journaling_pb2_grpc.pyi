@@ -27,34 +27,134 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class JournalingServiceStub:
-    """Journal entries and their delivery into the municipalities' patient records.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """Events become journal notes in the patient's record: exactly once, in order per patient,
+    through the municipality's EPJ endpoint (pushed by the hub, or pulled by the EPJ).
+
+    Callers: the hub's ingest service for Enqueue; operators (scope vkp:admin) for the entries and
+    dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
+    Acknowledge.
+
+    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
+    events/{id}).
+
+    ErrorInfo reasons (domain journaling.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_PAGE_TOKEN
+      NOT_FOUND            ENTRY_NOT_FOUND
+      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+                           NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+                           is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
+      PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
+                           MISSING_SCOPE
+      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> JournalingServiceAsyncStub: ...
+    Enqueue: _grpc.UnaryUnaryMultiCallable[_journaling_pb2.EnqueueRequest, _journaling_pb2.EnqueueResponse]
+    """Internal. Takes events to journal; idempotent by entry id, answers after commit with one
+    result per item in the same order.
+    """
     GetEntry: _grpc.UnaryUnaryMultiCallable[_journaling_pb2.GetEntryRequest, _journaling_pb2.GetEntryResponse]
-    """Gets one journal entry by its id."""
+    """Gets an entry."""
+    ListEntries: _grpc.UnaryUnaryMultiCallable[_journaling_pb2.ListEntriesRequest, _journaling_pb2.ListEntriesResponse]
+    """Lists entries of a municipality, newest first, by patient and state."""
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_journaling_pb2.ListDeadLettersRequest, _journaling_pb2.ListDeadLettersResponse]
+    """Lists a municipality's dead letters: entries whose delivery gave up."""
+    RetryEntry: _grpc.UnaryUnaryMultiCallable[_journaling_pb2.RetryEntryRequest, _journaling_pb2.RetryEntryResponse]
+    """Puts a dead letter back in its patient's queue."""
+    ListPending: _grpc.UnaryUnaryMultiCallable[_journaling_pb2.ListPendingRequest, _journaling_pb2.ListPendingResponse]
+    """For an EPJ that pulls: the next notes not yet acknowledged, in order per patient, from a
+    cursor. A fetched note is READ until it is acknowledged.
+    """
+    Acknowledge: _grpc.UnaryUnaryMultiCallable[_journaling_pb2.AcknowledgeRequest, _journaling_pb2.AcknowledgeResponse]
+    """For an EPJ that pulls: confirms notes as journaled, or refuses them. Repeating an
+    acknowledgement changes nothing.
+    """
 
 @_typing.type_check_only
 class JournalingServiceAsyncStub(JournalingServiceStub):
-    """Journal entries and their delivery into the municipalities' patient records.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """Events become journal notes in the patient's record: exactly once, in order per patient,
+    through the municipality's EPJ endpoint (pushed by the hub, or pulled by the EPJ).
+
+    Callers: the hub's ingest service for Enqueue; operators (scope vkp:admin) for the entries and
+    dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
+    Acknowledge.
+
+    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
+    events/{id}).
+
+    ErrorInfo reasons (domain journaling.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_PAGE_TOKEN
+      NOT_FOUND            ENTRY_NOT_FOUND
+      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+                           NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+                           is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
+      PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
+                           MISSING_SCOPE
+      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Enqueue: _aio.UnaryUnaryMultiCallable[_journaling_pb2.EnqueueRequest, _journaling_pb2.EnqueueResponse]  # type: ignore[assignment]
+    """Internal. Takes events to journal; idempotent by entry id, answers after commit with one
+    result per item in the same order.
+    """
     GetEntry: _aio.UnaryUnaryMultiCallable[_journaling_pb2.GetEntryRequest, _journaling_pb2.GetEntryResponse]  # type: ignore[assignment]
-    """Gets one journal entry by its id."""
+    """Gets an entry."""
+    ListEntries: _aio.UnaryUnaryMultiCallable[_journaling_pb2.ListEntriesRequest, _journaling_pb2.ListEntriesResponse]  # type: ignore[assignment]
+    """Lists entries of a municipality, newest first, by patient and state."""
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_journaling_pb2.ListDeadLettersRequest, _journaling_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Lists a municipality's dead letters: entries whose delivery gave up."""
+    RetryEntry: _aio.UnaryUnaryMultiCallable[_journaling_pb2.RetryEntryRequest, _journaling_pb2.RetryEntryResponse]  # type: ignore[assignment]
+    """Puts a dead letter back in its patient's queue."""
+    ListPending: _aio.UnaryUnaryMultiCallable[_journaling_pb2.ListPendingRequest, _journaling_pb2.ListPendingResponse]  # type: ignore[assignment]
+    """For an EPJ that pulls: the next notes not yet acknowledged, in order per patient, from a
+    cursor. A fetched note is READ until it is acknowledged.
+    """
+    Acknowledge: _aio.UnaryUnaryMultiCallable[_journaling_pb2.AcknowledgeRequest, _journaling_pb2.AcknowledgeResponse]  # type: ignore[assignment]
+    """For an EPJ that pulls: confirms notes as journaled, or refuses them. Repeating an
+    acknowledgement changes nothing.
+    """
 
 class JournalingServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Journal entries and their delivery into the municipalities' patient records.
-    The full contract is filled in step by step; every RPC not yet implemented answers
-    UNIMPLEMENTED.
+    """Events become journal notes in the patient's record: exactly once, in order per patient,
+    through the municipality's EPJ endpoint (pushed by the hub, or pulled by the EPJ).
+
+    Callers: the hub's ingest service for Enqueue; operators (scope vkp:admin) for the entries and
+    dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
+    Acknowledge.
+
+    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
+    events/{id}).
+
+    ErrorInfo reasons (domain journaling.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_PAGE_TOKEN
+      NOT_FOUND            ENTRY_NOT_FOUND
+      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+                           NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+                           is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
+      PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
+                           MISSING_SCOPE
+      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
+
+    @_abc_1.abstractmethod
+    def Enqueue(
+        self,
+        request: _journaling_pb2.EnqueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_journaling_pb2.EnqueueResponse, _abc.Awaitable[_journaling_pb2.EnqueueResponse]]:
+        """Internal. Takes events to journal; idempotent by entry id, answers after commit with one
+        result per item in the same order.
+        """
 
     @_abc_1.abstractmethod
     def GetEntry(
@@ -62,6 +162,50 @@ class JournalingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _journaling_pb2.GetEntryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_journaling_pb2.GetEntryResponse, _abc.Awaitable[_journaling_pb2.GetEntryResponse]]:
-        """Gets one journal entry by its id."""
+        """Gets an entry."""
+
+    @_abc_1.abstractmethod
+    def ListEntries(
+        self,
+        request: _journaling_pb2.ListEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_journaling_pb2.ListEntriesResponse, _abc.Awaitable[_journaling_pb2.ListEntriesResponse]]:
+        """Lists entries of a municipality, newest first, by patient and state."""
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _journaling_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_journaling_pb2.ListDeadLettersResponse, _abc.Awaitable[_journaling_pb2.ListDeadLettersResponse]]:
+        """Lists a municipality's dead letters: entries whose delivery gave up."""
+
+    @_abc_1.abstractmethod
+    def RetryEntry(
+        self,
+        request: _journaling_pb2.RetryEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_journaling_pb2.RetryEntryResponse, _abc.Awaitable[_journaling_pb2.RetryEntryResponse]]:
+        """Puts a dead letter back in its patient's queue."""
+
+    @_abc_1.abstractmethod
+    def ListPending(
+        self,
+        request: _journaling_pb2.ListPendingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_journaling_pb2.ListPendingResponse, _abc.Awaitable[_journaling_pb2.ListPendingResponse]]:
+        """For an EPJ that pulls: the next notes not yet acknowledged, in order per patient, from a
+        cursor. A fetched note is READ until it is acknowledged.
+        """
+
+    @_abc_1.abstractmethod
+    def Acknowledge(
+        self,
+        request: _journaling_pb2.AcknowledgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_journaling_pb2.AcknowledgeResponse, _abc.Awaitable[_journaling_pb2.AcknowledgeResponse]]:
+        """For an EPJ that pulls: confirms notes as journaled, or refuses them. Repeating an
+        acknowledgement changes nothing.
+        """
 
 def add_JournalingServiceServicer_to_server(servicer: JournalingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

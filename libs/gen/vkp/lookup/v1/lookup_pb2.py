@@ -22,19 +22,112 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from vkp.common.v1 import common_pb2 as vkp_dot_common_dot_v1_dot_common__pb2
+from vkp.common.v1 import rules_pb2 as vkp_dot_common_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avkp/lookup/v1/lookup.proto\x12\rvkp.lookup.v1\"=\n\x11GetPatientRequest\x12\x14\n\x0cmunicipality\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\"#\n\x12GetPatientResponse\x12\r\n\x05stale\x18\x01 \x01(\x08\x32\x62\n\rLookupService\x12Q\n\nGetPatient\x12 .vkp.lookup.v1.GetPatientRequest\x1a!.vkp.lookup.v1.GetPatientResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avkp/lookup/v1/lookup.proto\x12\rvkp.lookup.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avkp/common/v1/common.proto\x1a\x19vkp/common/v1/rules.proto\"x\n\tFreshness\x12\r\n\x05stale\x18\x01 \x01(\x08\x12,\n\tcache_age\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nfetch_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\nPersonName\x12\r\n\x05given\x18\x01 \x03(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"P\n\x07\x41\x64\x64ress\x12\r\n\x05lines\x18\x01 \x03(\t\x12\x13\n\x0bpostal_code\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65ss_hint\x18\x04 \x01(\t\"\xd6\x01\n\x07Patient\x12.\n\x0bnational_id\x18\x01 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12\'\n\x04name\x18\x02 \x01(\x0b\x32\x19.vkp.lookup.v1.PersonName\x12\x0e\n\x06phones\x18\x03 \x03(\t\x12\'\n\x07\x61\x64\x64ress\x18\x04 \x01(\x0b\x32\x16.vkp.lookup.v1.Address\x12\x18\n\x10\x64oor_lock_system\x18\x05 \x01(\t\x12\x0c\n\x04zone\x18\x06 \x01(\t\x12\x11\n\thousehold\x18\x07 \x01(\t\"Z\n\tNextOfKin\x12\'\n\x04name\x18\x01 \x01(\x0b\x32\x19.vkp.lookup.v1.PersonName\x12\x14\n\x0crelationship\x18\x02 \x01(\t\x12\x0e\n\x06phones\x18\x03 \x03(\t\"d\n\x13GeneralPractitioner\x12\'\n\x04name\x18\x01 \x01(\x0b\x32\x19.vkp.lookup.v1.PersonName\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0e\n\x06phones\x18\x03 \x03(\t\"\x93\x01\n\x13\x43riticalInformation\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.vkp.lookup.v1.CriticalInformationKind\x12#\n\x04\x63ode\x18\x02 \x01(\x0b\x32\x15.vkp.common.v1.Coding\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x13\n\x0b\x63riticality\x18\x04 \x01(\t\"\xa9\x01\n\x0ePatientService\x12#\n\x04type\x18\x01 \x01(\x0b\x32\x15.vkp.common.v1.Coding\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.vkp.lookup.v1.ServiceStatus\x12%\n\x06period\x18\x03 \x01(\x0b\x32\x15.vkp.common.v1.Period\x12\x1d\n\x15managing_organization\x18\x04 \x01(\t\"S\n\x05Visit\x12%\n\x06period\x18\x01 \x01(\x0b\x32\x15.vkp.common.v1.Period\x12\x10\n\x08\x61\x63tivity\x18\x02 \x01(\t\x12\x11\n\tperformer\x18\x03 \x01(\t\"\x9c\x01\n\x10ServiceRecipient\x12.\n\x0bnational_id\x18\x01 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12\'\n\x04name\x18\x02 \x01(\x0b\x32\x19.vkp.lookup.v1.PersonName\x12/\n\x08services\x18\x03 \x03(\x0b\x32\x1d.vkp.lookup.v1.PatientService\"\xbc\x01\n\x1cListServiceRecipientsRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12=\n\x0cservice_code\x18\x02 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCodeB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"\x9a\x01\n\x1dListServiceRecipientsResponse\x12\x33\n\nrecipients\x18\x01 \x03(\x0b\x32\x1f.vkp.lookup.v1.ServiceRecipient\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12+\n\tfreshness\x18\x03 \x01(\x0b\x32\x18.vkp.lookup.v1.Freshness\"\xa8\x01\n\x11GetPatientRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12=\n\x0cservice_code\x18\x02 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCodeB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x32\n\x07patient\x18\x03 \x01(\x0b\x32\x19.vkp.common.v1.NationalIdB\x06\xbaH\x03\xc8\x01\x01\"j\n\x12GetPatientResponse\x12\'\n\x07patient\x18\x01 \x01(\x0b\x32\x16.vkp.lookup.v1.Patient\x12+\n\tfreshness\x18\x02 \x01(\x0b\x32\x18.vkp.lookup.v1.Freshness\"\xa9\x01\n\x12GetServicesRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12=\n\x0cservice_code\x18\x02 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCodeB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x32\n\x07patient\x18\x03 \x01(\x0b\x32\x19.vkp.common.v1.NationalIdB\x06\xbaH\x03\xc8\x01\x01\"s\n\x13GetServicesResponse\x12/\n\x08services\x18\x01 \x03(\x0b\x32\x1d.vkp.lookup.v1.PatientService\x12+\n\tfreshness\x18\x02 \x01(\x0b\x32\x18.vkp.lookup.v1.Freshness\"\xe0\x01\n\x13GetVisitPlanRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12=\n\x0cservice_code\x18\x02 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCodeB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x32\n\x07patient\x18\x03 \x01(\x0b\x32\x19.vkp.common.v1.NationalIdB\x06\xbaH\x03\xc8\x01\x01\x12\x34\n\x04\x64\x61te\x18\x04 \x01(\tB&\xbaH#r!2\x1f^([0-9]{4}-[0-9]{2}-[0-9]{2})?$\"i\n\x14GetVisitPlanResponse\x12$\n\x06visits\x18\x01 \x03(\x0b\x32\x14.vkp.lookup.v1.Visit\x12+\n\tfreshness\x18\x02 \x01(\x0b\x32\x18.vkp.lookup.v1.Freshness\"\xcf\x01\n\x16GetAlarmContextRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12\x41\n\x0cservice_code\x18\x02 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCodeB\x0f\xbaH\x0c\x82\x01\x06\x18\x01\x18\x02\x18\x03\xc8\x01\x01\x12\x32\n\x07patient\x18\x03 \x01(\x0b\x32\x19.vkp.common.v1.NationalIdB\x06\xbaH\x03\xc8\x01\x01\x12\x1c\n\x08\x61larm_id\x18\x04 \x01(\tB\n\xbaH\x07r\x05\xa8\xe7\xa8\x03\x01\"\xc1\x02\n\x0c\x41larmContext\x12\'\n\x07patient\x18\x01 \x01(\x0b\x32\x16.vkp.lookup.v1.Patient\x12-\n\x0bnext_of_kin\x18\x02 \x03(\x0b\x32\x18.vkp.lookup.v1.NextOfKin\x12@\n\x14general_practitioner\x18\x03 \x01(\x0b\x32\".vkp.lookup.v1.GeneralPractitioner\x12@\n\x14\x63ritical_information\x18\x04 \x03(\x0b\x32\".vkp.lookup.v1.CriticalInformation\x12$\n\x06visits\x18\x05 \x03(\x0b\x32\x14.vkp.lookup.v1.Visit\x12/\n\x08services\x18\x06 \x03(\x0b\x32\x1d.vkp.lookup.v1.PatientService\"t\n\x17GetAlarmContextResponse\x12,\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1b.vkp.lookup.v1.AlarmContext\x12+\n\tfreshness\x18\x02 \x01(\x0b\x32\x18.vkp.lookup.v1.Freshness*\x92\x01\n\x17\x43riticalInformationKind\x12)\n%CRITICAL_INFORMATION_KIND_UNSPECIFIED\x10\x00\x12%\n!CRITICAL_INFORMATION_KIND_ALLERGY\x10\x01\x12%\n!CRITICAL_INFORMATION_KIND_WARNING\x10\x02*\xbd\x01\n\rServiceStatus\x12\x1e\n\x1aSERVICE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SERVICE_STATUS_PLANNED\x10\x01\x12\x19\n\x15SERVICE_STATUS_ACTIVE\x10\x02\x12\x1a\n\x16SERVICE_STATUS_ON_HOLD\x10\x03\x12\x1b\n\x17SERVICE_STATUS_FINISHED\x10\x04\x12\x1c\n\x18SERVICE_STATUS_CANCELLED\x10\x05\x32\x80\x04\n\rLookupService\x12w\n\x15ListServiceRecipients\x12+.vkp.lookup.v1.ListServiceRecipientsRequest\x1a,.vkp.lookup.v1.ListServiceRecipientsResponse\"\x03\x90\x02\x01\x12V\n\nGetPatient\x12 .vkp.lookup.v1.GetPatientRequest\x1a!.vkp.lookup.v1.GetPatientResponse\"\x03\x90\x02\x01\x12Y\n\x0bGetServices\x12!.vkp.lookup.v1.GetServicesRequest\x1a\".vkp.lookup.v1.GetServicesResponse\"\x03\x90\x02\x01\x12\\\n\x0cGetVisitPlan\x12\".vkp.lookup.v1.GetVisitPlanRequest\x1a#.vkp.lookup.v1.GetVisitPlanResponse\"\x03\x90\x02\x01\x12\x65\n\x0fGetAlarmContext\x12%.vkp.lookup.v1.GetAlarmContextRequest\x1a&.vkp.lookup.v1.GetAlarmContextResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vkp.lookup.v1.lookup_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETPATIENTREQUEST']._serialized_start=45
-  _globals['_GETPATIENTREQUEST']._serialized_end=106
-  _globals['_GETPATIENTRESPONSE']._serialized_start=108
-  _globals['_GETPATIENTRESPONSE']._serialized_end=143
-  _globals['_LOOKUPSERVICE']._serialized_start=145
-  _globals['_LOOKUPSERVICE']._serialized_end=243
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['service_code']._loaded_options = None
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['service_code']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTSERVICERECIPIENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
+  _globals['_GETPATIENTREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_GETPATIENTREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_GETPATIENTREQUEST'].fields_by_name['service_code']._loaded_options = None
+  _globals['_GETPATIENTREQUEST'].fields_by_name['service_code']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_GETPATIENTREQUEST'].fields_by_name['patient']._loaded_options = None
+  _globals['_GETPATIENTREQUEST'].fields_by_name['patient']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_GETSERVICESREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_GETSERVICESREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_GETSERVICESREQUEST'].fields_by_name['service_code']._loaded_options = None
+  _globals['_GETSERVICESREQUEST'].fields_by_name['service_code']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_GETSERVICESREQUEST'].fields_by_name['patient']._loaded_options = None
+  _globals['_GETSERVICESREQUEST'].fields_by_name['patient']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['service_code']._loaded_options = None
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['service_code']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['patient']._loaded_options = None
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['patient']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['date']._loaded_options = None
+  _globals['_GETVISITPLANREQUEST'].fields_by_name['date']._serialized_options = b'\272H#r!2\037^([0-9]{4}-[0-9]{2}-[0-9]{2})?$'
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['municipality']._loaded_options = None
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['municipality']._serialized_options = b'\272H\007r\005\220\347\250\003\001'
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['service_code']._loaded_options = None
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['service_code']._serialized_options = b'\272H\014\202\001\006\030\001\030\002\030\003\310\001\001'
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['patient']._loaded_options = None
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['patient']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['alarm_id']._loaded_options = None
+  _globals['_GETALARMCONTEXTREQUEST'].fields_by_name['alarm_id']._serialized_options = b'\272H\007r\005\250\347\250\003\001'
+  _globals['_LOOKUPSERVICE'].methods_by_name['ListServiceRecipients']._loaded_options = None
+  _globals['_LOOKUPSERVICE'].methods_by_name['ListServiceRecipients']._serialized_options = b'\220\002\001'
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetPatient']._loaded_options = None
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetPatient']._serialized_options = b'\220\002\001'
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetServices']._loaded_options = None
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetServices']._serialized_options = b'\220\002\001'
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetVisitPlan']._loaded_options = None
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetVisitPlan']._serialized_options = b'\220\002\001'
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetAlarmContext']._loaded_options = None
+  _globals['_LOOKUPSERVICE'].methods_by_name['GetAlarmContext']._serialized_options = b'\220\002\001'
+  _globals['_CRITICALINFORMATIONKIND']._serialized_start=3337
+  _globals['_CRITICALINFORMATIONKIND']._serialized_end=3483
+  _globals['_SERVICESTATUS']._serialized_start=3486
+  _globals['_SERVICESTATUS']._serialized_end=3675
+  _globals['_FRESHNESS']._serialized_start=194
+  _globals['_FRESHNESS']._serialized_end=314
+  _globals['_PERSONNAME']._serialized_start=316
+  _globals['_PERSONNAME']._serialized_end=373
+  _globals['_ADDRESS']._serialized_start=375
+  _globals['_ADDRESS']._serialized_end=455
+  _globals['_PATIENT']._serialized_start=458
+  _globals['_PATIENT']._serialized_end=672
+  _globals['_NEXTOFKIN']._serialized_start=674
+  _globals['_NEXTOFKIN']._serialized_end=764
+  _globals['_GENERALPRACTITIONER']._serialized_start=766
+  _globals['_GENERALPRACTITIONER']._serialized_end=866
+  _globals['_CRITICALINFORMATION']._serialized_start=869
+  _globals['_CRITICALINFORMATION']._serialized_end=1016
+  _globals['_PATIENTSERVICE']._serialized_start=1019
+  _globals['_PATIENTSERVICE']._serialized_end=1188
+  _globals['_VISIT']._serialized_start=1190
+  _globals['_VISIT']._serialized_end=1273
+  _globals['_SERVICERECIPIENT']._serialized_start=1276
+  _globals['_SERVICERECIPIENT']._serialized_end=1432
+  _globals['_LISTSERVICERECIPIENTSREQUEST']._serialized_start=1435
+  _globals['_LISTSERVICERECIPIENTSREQUEST']._serialized_end=1623
+  _globals['_LISTSERVICERECIPIENTSRESPONSE']._serialized_start=1626
+  _globals['_LISTSERVICERECIPIENTSRESPONSE']._serialized_end=1780
+  _globals['_GETPATIENTREQUEST']._serialized_start=1783
+  _globals['_GETPATIENTREQUEST']._serialized_end=1951
+  _globals['_GETPATIENTRESPONSE']._serialized_start=1953
+  _globals['_GETPATIENTRESPONSE']._serialized_end=2059
+  _globals['_GETSERVICESREQUEST']._serialized_start=2062
+  _globals['_GETSERVICESREQUEST']._serialized_end=2231
+  _globals['_GETSERVICESRESPONSE']._serialized_start=2233
+  _globals['_GETSERVICESRESPONSE']._serialized_end=2348
+  _globals['_GETVISITPLANREQUEST']._serialized_start=2351
+  _globals['_GETVISITPLANREQUEST']._serialized_end=2575
+  _globals['_GETVISITPLANRESPONSE']._serialized_start=2577
+  _globals['_GETVISITPLANRESPONSE']._serialized_end=2682
+  _globals['_GETALARMCONTEXTREQUEST']._serialized_start=2685
+  _globals['_GETALARMCONTEXTREQUEST']._serialized_end=2892
+  _globals['_ALARMCONTEXT']._serialized_start=2895
+  _globals['_ALARMCONTEXT']._serialized_end=3216
+  _globals['_GETALARMCONTEXTRESPONSE']._serialized_start=3218
+  _globals['_GETALARMCONTEXTRESPONSE']._serialized_end=3334
+  _globals['_LOOKUPSERVICE']._serialized_start=3678
+  _globals['_LOOKUPSERVICE']._serialized_end=4190
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,14 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from vkp.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,6 +22,496 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CriticalInformationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CriticalInformationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CriticalInformationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CRITICAL_INFORMATION_KIND_UNSPECIFIED: _CriticalInformationKind.ValueType  # 0
+    CRITICAL_INFORMATION_KIND_ALLERGY: _CriticalInformationKind.ValueType  # 1
+    """An allergy or intolerance (AllergyIntolerance)."""
+    CRITICAL_INFORMATION_KIND_WARNING: _CriticalInformationKind.ValueType  # 2
+    """A warning (Flag), e.g. a condition that changes how to respond."""
+
+class CriticalInformationKind(_CriticalInformationKind, metaclass=_CriticalInformationKindEnumTypeWrapper):
+    """What kind of critical information."""
+
+CRITICAL_INFORMATION_KIND_UNSPECIFIED: CriticalInformationKind.ValueType  # 0
+CRITICAL_INFORMATION_KIND_ALLERGY: CriticalInformationKind.ValueType  # 1
+"""An allergy or intolerance (AllergyIntolerance)."""
+CRITICAL_INFORMATION_KIND_WARNING: CriticalInformationKind.ValueType  # 2
+"""A warning (Flag), e.g. a condition that changes how to respond."""
+Global___CriticalInformationKind: _TypeAlias = CriticalInformationKind  # noqa: Y015
+
+class _ServiceStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ServiceStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SERVICE_STATUS_UNSPECIFIED: _ServiceStatus.ValueType  # 0
+    SERVICE_STATUS_PLANNED: _ServiceStatus.ValueType  # 1
+    """Planned, not started."""
+    SERVICE_STATUS_ACTIVE: _ServiceStatus.ValueType  # 2
+    """Being delivered."""
+    SERVICE_STATUS_ON_HOLD: _ServiceStatus.ValueType  # 3
+    """Paused."""
+    SERVICE_STATUS_FINISHED: _ServiceStatus.ValueType  # 4
+    """Ended."""
+    SERVICE_STATUS_CANCELLED: _ServiceStatus.ValueType  # 5
+    """Cancelled."""
+
+class ServiceStatus(_ServiceStatus, metaclass=_ServiceStatusEnumTypeWrapper):
+    """The status of a service."""
+
+SERVICE_STATUS_UNSPECIFIED: ServiceStatus.ValueType  # 0
+SERVICE_STATUS_PLANNED: ServiceStatus.ValueType  # 1
+"""Planned, not started."""
+SERVICE_STATUS_ACTIVE: ServiceStatus.ValueType  # 2
+"""Being delivered."""
+SERVICE_STATUS_ON_HOLD: ServiceStatus.ValueType  # 3
+"""Paused."""
+SERVICE_STATUS_FINISHED: ServiceStatus.ValueType  # 4
+"""Ended."""
+SERVICE_STATUS_CANCELLED: ServiceStatus.ValueType  # 5
+"""Cancelled."""
+Global___ServiceStatus: _TypeAlias = ServiceStatus  # noqa: Y015
+
+@_typing.final
+class Freshness(_message.Message):
+    """How fresh an answer is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STALE_FIELD_NUMBER: _builtins.int
+    CACHE_AGE_FIELD_NUMBER: _builtins.int
+    FETCH_TIME_FIELD_NUMBER: _builtins.int
+    stale: _builtins.bool
+    """True when the EPJ could not be reached and cached data was served instead."""
+    @_builtins.property
+    def cache_age(self) -> _duration_pb2.Duration:
+        """How old the data is: the time since it was fetched from the EPJ."""
+
+    @_builtins.property
+    def fetch_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was fetched from the EPJ."""
+
+    def __init__(
+        self,
+        *,
+        stale: _builtins.bool = ...,
+        cache_age: _duration_pb2.Duration | None = ...,
+        fetch_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_age", b"cache_age", "fetch_time", b"fetch_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_age", b"cache_age", "fetch_time", b"fetch_time", "stale", b"stale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Freshness: _TypeAlias = Freshness  # noqa: Y015
+
+@_typing.final
+class PersonName(_message.Message):
+    """A person's name."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GIVEN_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Family name."""
+    text: _builtins.str
+    """The whole name as it is written."""
+    @_builtins.property
+    def given(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Given names, including middle names."""
+
+    def __init__(
+        self,
+        *,
+        given: _abc.Iterable[_builtins.str] | None = ...,
+        family: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "given", b"given", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonName: _TypeAlias = PersonName  # noqa: Y015
+
+@_typing.final
+class Address(_message.Message):
+    """A postal address, with what a responder needs to get in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    ACCESS_HINT_FIELD_NUMBER: _builtins.int
+    postal_code: _builtins.str
+    """Postal code."""
+    city: _builtins.str
+    """Postal place."""
+    access_hint: _builtins.str
+    """How to get in, e.g. "Inngang fra baksiden, 2. etg"."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Street and number, lines as written."""
+
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[_builtins.str] | None = ...,
+        postal_code: _builtins.str = ...,
+        city: _builtins.str = ...,
+        access_hint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_hint", b"access_hint", "city", b"city", "lines", b"lines", "postal_code", b"postal_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Address: _TypeAlias = Address  # noqa: Y015
+
+@_typing.final
+class Patient(_message.Message):
+    """A patient, as a responder sees them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NATIONAL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PHONES_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    DOOR_LOCK_SYSTEM_FIELD_NUMBER: _builtins.int
+    ZONE_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    door_lock_system: _builtins.str
+    """The name of the electronic door-lock system, e.g. "Phoniro"."""
+    zone: _builtins.str
+    """Zone or district of the home service."""
+    household: _builtins.str
+    """Household, e.g. "Bor alene, katt"."""
+    @_builtins.property
+    def national_id(self) -> _common_pb2.NationalId:
+        """The national id."""
+
+    @_builtins.property
+    def name(self) -> Global___PersonName:
+        """The name."""
+
+    @_builtins.property
+    def phones(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Phone numbers."""
+
+    @_builtins.property
+    def address(self) -> Global___Address:
+        """Home address."""
+
+    def __init__(
+        self,
+        *,
+        national_id: _common_pb2.NationalId | None = ...,
+        name: Global___PersonName | None = ...,
+        phones: _abc.Iterable[_builtins.str] | None = ...,
+        address: Global___Address | None = ...,
+        door_lock_system: _builtins.str = ...,
+        zone: _builtins.str = ...,
+        household: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "name", b"name", "national_id", b"national_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "door_lock_system", b"door_lock_system", "household", b"household", "name", b"name", "national_id", b"national_id", "phones", b"phones", "zone", b"zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Patient: _TypeAlias = Patient  # noqa: Y015
+
+@_typing.final
+class NextOfKin(_message.Message):
+    """A next of kin."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_FIELD_NUMBER: _builtins.int
+    PHONES_FIELD_NUMBER: _builtins.int
+    relationship: _builtins.str
+    """The relationship, e.g. "Datter"."""
+    @_builtins.property
+    def name(self) -> Global___PersonName:
+        """The name."""
+
+    @_builtins.property
+    def phones(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Phone numbers."""
+
+    def __init__(
+        self,
+        *,
+        name: Global___PersonName | None = ...,
+        relationship: _builtins.str = ...,
+        phones: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "phones", b"phones", "relationship", b"relationship"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NextOfKin: _TypeAlias = NextOfKin  # noqa: Y015
+
+@_typing.final
+class GeneralPractitioner(_message.Message):
+    """The patient's general practitioner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    PHONES_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    """The practice."""
+    @_builtins.property
+    def name(self) -> Global___PersonName:
+        """The name."""
+
+    @_builtins.property
+    def phones(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Phone numbers."""
+
+    def __init__(
+        self,
+        *,
+        name: Global___PersonName | None = ...,
+        organization: _builtins.str = ...,
+        phones: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "organization", b"organization", "phones", b"phones"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeneralPractitioner: _TypeAlias = GeneralPractitioner  # noqa: Y015
+
+@_typing.final
+class CriticalInformation(_message.Message):
+    """Information that changes how to respond."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CRITICALITY_FIELD_NUMBER: _builtins.int
+    kind: Global___CriticalInformationKind.ValueType
+    """Allergy or warning."""
+    text: _builtins.str
+    """The text."""
+    criticality: _builtins.str
+    """How critical, as the EPJ says, e.g. high."""
+    @_builtins.property
+    def code(self) -> _common_pb2.Coding:
+        """The code, when the EPJ gives one."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___CriticalInformationKind.ValueType = ...,
+        code: _common_pb2.Coding | None = ...,
+        text: _builtins.str = ...,
+        criticality: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "criticality", b"criticality", "kind", b"kind", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CriticalInformation: _TypeAlias = CriticalInformation  # noqa: Y015
+
+@_typing.final
+class PatientService(_message.Message):
+    """A service the patient has been assigned (an EpisodeOfCare)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    MANAGING_ORGANIZATION_FIELD_NUMBER: _builtins.int
+    status: Global___ServiceStatus.ValueType
+    """Its status."""
+    managing_organization: _builtins.str
+    """The unit that delivers it."""
+    @_builtins.property
+    def type(self) -> _common_pb2.Coding:
+        """The EPJ's service type, e.g. IPLOS 27."""
+
+    @_builtins.property
+    def period(self) -> _common_pb2.Period:
+        """When it applies."""
+
+    def __init__(
+        self,
+        *,
+        type: _common_pb2.Coding | None = ...,
+        status: Global___ServiceStatus.ValueType = ...,
+        period: _common_pb2.Period | None = ...,
+        managing_organization: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["managing_organization", b"managing_organization", "period", b"period", "status", b"status", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatientService: _TypeAlias = PatientService  # noqa: Y015
+
+@_typing.final
+class Visit(_message.Message):
+    """A planned visit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    ACTIVITY_FIELD_NUMBER: _builtins.int
+    PERFORMER_FIELD_NUMBER: _builtins.int
+    activity: _builtins.str
+    """What is to be done, e.g. "Morgenstell"."""
+    performer: _builtins.str
+    """Who visits, when the EPJ says."""
+    @_builtins.property
+    def period(self) -> _common_pb2.Period:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        period: _common_pb2.Period | None = ...,
+        activity: _builtins.str = ...,
+        performer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "performer", b"performer", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Visit: _TypeAlias = Visit  # noqa: Y015
+
+@_typing.final
+class ServiceRecipient(_message.Message):
+    """A person who has the service."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NATIONAL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def national_id(self) -> _common_pb2.NationalId:
+        """The national id."""
+
+    @_builtins.property
+    def name(self) -> Global___PersonName:
+        """The name."""
+
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatientService]:
+        """The matching services."""
+
+    def __init__(
+        self,
+        *,
+        national_id: _common_pb2.NationalId | None = ...,
+        name: Global___PersonName | None = ...,
+        services: _abc.Iterable[Global___PatientService] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "national_id", b"national_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "national_id", b"national_id", "services", b"services"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceRecipient: _TypeAlias = ServiceRecipient  # noqa: Y015
+
+@_typing.final
+class ListServiceRecipientsRequest(_message.Message):
+    """Request of ListServiceRecipients."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 500)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "page_size", b"page_size", "page_token", b"page_token", "service_code", b"service_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServiceRecipientsRequest: _TypeAlias = ListServiceRecipientsRequest  # noqa: Y015
+
+@_typing.final
+class ListServiceRecipientsResponse(_message.Message):
+    """Response of ListServiceRecipients."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceRecipient]:
+        """One page."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """How fresh the page is."""
+
+    def __init__(
+        self,
+        *,
+        recipients: _abc.Iterable[Global___ServiceRecipient] | None = ...,
+        next_page_token: _builtins.str = ...,
+        freshness: Global___Freshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "next_page_token", b"next_page_token", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServiceRecipientsResponse: _TypeAlias = ListServiceRecipientsResponse  # noqa: Y015
+
 @_typing.final
 class GetPatientRequest(_message.Message):
     """Request of GetPatient."""
@@ -23,20 +519,26 @@ class GetPatientRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MUNICIPALITY_FIELD_NUMBER: _builtins.int
-    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
     municipality: _builtins.str
-    """Organisation number of the municipality."""
-    patient_id: _builtins.str
-    """The patient's national id."""
+    """The municipality's organisation number."""
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service the vendor acts for."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """The patient."""
+
     def __init__(
         self,
         *,
         municipality: _builtins.str = ...,
-        patient_id: _builtins.str = ...,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        patient: _common_pb2.NationalId | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "patient_id", b"patient_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "patient", b"patient", "service_code", b"service_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -48,18 +550,274 @@ class GetPatientResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    STALE_FIELD_NUMBER: _builtins.int
-    stale: _builtins.bool
-    """True when the answer comes from the cache while the EPJ is unreachable."""
+    PATIENT_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def patient(self) -> Global___Patient:
+        """The patient."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """How fresh it is."""
+
     def __init__(
         self,
         *,
-        stale: _builtins.bool = ...,
+        patient: Global___Patient | None = ...,
+        freshness: Global___Freshness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "patient", b"patient"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["stale", b"stale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "patient", b"patient"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPatientResponse: _TypeAlias = GetPatientResponse  # noqa: Y015
+
+@_typing.final
+class GetServicesRequest(_message.Message):
+    """Request of GetServices."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service the vendor acts for."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """The patient."""
+
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        patient: _common_pb2.NationalId | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "patient", b"patient", "service_code", b"service_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetServicesRequest: _TypeAlias = GetServicesRequest  # noqa: Y015
+
+@_typing.final
+class GetServicesResponse(_message.Message):
+    """Response of GetServices."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICES_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatientService]:
+        """Active and ended services."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """How fresh they are."""
+
+    def __init__(
+        self,
+        *,
+        services: _abc.Iterable[Global___PatientService] | None = ...,
+        freshness: Global___Freshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "services", b"services"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetServicesResponse: _TypeAlias = GetServicesResponse  # noqa: Y015
+
+@_typing.final
+class GetVisitPlanRequest(_message.Message):
+    """Request of GetVisitPlan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service the vendor acts for."""
+    date: _builtins.str
+    """The day, YYYY-MM-DD in Norwegian time; today when empty."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """The patient."""
+
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "municipality", b"municipality", "patient", b"patient", "service_code", b"service_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVisitPlanRequest: _TypeAlias = GetVisitPlanRequest  # noqa: Y015
+
+@_typing.final
+class GetVisitPlanResponse(_message.Message):
+    """Response of GetVisitPlan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VISITS_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def visits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Visit]:
+        """The visits of the day, in time order."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """How fresh they are."""
+
+    def __init__(
+        self,
+        *,
+        visits: _abc.Iterable[Global___Visit] | None = ...,
+        freshness: Global___Freshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "visits", b"visits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVisitPlanResponse: _TypeAlias = GetVisitPlanResponse  # noqa: Y015
+
+@_typing.final
+class GetAlarmContextRequest(_message.Message):
+    """Request of GetAlarmContext."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    PATIENT_FIELD_NUMBER: _builtins.int
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    municipality: _builtins.str
+    """The municipality's organisation number."""
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service of the alarm: SERVICE_CODE_RT, SERVICE_CODE_TA or SERVICE_CODE_GPS."""
+    alarm_id: _builtins.str
+    """The vendor's id of the open alarm, as in its alarm steps."""
+    @_builtins.property
+    def patient(self) -> _common_pb2.NationalId:
+        """The patient."""
+
+    def __init__(
+        self,
+        *,
+        municipality: _builtins.str = ...,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        patient: _common_pb2.NationalId | None = ...,
+        alarm_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "municipality", b"municipality", "patient", b"patient", "service_code", b"service_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAlarmContextRequest: _TypeAlias = GetAlarmContextRequest  # noqa: Y015
+
+@_typing.final
+class AlarmContext(_message.Message):
+    """What a responder needs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_FIELD_NUMBER: _builtins.int
+    NEXT_OF_KIN_FIELD_NUMBER: _builtins.int
+    GENERAL_PRACTITIONER_FIELD_NUMBER: _builtins.int
+    CRITICAL_INFORMATION_FIELD_NUMBER: _builtins.int
+    VISITS_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def patient(self) -> Global___Patient:
+        """The patient: address with access hint, door lock, zone, household."""
+
+    @_builtins.property
+    def next_of_kin(self) -> _containers.RepeatedCompositeFieldContainer[Global___NextOfKin]:
+        """Next of kin."""
+
+    @_builtins.property
+    def general_practitioner(self) -> Global___GeneralPractitioner:
+        """The GP."""
+
+    @_builtins.property
+    def critical_information(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriticalInformation]:
+        """Allergies and warnings."""
+
+    @_builtins.property
+    def visits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Visit]:
+        """Today's visits."""
+
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatientService]:
+        """Active services."""
+
+    def __init__(
+        self,
+        *,
+        patient: Global___Patient | None = ...,
+        next_of_kin: _abc.Iterable[Global___NextOfKin] | None = ...,
+        general_practitioner: Global___GeneralPractitioner | None = ...,
+        critical_information: _abc.Iterable[Global___CriticalInformation] | None = ...,
+        visits: _abc.Iterable[Global___Visit] | None = ...,
+        services: _abc.Iterable[Global___PatientService] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["general_practitioner", b"general_practitioner", "patient", b"patient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical_information", b"critical_information", "general_practitioner", b"general_practitioner", "next_of_kin", b"next_of_kin", "patient", b"patient", "services", b"services", "visits", b"visits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlarmContext: _TypeAlias = AlarmContext  # noqa: Y015
+
+@_typing.final
+class GetAlarmContextResponse(_message.Message):
+    """Response of GetAlarmContext."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def context(self) -> Global___AlarmContext:
+        """The responder set."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """How fresh it is."""
+
+    def __init__(
+        self,
+        *,
+        context: Global___AlarmContext | None = ...,
+        freshness: Global___Freshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "freshness", b"freshness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "freshness", b"freshness"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAlarmContextResponse: _TypeAlias = GetAlarmContextResponse  # noqa: Y015

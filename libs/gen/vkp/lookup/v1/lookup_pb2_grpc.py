@@ -26,9 +26,26 @@ if _version_not_supported:
 
 
 class LookupServiceStub:
-    """What a vendor may look up about a patient with a service from it, and what a responder needs
-    during an alarm. The full contract is filled in step by step; every RPC not yet implemented
-    answers UNIMPLEMENTED.
+    """What a vendor may see from the municipality's EPJ: the people assigned its service, and,
+    during an open alarm, what a responder needs. Access needs an agreement granting the service
+    code and the lookup action, and, per patient, a service need (an active EpisodeOfCare of a
+    type the municipality's partner profile maps to the service code). Every answer, allowed or
+    denied, is recorded in the audit log before it is sent.
+
+    Callers: vendor systems (scope vkp:lookup).
+
+    Answers come from a cache of the EPJ. While the EPJ is down, cached data may be served for a
+    bounded time, flagged in Freshness.
+
+    ErrorInfo reasons (domain lookup.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+    PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
+    NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
+    NOT_FOUND            PATIENT_NOT_FOUND
+    UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+    DEADLINE_EXCEEDED    EPJ_TIMEOUT
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel):
@@ -37,21 +54,88 @@ class LookupServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.ListServiceRecipients = channel.unary_unary(
+                '/vkp.lookup.v1.LookupService/ListServiceRecipients',
+                request_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.ListServiceRecipientsRequest.SerializeToString,
+                response_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.ListServiceRecipientsResponse.FromString,
+                _registered_method=True)
         self.GetPatient = channel.unary_unary(
                 '/vkp.lookup.v1.LookupService/GetPatient',
                 request_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetPatientRequest.SerializeToString,
                 response_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetPatientResponse.FromString,
                 _registered_method=True)
+        self.GetServices = channel.unary_unary(
+                '/vkp.lookup.v1.LookupService/GetServices',
+                request_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetServicesRequest.SerializeToString,
+                response_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetServicesResponse.FromString,
+                _registered_method=True)
+        self.GetVisitPlan = channel.unary_unary(
+                '/vkp.lookup.v1.LookupService/GetVisitPlan',
+                request_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetVisitPlanRequest.SerializeToString,
+                response_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetVisitPlanResponse.FromString,
+                _registered_method=True)
+        self.GetAlarmContext = channel.unary_unary(
+                '/vkp.lookup.v1.LookupService/GetAlarmContext',
+                request_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetAlarmContextRequest.SerializeToString,
+                response_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetAlarmContextResponse.FromString,
+                _registered_method=True)
 
 
 class LookupServiceServicer:
-    """What a vendor may look up about a patient with a service from it, and what a responder needs
-    during an alarm. The full contract is filled in step by step; every RPC not yet implemented
-    answers UNIMPLEMENTED.
+    """What a vendor may see from the municipality's EPJ: the people assigned its service, and,
+    during an open alarm, what a responder needs. Access needs an agreement granting the service
+    code and the lookup action, and, per patient, a service need (an active EpisodeOfCare of a
+    type the municipality's partner profile maps to the service code). Every answer, allowed or
+    denied, is recorded in the audit log before it is sent.
+
+    Callers: vendor systems (scope vkp:lookup).
+
+    Answers come from a cache of the EPJ. While the EPJ is down, cached data may be served for a
+    bounded time, flagged in Freshness.
+
+    ErrorInfo reasons (domain lookup.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+    PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
+    NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
+    NOT_FOUND            PATIENT_NOT_FOUND
+    UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+    DEADLINE_EXCEEDED    EPJ_TIMEOUT
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
+    def ListServiceRecipients(self, request, context):
+        """The people of the municipality who have the service (an active EpisodeOfCare of a mapped
+        type), paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPatient(self, request, context):
-        """Gets the patient's demographics, where the caller has a service need.
+        """A patient's demographics: name, phone, address with access hint, door lock, zone, household.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServices(self, request, context):
+        """A patient's welfare-technology and care services (EpisodeOfCare).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVisitPlan(self, request, context):
+        """A patient's visit plan for a day (CarePlan category 3, besøksplan).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlarmContext(self, request, context):
+        """Everything a responder needs, only while this vendor system's alarm for the patient is open
+        (and a grace period after it closes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,10 +144,30 @@ class LookupServiceServicer:
 
 def add_LookupServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'ListServiceRecipients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceRecipients,
+                    request_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.ListServiceRecipientsRequest.FromString,
+                    response_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.ListServiceRecipientsResponse.SerializeToString,
+            ),
             'GetPatient': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPatient,
                     request_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetPatientRequest.FromString,
                     response_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetPatientResponse.SerializeToString,
+            ),
+            'GetServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServices,
+                    request_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetServicesRequest.FromString,
+                    response_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetServicesResponse.SerializeToString,
+            ),
+            'GetVisitPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVisitPlan,
+                    request_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetVisitPlanRequest.FromString,
+                    response_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetVisitPlanResponse.SerializeToString,
+            ),
+            'GetAlarmContext': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlarmContext,
+                    request_deserializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetAlarmContextRequest.FromString,
+                    response_serializer=vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetAlarmContextResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -74,10 +178,54 @@ def add_LookupServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LookupService:
-    """What a vendor may look up about a patient with a service from it, and what a responder needs
-    during an alarm. The full contract is filled in step by step; every RPC not yet implemented
-    answers UNIMPLEMENTED.
+    """What a vendor may see from the municipality's EPJ: the people assigned its service, and,
+    during an open alarm, what a responder needs. Access needs an agreement granting the service
+    code and the lookup action, and, per patient, a service need (an active EpisodeOfCare of a
+    type the municipality's partner profile maps to the service code). Every answer, allowed or
+    denied, is recorded in the audit log before it is sent.
+
+    Callers: vendor systems (scope vkp:lookup).
+
+    Answers come from a cache of the EPJ. While the EPJ is down, cached data may be served for a
+    bounded time, flagged in Freshness.
+
+    ErrorInfo reasons (domain lookup.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+    PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
+    NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
+    NOT_FOUND            PATIENT_NOT_FOUND
+    UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+    DEADLINE_EXCEEDED    EPJ_TIMEOUT
+    UNAUTHENTICATED: the reasons of the hub's authentication.
     """
+
+    @staticmethod
+    def ListServiceRecipients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.lookup.v1.LookupService/ListServiceRecipients',
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.ListServiceRecipientsRequest.SerializeToString,
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.ListServiceRecipientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetPatient(request,
@@ -96,6 +244,87 @@ class LookupService:
             '/vkp.lookup.v1.LookupService/GetPatient',
             vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetPatientRequest.SerializeToString,
             vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetPatientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.lookup.v1.LookupService/GetServices',
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetServicesRequest.SerializeToString,
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVisitPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.lookup.v1.LookupService/GetVisitPlan',
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetVisitPlanRequest.SerializeToString,
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetVisitPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlarmContext(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.lookup.v1.LookupService/GetAlarmContext',
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetAlarmContextRequest.SerializeToString,
+            vkp_dot_lookup_dot_v1_dot_lookup__pb2.GetAlarmContextResponse.FromString,
             options,
             channel_credentials,
             insecure,

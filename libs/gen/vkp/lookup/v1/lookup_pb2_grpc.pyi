@@ -27,34 +27,119 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class LookupServiceStub:
-    """What a vendor may look up about a patient with a service from it, and what a responder needs
-    during an alarm. The full contract is filled in step by step; every RPC not yet implemented
-    answers UNIMPLEMENTED.
+    """What a vendor may see from the municipality's EPJ: the people assigned its service, and,
+    during an open alarm, what a responder needs. Access needs an agreement granting the service
+    code and the lookup action, and, per patient, a service need (an active EpisodeOfCare of a
+    type the municipality's partner profile maps to the service code). Every answer, allowed or
+    denied, is recorded in the audit log before it is sent.
+
+    Callers: vendor systems (scope vkp:lookup).
+
+    Answers come from a cache of the EPJ. While the EPJ is down, cached data may be served for a
+    bounded time, flagged in Freshness.
+
+    ErrorInfo reasons (domain lookup.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+      PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
+                           NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
+      NOT_FOUND            PATIENT_NOT_FOUND
+      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+      DEADLINE_EXCEEDED    EPJ_TIMEOUT
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> LookupServiceAsyncStub: ...
+    ListServiceRecipients: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.ListServiceRecipientsRequest, _lookup_pb2.ListServiceRecipientsResponse]
+    """The people of the municipality who have the service (an active EpisodeOfCare of a mapped
+    type), paged.
+    """
     GetPatient: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.GetPatientRequest, _lookup_pb2.GetPatientResponse]
-    """Gets the patient's demographics, where the caller has a service need."""
+    """A patient's demographics: name, phone, address with access hint, door lock, zone, household."""
+    GetServices: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.GetServicesRequest, _lookup_pb2.GetServicesResponse]
+    """A patient's welfare-technology and care services (EpisodeOfCare)."""
+    GetVisitPlan: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.GetVisitPlanRequest, _lookup_pb2.GetVisitPlanResponse]
+    """A patient's visit plan for a day (CarePlan category 3, besøksplan)."""
+    GetAlarmContext: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.GetAlarmContextRequest, _lookup_pb2.GetAlarmContextResponse]
+    """Everything a responder needs, only while this vendor system's alarm for the patient is open
+    (and a grace period after it closes).
+    """
 
 @_typing.type_check_only
 class LookupServiceAsyncStub(LookupServiceStub):
-    """What a vendor may look up about a patient with a service from it, and what a responder needs
-    during an alarm. The full contract is filled in step by step; every RPC not yet implemented
-    answers UNIMPLEMENTED.
+    """What a vendor may see from the municipality's EPJ: the people assigned its service, and,
+    during an open alarm, what a responder needs. Access needs an agreement granting the service
+    code and the lookup action, and, per patient, a service need (an active EpisodeOfCare of a
+    type the municipality's partner profile maps to the service code). Every answer, allowed or
+    denied, is recorded in the audit log before it is sent.
+
+    Callers: vendor systems (scope vkp:lookup).
+
+    Answers come from a cache of the EPJ. While the EPJ is down, cached data may be served for a
+    bounded time, flagged in Freshness.
+
+    ErrorInfo reasons (domain lookup.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+      PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
+                           NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
+      NOT_FOUND            PATIENT_NOT_FOUND
+      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+      DEADLINE_EXCEEDED    EPJ_TIMEOUT
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    ListServiceRecipients: _aio.UnaryUnaryMultiCallable[_lookup_pb2.ListServiceRecipientsRequest, _lookup_pb2.ListServiceRecipientsResponse]  # type: ignore[assignment]
+    """The people of the municipality who have the service (an active EpisodeOfCare of a mapped
+    type), paged.
+    """
     GetPatient: _aio.UnaryUnaryMultiCallable[_lookup_pb2.GetPatientRequest, _lookup_pb2.GetPatientResponse]  # type: ignore[assignment]
-    """Gets the patient's demographics, where the caller has a service need."""
+    """A patient's demographics: name, phone, address with access hint, door lock, zone, household."""
+    GetServices: _aio.UnaryUnaryMultiCallable[_lookup_pb2.GetServicesRequest, _lookup_pb2.GetServicesResponse]  # type: ignore[assignment]
+    """A patient's welfare-technology and care services (EpisodeOfCare)."""
+    GetVisitPlan: _aio.UnaryUnaryMultiCallable[_lookup_pb2.GetVisitPlanRequest, _lookup_pb2.GetVisitPlanResponse]  # type: ignore[assignment]
+    """A patient's visit plan for a day (CarePlan category 3, besøksplan)."""
+    GetAlarmContext: _aio.UnaryUnaryMultiCallable[_lookup_pb2.GetAlarmContextRequest, _lookup_pb2.GetAlarmContextResponse]  # type: ignore[assignment]
+    """Everything a responder needs, only while this vendor system's alarm for the patient is open
+    (and a grace period after it closes).
+    """
 
 class LookupServiceServicer(metaclass=_abc_1.ABCMeta):
-    """What a vendor may look up about a patient with a service from it, and what a responder needs
-    during an alarm. The full contract is filled in step by step; every RPC not yet implemented
-    answers UNIMPLEMENTED.
+    """What a vendor may see from the municipality's EPJ: the people assigned its service, and,
+    during an open alarm, what a responder needs. Access needs an agreement granting the service
+    code and the lookup action, and, per patient, a service need (an active EpisodeOfCare of a
+    type the municipality's partner profile maps to the service code). Every answer, allowed or
+    denied, is recorded in the audit log before it is sent.
+
+    Callers: vendor systems (scope vkp:lookup).
+
+    Answers come from a cache of the EPJ. While the EPJ is down, cached data may be served for a
+    bounded time, flagged in Freshness.
+
+    ErrorInfo reasons (domain lookup.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+      PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
+                           NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
+      NOT_FOUND            PATIENT_NOT_FOUND
+      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+      DEADLINE_EXCEEDED    EPJ_TIMEOUT
+      UNAUTHENTICATED: the reasons of the hub's authentication.
     """
+
+    @_abc_1.abstractmethod
+    def ListServiceRecipients(
+        self,
+        request: _lookup_pb2.ListServiceRecipientsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.ListServiceRecipientsResponse, _abc.Awaitable[_lookup_pb2.ListServiceRecipientsResponse]]:
+        """The people of the municipality who have the service (an active EpisodeOfCare of a mapped
+        type), paged.
+        """
 
     @_abc_1.abstractmethod
     def GetPatient(
@@ -62,6 +147,32 @@ class LookupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lookup_pb2.GetPatientRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lookup_pb2.GetPatientResponse, _abc.Awaitable[_lookup_pb2.GetPatientResponse]]:
-        """Gets the patient's demographics, where the caller has a service need."""
+        """A patient's demographics: name, phone, address with access hint, door lock, zone, household."""
+
+    @_abc_1.abstractmethod
+    def GetServices(
+        self,
+        request: _lookup_pb2.GetServicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.GetServicesResponse, _abc.Awaitable[_lookup_pb2.GetServicesResponse]]:
+        """A patient's welfare-technology and care services (EpisodeOfCare)."""
+
+    @_abc_1.abstractmethod
+    def GetVisitPlan(
+        self,
+        request: _lookup_pb2.GetVisitPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.GetVisitPlanResponse, _abc.Awaitable[_lookup_pb2.GetVisitPlanResponse]]:
+        """A patient's visit plan for a day (CarePlan category 3, besøksplan)."""
+
+    @_abc_1.abstractmethod
+    def GetAlarmContext(
+        self,
+        request: _lookup_pb2.GetAlarmContextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.GetAlarmContextResponse, _abc.Awaitable[_lookup_pb2.GetAlarmContextResponse]]:
+        """Everything a responder needs, only while this vendor system's alarm for the patient is open
+        (and a grace period after it closes).
+        """
 
 def add_LookupServiceServicer_to_server(servicer: LookupServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

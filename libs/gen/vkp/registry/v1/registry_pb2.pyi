@@ -3,8 +3,15 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from vkp.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,35 +23,281 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _MunicipalityState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MunicipalityStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MunicipalityState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MUNICIPALITY_STATE_UNSPECIFIED: _MunicipalityState.ValueType  # 0
+    MUNICIPALITY_STATE_ACTIVE: _MunicipalityState.ValueType  # 1
+    """Connected: its agreements apply."""
+    MUNICIPALITY_STATE_SUSPENDED: _MunicipalityState.ValueType  # 2
+    """Disconnected for now: every access for it is denied with NOT_ACTIVE."""
+
+class MunicipalityState(_MunicipalityState, metaclass=_MunicipalityStateEnumTypeWrapper):
+    """Whether a municipality takes part."""
+
+MUNICIPALITY_STATE_UNSPECIFIED: MunicipalityState.ValueType  # 0
+MUNICIPALITY_STATE_ACTIVE: MunicipalityState.ValueType  # 1
+"""Connected: its agreements apply."""
+MUNICIPALITY_STATE_SUSPENDED: MunicipalityState.ValueType  # 2
+"""Disconnected for now: every access for it is denied with NOT_ACTIVE."""
+Global___MunicipalityState: _TypeAlias = MunicipalityState  # noqa: Y015
+
+class _EpjAdapter:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EpjAdapterEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EpjAdapter.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EPJ_ADAPTER_UNSPECIFIED: _EpjAdapter.ValueType  # 0
+    EPJ_ADAPTER_FHIR: _EpjAdapter.ValueType  # 1
+    """FHIR R4 over HTTP: notes as transaction Bundles of conditional creates; lookups by search."""
+
+class EpjAdapter(_EpjAdapter, metaclass=_EpjAdapterEnumTypeWrapper):
+    """How the hub talks to an EPJ."""
+
+EPJ_ADAPTER_UNSPECIFIED: EpjAdapter.ValueType  # 0
+EPJ_ADAPTER_FHIR: EpjAdapter.ValueType  # 1
+"""FHIR R4 over HTTP: notes as transaction Bundles of conditional creates; lookups by search."""
+Global___EpjAdapter: _TypeAlias = EpjAdapter  # noqa: Y015
+
+class _DeliveryMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_MODE_UNSPECIFIED: _DeliveryMode.ValueType  # 0
+    DELIVERY_MODE_PUSH: _DeliveryMode.ValueType  # 1
+    """The hub sends each note to the EPJ."""
+    DELIVERY_MODE_PULL: _DeliveryMode.ValueType  # 2
+    """The EPJ fetches notes (ListPending) and acknowledges each (Acknowledge)."""
+
+class DeliveryMode(_DeliveryMode, metaclass=_DeliveryModeEnumTypeWrapper):
+    """How journal notes reach an EPJ."""
+
+DELIVERY_MODE_UNSPECIFIED: DeliveryMode.ValueType  # 0
+DELIVERY_MODE_PUSH: DeliveryMode.ValueType  # 1
+"""The hub sends each note to the EPJ."""
+DELIVERY_MODE_PULL: DeliveryMode.ValueType  # 2
+"""The EPJ fetches notes (ListPending) and acknowledges each (Acknowledge)."""
+Global___DeliveryMode: _TypeAlias = DeliveryMode  # noqa: Y015
+
+class _AccessAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_ACTION_UNSPECIFIED: _AccessAction.ValueType  # 0
+    ACCESS_ACTION_JOURNAL: _AccessAction.ValueType  # 1
+    """Send events to be journaled in the patients' records."""
+    ACCESS_ACTION_LOOKUP: _AccessAction.ValueType  # 2
+    """Look up the patients who have the service, and their data during an alarm."""
+
+class AccessAction(_AccessAction, metaclass=_AccessActionEnumTypeWrapper):
+    """What an agreement lets a vendor system do."""
+
+ACCESS_ACTION_UNSPECIFIED: AccessAction.ValueType  # 0
+ACCESS_ACTION_JOURNAL: AccessAction.ValueType  # 1
+"""Send events to be journaled in the patients' records."""
+ACCESS_ACTION_LOOKUP: AccessAction.ValueType  # 2
+"""Look up the patients who have the service, and their data during an alarm."""
+Global___AccessAction: _TypeAlias = AccessAction  # noqa: Y015
+
+class _AgreementState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AgreementStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgreementState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AGREEMENT_STATE_UNSPECIFIED: _AgreementState.ValueType  # 0
+    AGREEMENT_STATE_ACTIVE: _AgreementState.ValueType  # 1
+    """In force within its validity."""
+    AGREEMENT_STATE_SUSPENDED: _AgreementState.ValueType  # 2
+    """Paused; access is denied with NOT_ACTIVE until it is active again."""
+    AGREEMENT_STATE_REVOKED: _AgreementState.ValueType  # 3
+    """Ended for good; access is denied with NOT_ACTIVE."""
+
+class AgreementState(_AgreementState, metaclass=_AgreementStateEnumTypeWrapper):
+    """Whether an agreement applies."""
+
+AGREEMENT_STATE_UNSPECIFIED: AgreementState.ValueType  # 0
+AGREEMENT_STATE_ACTIVE: AgreementState.ValueType  # 1
+"""In force within its validity."""
+AGREEMENT_STATE_SUSPENDED: AgreementState.ValueType  # 2
+"""Paused; access is denied with NOT_ACTIVE until it is active again."""
+AGREEMENT_STATE_REVOKED: AgreementState.ValueType  # 3
+"""Ended for good; access is denied with NOT_ACTIVE."""
+Global___AgreementState: _TypeAlias = AgreementState  # noqa: Y015
+
+class _DenialReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DenialReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DenialReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DENIAL_REASON_UNSPECIFIED: _DenialReason.ValueType  # 0
+    DENIAL_REASON_NOT_ACTIVE: _DenialReason.ValueType  # 1
+    """1.1: the municipality is suspended, or the agreement is revoked, suspended or outside its
+    validity.
+    """
+    DENIAL_REASON_NOT_ALLOWED: _DenialReason.ValueType  # 2
+    """1.2: an agreement exists, but not for this service code or action."""
+    DENIAL_REASON_NO_ACCESS: _DenialReason.ValueType  # 3
+    """1.4: no agreement between the municipality and the vendor system."""
+    DENIAL_REASON_UNKNOWN_ORGANIZATION: _DenialReason.ValueType  # 4
+    """2.2: the municipality or the client id is not known."""
+
+class DenialReason(_DenialReason, metaclass=_DenialReasonEnumTypeWrapper):
+    """Why access is denied, modelled on the VKP error codes (vkp-operation-outcome-v090)."""
+
+DENIAL_REASON_UNSPECIFIED: DenialReason.ValueType  # 0
+DENIAL_REASON_NOT_ACTIVE: DenialReason.ValueType  # 1
+"""1.1: the municipality is suspended, or the agreement is revoked, suspended or outside its
+validity.
+"""
+DENIAL_REASON_NOT_ALLOWED: DenialReason.ValueType  # 2
+"""1.2: an agreement exists, but not for this service code or action."""
+DENIAL_REASON_NO_ACCESS: DenialReason.ValueType  # 3
+"""1.4: no agreement between the municipality and the vendor system."""
+DENIAL_REASON_UNKNOWN_ORGANIZATION: DenialReason.ValueType  # 4
+"""2.2: the municipality or the client id is not known."""
+Global___DenialReason: _TypeAlias = DenialReason  # noqa: Y015
+
+class _ChangeType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChangeTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHANGE_TYPE_UNSPECIFIED: _ChangeType.ValueType  # 0
+    CHANGE_TYPE_CREATED: _ChangeType.ValueType  # 1
+    """It was added."""
+    CHANGE_TYPE_UPDATED: _ChangeType.ValueType  # 2
+    """It changed."""
+    CHANGE_TYPE_DELETED: _ChangeType.ValueType  # 3
+    """It was removed."""
+
+class ChangeType(_ChangeType, metaclass=_ChangeTypeEnumTypeWrapper):
+    """What happened to a resource."""
+
+CHANGE_TYPE_UNSPECIFIED: ChangeType.ValueType  # 0
+CHANGE_TYPE_CREATED: ChangeType.ValueType  # 1
+"""It was added."""
+CHANGE_TYPE_UPDATED: ChangeType.ValueType  # 2
+"""It changed."""
+CHANGE_TYPE_DELETED: ChangeType.ValueType  # 3
+"""It was removed."""
+Global___ChangeType: _TypeAlias = ChangeType  # noqa: Y015
+
 @_typing.final
 class Municipality(_message.Message):
     """A municipality connected to the hub."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     ORGANIZATION_NUMBER_FIELD_NUMBER: _builtins.int
     MUNICIPALITY_NUMBER_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. municipalities/{organization_number}."""
     organization_number: _builtins.str
-    """Organisation number (9 digits, mod-11)."""
+    """The municipality's organisation number."""
     municipality_number: _builtins.str
-    """Kommunenummer (4 digits)."""
+    """Its kommunenummer, e.g. 0301."""
     display_name: _builtins.str
-    """Display name, for example "Hamar kommune"."""
+    """Its name, e.g. "Oslo kommune"."""
+    state: Global___MunicipalityState.ValueType
+    """Whether it takes part; ACTIVE when created unset."""
+    revision: _builtins.int
+    """Output only. The revision of its last change."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was added."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it last changed."""
+
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         organization_number: _builtins.str = ...,
         municipality_number: _builtins.str = ...,
         display_name: _builtins.str = ...,
+        state: Global___MunicipalityState.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "municipality_number", b"municipality_number", "organization_number", b"organization_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "municipality_number", b"municipality_number", "name", b"name", "organization_number", b"organization_number", "revision", b"revision", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Municipality: _TypeAlias = Municipality  # noqa: Y015
+
+@_typing.final
+class CreateMunicipalityRequest(_message.Message):
+    """Request of CreateMunicipality."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """A UUID the client chooses; a retry with the same id returns the first answer (AIP-155)."""
+    @_builtins.property
+    def municipality(self) -> Global___Municipality:
+        """The municipality to add."""
+
+    def __init__(
+        self,
+        *,
+        municipality: Global___Municipality | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateMunicipalityRequest: _TypeAlias = CreateMunicipalityRequest  # noqa: Y015
+
+@_typing.final
+class CreateMunicipalityResponse(_message.Message):
+    """Response of CreateMunicipality."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def municipality(self) -> Global___Municipality:
+        """The municipality as stored."""
+
+    def __init__(
+        self,
+        *,
+        municipality: Global___Municipality | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateMunicipalityResponse: _TypeAlias = CreateMunicipalityResponse  # noqa: Y015
 
 @_typing.final
 class GetMunicipalityRequest(_message.Message):
@@ -52,17 +305,17 @@ class GetMunicipalityRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    ORGANIZATION_NUMBER_FIELD_NUMBER: _builtins.int
-    organization_number: _builtins.str
-    """Organisation number of the municipality."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """municipalities/{organization_number}."""
     def __init__(
         self,
         *,
-        organization_number: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_number", b"organization_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -91,3 +344,1586 @@ class GetMunicipalityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMunicipalityResponse: _TypeAlias = GetMunicipalityResponse  # noqa: Y015
+
+@_typing.final
+class ListMunicipalitiesRequest(_message.Message):
+    """Request of ListMunicipalities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    state: Global___MunicipalityState.ValueType
+    """Only municipalities in this state; all when unset."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        state: Global___MunicipalityState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMunicipalitiesRequest: _TypeAlias = ListMunicipalitiesRequest  # noqa: Y015
+
+@_typing.final
+class ListMunicipalitiesResponse(_message.Message):
+    """Response of ListMunicipalities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def municipalities(self) -> _containers.RepeatedCompositeFieldContainer[Global___Municipality]:
+        """One page."""
+
+    def __init__(
+        self,
+        *,
+        municipalities: _abc.Iterable[Global___Municipality] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipalities", b"municipalities", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMunicipalitiesResponse: _TypeAlias = ListMunicipalitiesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateMunicipalityRequest(_message.Message):
+    """Request of UpdateMunicipality."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def municipality(self) -> Global___Municipality:
+        """The municipality, by its name, with the new values of the fields in update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change: display_name, state."""
+
+    def __init__(
+        self,
+        *,
+        municipality: Global___Municipality | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMunicipalityRequest: _TypeAlias = UpdateMunicipalityRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMunicipalityResponse(_message.Message):
+    """Response of UpdateMunicipality."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def municipality(self) -> Global___Municipality:
+        """The municipality as stored."""
+
+    def __init__(
+        self,
+        *,
+        municipality: Global___Municipality | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality", b"municipality"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMunicipalityResponse: _TypeAlias = UpdateMunicipalityResponse  # noqa: Y015
+
+@_typing.final
+class Vendor(_message.Message):
+    """A vendor of welfare technology."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_NUMBER_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. vendors/{organization_number}."""
+    organization_number: _builtins.str
+    """The vendor's organisation number."""
+    display_name: _builtins.str
+    """Its name."""
+    revision: _builtins.int
+    """Output only. The revision of its last change."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was added."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        organization_number: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "name", b"name", "organization_number", b"organization_number", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Vendor: _TypeAlias = Vendor  # noqa: Y015
+
+@_typing.final
+class CreateVendorRequest(_message.Message):
+    """Request of CreateVendor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """A UUID the client chooses; a retry with the same id returns the first answer (AIP-155)."""
+    @_builtins.property
+    def vendor(self) -> Global___Vendor:
+        """The vendor to add."""
+
+    def __init__(
+        self,
+        *,
+        vendor: Global___Vendor | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vendor", b"vendor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "vendor", b"vendor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVendorRequest: _TypeAlias = CreateVendorRequest  # noqa: Y015
+
+@_typing.final
+class CreateVendorResponse(_message.Message):
+    """Response of CreateVendor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vendor(self) -> Global___Vendor:
+        """The vendor as stored."""
+
+    def __init__(
+        self,
+        *,
+        vendor: Global___Vendor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vendor", b"vendor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vendor", b"vendor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVendorResponse: _TypeAlias = CreateVendorResponse  # noqa: Y015
+
+@_typing.final
+class GetVendorRequest(_message.Message):
+    """Request of GetVendor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """vendors/{organization_number}."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVendorRequest: _TypeAlias = GetVendorRequest  # noqa: Y015
+
+@_typing.final
+class GetVendorResponse(_message.Message):
+    """Response of GetVendor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vendor(self) -> Global___Vendor:
+        """The vendor."""
+
+    def __init__(
+        self,
+        *,
+        vendor: Global___Vendor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vendor", b"vendor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vendor", b"vendor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVendorResponse: _TypeAlias = GetVendorResponse  # noqa: Y015
+
+@_typing.final
+class ListVendorsRequest(_message.Message):
+    """Request of ListVendors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVendorsRequest: _TypeAlias = ListVendorsRequest  # noqa: Y015
+
+@_typing.final
+class ListVendorsResponse(_message.Message):
+    """Response of ListVendors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDORS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def vendors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vendor]:
+        """One page."""
+
+    def __init__(
+        self,
+        *,
+        vendors: _abc.Iterable[Global___Vendor] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "vendors", b"vendors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVendorsResponse: _TypeAlias = ListVendorsResponse  # noqa: Y015
+
+@_typing.final
+class VendorSystem(_message.Message):
+    """One system of a vendor (a dispenser cloud, a supervision platform, a response-centre
+    system), known by the OAuth2 client ids it authenticates as.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CLIENT_IDS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. vendors/{organization_number}/systems/{system_id}."""
+    display_name: _builtins.str
+    """Its name."""
+    revision: _builtins.int
+    """Output only. The revision of its last change."""
+    @_builtins.property
+    def client_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The client ids of its tokens; each belongs to this system only."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was added."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it last changed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        client_ids: _abc.Iterable[_builtins.str] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ids", b"client_ids", "create_time", b"create_time", "display_name", b"display_name", "name", b"name", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VendorSystem: _TypeAlias = VendorSystem  # noqa: Y015
+
+@_typing.final
+class CreateVendorSystemRequest(_message.Message):
+    """Request of CreateVendorSystem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    SYSTEM_ID_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """vendors/{organization_number}."""
+    system_id: _builtins.str
+    """The id of the system within the vendor, e.g. dispenser-cloud."""
+    request_id: _builtins.str
+    """A UUID the client chooses; a retry with the same id returns the first answer (AIP-155)."""
+    @_builtins.property
+    def vendor_system(self) -> Global___VendorSystem:
+        """The system to add."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        system_id: _builtins.str = ...,
+        vendor_system: Global___VendorSystem | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vendor_system", b"vendor_system"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "request_id", b"request_id", "system_id", b"system_id", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVendorSystemRequest: _TypeAlias = CreateVendorSystemRequest  # noqa: Y015
+
+@_typing.final
+class CreateVendorSystemResponse(_message.Message):
+    """Response of CreateVendorSystem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vendor_system(self) -> Global___VendorSystem:
+        """The system as stored."""
+
+    def __init__(
+        self,
+        *,
+        vendor_system: Global___VendorSystem | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vendor_system", b"vendor_system"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVendorSystemResponse: _TypeAlias = CreateVendorSystemResponse  # noqa: Y015
+
+@_typing.final
+class GetVendorSystemRequest(_message.Message):
+    """Request of GetVendorSystem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """vendors/{organization_number}/systems/{system_id}."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVendorSystemRequest: _TypeAlias = GetVendorSystemRequest  # noqa: Y015
+
+@_typing.final
+class GetVendorSystemResponse(_message.Message):
+    """Response of GetVendorSystem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vendor_system(self) -> Global___VendorSystem:
+        """The system."""
+
+    def __init__(
+        self,
+        *,
+        vendor_system: Global___VendorSystem | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vendor_system", b"vendor_system"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVendorSystemResponse: _TypeAlias = GetVendorSystemResponse  # noqa: Y015
+
+@_typing.final
+class ListVendorSystemsRequest(_message.Message):
+    """Request of ListVendorSystems."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """vendors/{organization_number}, or vendors/- for every vendor."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    client_id: _builtins.str
+    """Only the system with this client id; all when empty."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVendorSystemsRequest: _TypeAlias = ListVendorSystemsRequest  # noqa: Y015
+
+@_typing.final
+class ListVendorSystemsResponse(_message.Message):
+    """Response of ListVendorSystems."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_SYSTEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def vendor_systems(self) -> _containers.RepeatedCompositeFieldContainer[Global___VendorSystem]:
+        """One page."""
+
+    def __init__(
+        self,
+        *,
+        vendor_systems: _abc.Iterable[Global___VendorSystem] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "vendor_systems", b"vendor_systems"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVendorSystemsResponse: _TypeAlias = ListVendorSystemsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateVendorSystemRequest(_message.Message):
+    """Request of UpdateVendorSystem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vendor_system(self) -> Global___VendorSystem:
+        """The system, by its name, with the new values of the fields in update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change: display_name, client_ids."""
+
+    def __init__(
+        self,
+        *,
+        vendor_system: Global___VendorSystem | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVendorSystemRequest: _TypeAlias = UpdateVendorSystemRequest  # noqa: Y015
+
+@_typing.final
+class UpdateVendorSystemResponse(_message.Message):
+    """Response of UpdateVendorSystem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vendor_system(self) -> Global___VendorSystem:
+        """The system as stored."""
+
+    def __init__(
+        self,
+        *,
+        vendor_system: Global___VendorSystem | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vendor_system", b"vendor_system"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVendorSystemResponse: _TypeAlias = UpdateVendorSystemResponse  # noqa: Y015
+
+@_typing.final
+class EpjEndpoint(_message.Message):
+    """Where and how the hub reaches a municipality's EPJ."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ADAPTER_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    DELIVERY_MODE_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_SECRET_FIELD_NUMBER: _builtins.int
+    REQUEST_TIMEOUT_FIELD_NUMBER: _builtins.int
+    CONNECT_TIMEOUT_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. municipalities/{organization_number}/epjEndpoint."""
+    adapter: Global___EpjAdapter.ValueType
+    """The adapter that speaks to it."""
+    base_url: _builtins.str
+    """Its base URL, e.g. https://epj.example.kommune.no/fhir. No credentials and no query in it."""
+    delivery_mode: Global___DeliveryMode.ValueType
+    """Push or pull."""
+    credentials_secret: _builtins.str
+    """The name of the secret holding the credentials, resolved by the service that calls the EPJ
+    from its environment or a mounted file; never the secret itself. Empty: no credentials.
+    """
+    revision: _builtins.int
+    """Output only. The revision of its last change."""
+    @_builtins.property
+    def request_timeout(self) -> _duration_pb2.Duration:
+        """The deadline of one request to the EPJ; a default when unset."""
+
+    @_builtins.property
+    def connect_timeout(self) -> _duration_pb2.Duration:
+        """The deadline of making a connection; a default when unset."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it last changed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        adapter: Global___EpjAdapter.ValueType = ...,
+        base_url: _builtins.str = ...,
+        delivery_mode: Global___DeliveryMode.ValueType = ...,
+        credentials_secret: _builtins.str = ...,
+        request_timeout: _duration_pb2.Duration | None = ...,
+        connect_timeout: _duration_pb2.Duration | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connect_timeout", b"connect_timeout", "request_timeout", b"request_timeout", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter", b"adapter", "base_url", b"base_url", "connect_timeout", b"connect_timeout", "credentials_secret", b"credentials_secret", "delivery_mode", b"delivery_mode", "name", b"name", "request_timeout", b"request_timeout", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EpjEndpoint: _TypeAlias = EpjEndpoint  # noqa: Y015
+
+@_typing.final
+class CreateEpjEndpointRequest(_message.Message):
+    """Request of CreateEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    EPJ_ENDPOINT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """municipalities/{organization_number}."""
+    request_id: _builtins.str
+    """A UUID the client chooses; a retry with the same id returns the first answer (AIP-155)."""
+    @_builtins.property
+    def epj_endpoint(self) -> Global___EpjEndpoint:
+        """The endpoint."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        epj_endpoint: Global___EpjEndpoint | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEpjEndpointRequest: _TypeAlias = CreateEpjEndpointRequest  # noqa: Y015
+
+@_typing.final
+class CreateEpjEndpointResponse(_message.Message):
+    """Response of CreateEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPJ_ENDPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def epj_endpoint(self) -> Global___EpjEndpoint:
+        """The endpoint as stored."""
+
+    def __init__(
+        self,
+        *,
+        epj_endpoint: Global___EpjEndpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEpjEndpointResponse: _TypeAlias = CreateEpjEndpointResponse  # noqa: Y015
+
+@_typing.final
+class GetEpjEndpointRequest(_message.Message):
+    """Request of GetEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """municipalities/{organization_number}/epjEndpoint."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEpjEndpointRequest: _TypeAlias = GetEpjEndpointRequest  # noqa: Y015
+
+@_typing.final
+class GetEpjEndpointResponse(_message.Message):
+    """Response of GetEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPJ_ENDPOINT_FIELD_NUMBER: _builtins.int
+    MUNICIPALITY_STATE_FIELD_NUMBER: _builtins.int
+    municipality_state: Global___MunicipalityState.ValueType
+    """The state of its municipality: services do not call the EPJ of a suspended one."""
+    @_builtins.property
+    def epj_endpoint(self) -> Global___EpjEndpoint:
+        """The endpoint."""
+
+    def __init__(
+        self,
+        *,
+        epj_endpoint: Global___EpjEndpoint | None = ...,
+        municipality_state: Global___MunicipalityState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint", "municipality_state", b"municipality_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEpjEndpointResponse: _TypeAlias = GetEpjEndpointResponse  # noqa: Y015
+
+@_typing.final
+class UpdateEpjEndpointRequest(_message.Message):
+    """Request of UpdateEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPJ_ENDPOINT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def epj_endpoint(self) -> Global___EpjEndpoint:
+        """The endpoint, by its name, with the new values of the fields in update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change: adapter, base_url, delivery_mode, credentials_secret,
+        request_timeout, connect_timeout.
+        """
+
+    def __init__(
+        self,
+        *,
+        epj_endpoint: Global___EpjEndpoint | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEpjEndpointRequest: _TypeAlias = UpdateEpjEndpointRequest  # noqa: Y015
+
+@_typing.final
+class UpdateEpjEndpointResponse(_message.Message):
+    """Response of UpdateEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPJ_ENDPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def epj_endpoint(self) -> Global___EpjEndpoint:
+        """The endpoint as stored."""
+
+    def __init__(
+        self,
+        *,
+        epj_endpoint: Global___EpjEndpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epj_endpoint", b"epj_endpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEpjEndpointResponse: _TypeAlias = UpdateEpjEndpointResponse  # noqa: Y015
+
+@_typing.final
+class DeleteEpjEndpointRequest(_message.Message):
+    """Request of DeleteEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """municipalities/{organization_number}/epjEndpoint."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEpjEndpointRequest: _TypeAlias = DeleteEpjEndpointRequest  # noqa: Y015
+
+@_typing.final
+class DeleteEpjEndpointResponse(_message.Message):
+    """Response of DeleteEpjEndpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """The revision of the deletion."""
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEpjEndpointResponse: _TypeAlias = DeleteEpjEndpointResponse  # noqa: Y015
+
+@_typing.final
+class Agreement(_message.Message):
+    """A municipality lets a vendor system act for some service codes and actions, for a while."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    SERVICE_CODES_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    VALIDITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. municipalities/{organization_number}/agreements/{agreement_id}."""
+    vendor_system: _builtins.str
+    """The vendor system: vendors/{organization_number}/systems/{system_id}."""
+    state: Global___AgreementState.ValueType
+    """Whether it applies; ACTIVE when created unset."""
+    revision: _builtins.int
+    """Output only. The revision of its last change."""
+    @_builtins.property
+    def service_codes(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.ServiceCode.ValueType]:
+        """The services it covers."""
+
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedScalarFieldContainer[Global___AccessAction.ValueType]:
+        """What the system may do for them."""
+
+    @_builtins.property
+    def validity(self) -> _common_pb2.Period:
+        """When it applies; open-ended when an end is unset."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it was added."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it last changed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        vendor_system: _builtins.str = ...,
+        service_codes: _abc.Iterable[_common_pb2.ServiceCode.ValueType] | None = ...,
+        actions: _abc.Iterable[Global___AccessAction.ValueType] | None = ...,
+        validity: _common_pb2.Period | None = ...,
+        state: Global___AgreementState.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time", "validity", b"validity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "create_time", b"create_time", "name", b"name", "revision", b"revision", "service_codes", b"service_codes", "state", b"state", "update_time", b"update_time", "validity", b"validity", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Agreement: _TypeAlias = Agreement  # noqa: Y015
+
+@_typing.final
+class CreateAgreementRequest(_message.Message):
+    """Request of CreateAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    AGREEMENT_ID_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """municipalities/{organization_number}."""
+    agreement_id: _builtins.str
+    """The id of the agreement within the municipality; the hub chooses one when empty."""
+    request_id: _builtins.str
+    """A UUID the client chooses; a retry with the same id returns the first answer (AIP-155)."""
+    @_builtins.property
+    def agreement(self) -> Global___Agreement:
+        """The agreement."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        agreement_id: _builtins.str = ...,
+        agreement: Global___Agreement | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "agreement_id", b"agreement_id", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAgreementRequest: _TypeAlias = CreateAgreementRequest  # noqa: Y015
+
+@_typing.final
+class CreateAgreementResponse(_message.Message):
+    """Response of CreateAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agreement(self) -> Global___Agreement:
+        """The agreement as stored."""
+
+    def __init__(
+        self,
+        *,
+        agreement: Global___Agreement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAgreementResponse: _TypeAlias = CreateAgreementResponse  # noqa: Y015
+
+@_typing.final
+class GetAgreementRequest(_message.Message):
+    """Request of GetAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """municipalities/{organization_number}/agreements/{agreement_id}."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAgreementRequest: _TypeAlias = GetAgreementRequest  # noqa: Y015
+
+@_typing.final
+class GetAgreementResponse(_message.Message):
+    """Response of GetAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agreement(self) -> Global___Agreement:
+        """The agreement."""
+
+    def __init__(
+        self,
+        *,
+        agreement: Global___Agreement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAgreementResponse: _TypeAlias = GetAgreementResponse  # noqa: Y015
+
+@_typing.final
+class ListAgreementsRequest(_message.Message):
+    """Request of ListAgreements."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """municipalities/{organization_number}, or municipalities/- for every municipality."""
+    page_size: _builtins.int
+    """At most this many (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page."""
+    vendor_system: _builtins.str
+    """Only the agreements of this vendor system; all when empty."""
+    state: Global___AgreementState.ValueType
+    """Only agreements in this state; all when unset."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        vendor_system: _builtins.str = ...,
+        state: Global___AgreementState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "state", b"state", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAgreementsRequest: _TypeAlias = ListAgreementsRequest  # noqa: Y015
+
+@_typing.final
+class ListAgreementsResponse(_message.Message):
+    """Response of ListAgreements."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    @_builtins.property
+    def agreements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Agreement]:
+        """One page."""
+
+    def __init__(
+        self,
+        *,
+        agreements: _abc.Iterable[Global___Agreement] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreements", b"agreements", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAgreementsResponse: _TypeAlias = ListAgreementsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateAgreementRequest(_message.Message):
+    """Request of UpdateAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agreement(self) -> Global___Agreement:
+        """The agreement, by its name, with the new values of the fields in update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to change: service_codes, actions, validity, state."""
+
+    def __init__(
+        self,
+        *,
+        agreement: Global___Agreement | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAgreementRequest: _TypeAlias = UpdateAgreementRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAgreementResponse(_message.Message):
+    """Response of UpdateAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agreement(self) -> Global___Agreement:
+        """The agreement as stored."""
+
+    def __init__(
+        self,
+        *,
+        agreement: Global___Agreement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAgreementResponse: _TypeAlias = UpdateAgreementResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAgreementRequest(_message.Message):
+    """Request of DeleteAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """municipalities/{organization_number}/agreements/{agreement_id}."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAgreementRequest: _TypeAlias = DeleteAgreementRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAgreementResponse(_message.Message):
+    """Response of DeleteAgreement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """The revision of the deletion."""
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAgreementResponse: _TypeAlias = DeleteAgreementResponse  # noqa: Y015
+
+@_typing.final
+class ServiceTypeMapping(_message.Message):
+    """Which of a municipality's EPJ service types count as one service code."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_PATTERNS_FIELD_NUMBER: _builtins.int
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service code."""
+    @_builtins.property
+    def service_type_patterns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Glob patterns over the EPJ's EpisodeOfCare.type codes, e.g. 27 or 2.2.*."""
+
+    def __init__(
+        self,
+        *,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        service_type_patterns: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_code", b"service_code", "service_type_patterns", b"service_type_patterns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceTypeMapping: _TypeAlias = ServiceTypeMapping  # noqa: Y015
+
+@_typing.final
+class PartnerProfile(_message.Message):
+    """A municipality's partner profile: for each service code, the EPJ service types that satisfy
+    it. A patient has a service need for a vendor's service when an active EpisodeOfCare of a
+    matching type exists in the municipality's EPJ.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MAPPINGS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output only. municipalities/{organization_number}/partnerProfile."""
+    revision: _builtins.int
+    """Output only. The revision of its last change."""
+    @_builtins.property
+    def mappings(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceTypeMapping]:
+        """One mapping per service code."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When it last changed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        mappings: _abc.Iterable[Global___ServiceTypeMapping] | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mappings", b"mappings", "name", b"name", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartnerProfile: _TypeAlias = PartnerProfile  # noqa: Y015
+
+@_typing.final
+class GetPartnerProfileRequest(_message.Message):
+    """Request of GetPartnerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """municipalities/{organization_number}/partnerProfile."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPartnerProfileRequest: _TypeAlias = GetPartnerProfileRequest  # noqa: Y015
+
+@_typing.final
+class GetPartnerProfileResponse(_message.Message):
+    """Response of GetPartnerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_PROFILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner_profile(self) -> Global___PartnerProfile:
+        """The profile."""
+
+    def __init__(
+        self,
+        *,
+        partner_profile: Global___PartnerProfile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner_profile", b"partner_profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_profile", b"partner_profile"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPartnerProfileResponse: _TypeAlias = GetPartnerProfileResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePartnerProfileRequest(_message.Message):
+    """Request of UpdatePartnerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_PROFILE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """A UUID the client chooses; a retry with the same id returns the first answer (AIP-155)."""
+    @_builtins.property
+    def partner_profile(self) -> Global___PartnerProfile:
+        """The profile, by its name, with the new mappings."""
+
+    def __init__(
+        self,
+        *,
+        partner_profile: Global___PartnerProfile | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner_profile", b"partner_profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_profile", b"partner_profile", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePartnerProfileRequest: _TypeAlias = UpdatePartnerProfileRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePartnerProfileResponse(_message.Message):
+    """Response of UpdatePartnerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_PROFILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner_profile(self) -> Global___PartnerProfile:
+        """The profile as stored."""
+
+    def __init__(
+        self,
+        *,
+        partner_profile: Global___PartnerProfile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner_profile", b"partner_profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_profile", b"partner_profile"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePartnerProfileResponse: _TypeAlias = UpdatePartnerProfileResponse  # noqa: Y015
+
+@_typing.final
+class CheckAccessRequest(_message.Message):
+    """Request of CheckAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    SERVICE_CODE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    """The client id of the vendor system's token."""
+    municipality: _builtins.str
+    """The organisation number of the municipality."""
+    service_code: _common_pb2.ServiceCode.ValueType
+    """The service."""
+    action: Global___AccessAction.ValueType
+    """The action."""
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        municipality: _builtins.str = ...,
+        service_code: _common_pb2.ServiceCode.ValueType = ...,
+        action: Global___AccessAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "client_id", b"client_id", "municipality", b"municipality", "service_code", b"service_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAccessRequest: _TypeAlias = CheckAccessRequest  # noqa: Y015
+
+@_typing.final
+class AccessDecision(_message.Message):
+    """An access decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    DENIAL_REASON_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    VENDOR_ORGANIZATION_NUMBER_FIELD_NUMBER: _builtins.int
+    MUNICIPALITY_NUMBER_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_PATTERNS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    """Whether the access is allowed."""
+    denial_reason: Global___DenialReason.ValueType
+    """Why not, when it is not."""
+    agreement: _builtins.str
+    """The agreement that allowed it (or that denied it as not active or not allowed)."""
+    vendor_system: _builtins.str
+    """The vendor system the client id belongs to."""
+    vendor_organization_number: _builtins.str
+    """The vendor's organisation number."""
+    municipality_number: _builtins.str
+    """The municipality's kommunenummer."""
+    revision: _builtins.int
+    """The registry revision the decision was made at."""
+    @_builtins.property
+    def service_type_patterns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """When allowed: the EPJ service type patterns of the service code from the partner profile;
+        the caller checks the patient's active EpisodeOfCare types against them.
+        """
+
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        denial_reason: Global___DenialReason.ValueType = ...,
+        agreement: _builtins.str = ...,
+        vendor_system: _builtins.str = ...,
+        vendor_organization_number: _builtins.str = ...,
+        municipality_number: _builtins.str = ...,
+        service_type_patterns: _abc.Iterable[_builtins.str] | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "allowed", b"allowed", "denial_reason", b"denial_reason", "municipality_number", b"municipality_number", "revision", b"revision", "service_type_patterns", b"service_type_patterns", "vendor_organization_number", b"vendor_organization_number", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessDecision: _TypeAlias = AccessDecision  # noqa: Y015
+
+@_typing.final
+class CheckAccessResponse(_message.Message):
+    """Response of CheckAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def decision(self) -> Global___AccessDecision:
+        """The decision."""
+
+    def __init__(
+        self,
+        *,
+        decision: Global___AccessDecision | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAccessResponse: _TypeAlias = CheckAccessResponse  # noqa: Y015
+
+@_typing.final
+class WatchChangesRequest(_message.Message):
+    """Request of WatchChanges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_REVISION_FIELD_NUMBER: _builtins.int
+    after_revision: _builtins.int
+    """Stream the changes after this revision; 0 for all that are kept."""
+    def __init__(
+        self,
+        *,
+        after_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchChangesRequest: _TypeAlias = WatchChangesRequest  # noqa: Y015
+
+@_typing.final
+class Change(_message.Message):
+    """One committed change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    COMMIT_TIME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    RESOURCE_NAME_FIELD_NUMBER: _builtins.int
+    MUNICIPALITY_FIELD_NUMBER: _builtins.int
+    VENDOR_FIELD_NUMBER: _builtins.int
+    VENDOR_SYSTEM_FIELD_NUMBER: _builtins.int
+    EPJ_ENDPOINT_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    PARTNER_PROFILE_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """Its revision, unique and in commit order."""
+    type: Global___ChangeType.ValueType
+    """What happened."""
+    resource_name: _builtins.str
+    """The name of the resource."""
+    @_builtins.property
+    def commit_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was committed."""
+
+    @_builtins.property
+    def municipality(self) -> Global___Municipality:
+        """A municipality."""
+
+    @_builtins.property
+    def vendor(self) -> Global___Vendor:
+        """A vendor."""
+
+    @_builtins.property
+    def vendor_system(self) -> Global___VendorSystem:
+        """A vendor system."""
+
+    @_builtins.property
+    def epj_endpoint(self) -> Global___EpjEndpoint:
+        """An EPJ endpoint."""
+
+    @_builtins.property
+    def agreement(self) -> Global___Agreement:
+        """An agreement."""
+
+    @_builtins.property
+    def partner_profile(self) -> Global___PartnerProfile:
+        """A partner profile."""
+
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+        commit_time: _timestamp_pb2.Timestamp | None = ...,
+        type: Global___ChangeType.ValueType = ...,
+        resource_name: _builtins.str = ...,
+        municipality: Global___Municipality | None = ...,
+        vendor: Global___Vendor | None = ...,
+        vendor_system: Global___VendorSystem | None = ...,
+        epj_endpoint: Global___EpjEndpoint | None = ...,
+        agreement: Global___Agreement | None = ...,
+        partner_profile: Global___PartnerProfile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "commit_time", b"commit_time", "epj_endpoint", b"epj_endpoint", "municipality", b"municipality", "partner_profile", b"partner_profile", "resource", b"resource", "vendor", b"vendor", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "commit_time", b"commit_time", "epj_endpoint", b"epj_endpoint", "municipality", b"municipality", "partner_profile", b"partner_profile", "resource", b"resource", "resource_name", b"resource_name", "revision", b"revision", "type", b"type", "vendor", b"vendor", "vendor_system", b"vendor_system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_resource: _TypeAlias = _typing.Literal["municipality", "vendor", "vendor_system", "epj_endpoint", "agreement", "partner_profile"]  # noqa: Y015
+    _WhichOneofArgType_resource: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_resource) -> _WhichOneofReturnType_resource | None: ...
+
+Global___Change: _TypeAlias = Change  # noqa: Y015
+
+@_typing.final
+class WatchChangesResponse(_message.Message):
+    """Response of WatchChanges: one or more changes, or none as a heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    HEAD_REVISION_FIELD_NUMBER: _builtins.int
+    head_revision: _builtins.int
+    """The latest revision the registry has committed: a subscriber that has applied the changes
+    is current up to here.
+    """
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Change]:
+        """The changes, in revision order."""
+
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___Change] | None = ...,
+        head_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "head_revision", b"head_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchChangesResponse: _TypeAlias = WatchChangesResponse  # noqa: Y015

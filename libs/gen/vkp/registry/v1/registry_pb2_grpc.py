@@ -26,9 +26,32 @@ if _version_not_supported:
 
 
 class RegistryServiceStub:
-    """Who may talk to whom, for which service: municipalities, vendors and their systems,
-    EPJ endpoints, agreements and partner profiles. The full contract is filled in step by step;
-    every RPC not yet implemented answers UNIMPLEMENTED.
+    """Who may talk to whom, for which service: municipalities and their EPJ endpoints, vendors and
+    the client ids of their systems, the agreements between them, and each municipality's partner
+    profile. Every change gets a revision, in commit order, and is streamed by WatchChanges.
+
+    Callers: administrators (scope vkp:admin) for the resources; the hub's own services for
+    CheckAccess, WatchChanges and GetEpjEndpoint.
+
+    Resource names (AIP-122):
+    municipalities/{organization_number}
+    municipalities/{organization_number}/epjEndpoint
+    municipalities/{organization_number}/partnerProfile
+    municipalities/{organization_number}/agreements/{agreement_id}
+    vendors/{organization_number}
+    vendors/{organization_number}/systems/{system_id}
+
+    ErrorInfo reasons (domain registry.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
+    INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
+    NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
+    EPJ_ENDPOINT_NOT_FOUND, AGREEMENT_NOT_FOUND
+    ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
+    EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
+    FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
+    OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel):
@@ -37,21 +60,326 @@ class RegistryServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateMunicipality = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/CreateMunicipality',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateMunicipalityRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateMunicipalityResponse.FromString,
+                _registered_method=True)
         self.GetMunicipality = channel.unary_unary(
                 '/vkp.registry.v1.RegistryService/GetMunicipality',
                 request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetMunicipalityRequest.SerializeToString,
                 response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetMunicipalityResponse.FromString,
                 _registered_method=True)
+        self.ListMunicipalities = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/ListMunicipalities',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListMunicipalitiesRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListMunicipalitiesResponse.FromString,
+                _registered_method=True)
+        self.UpdateMunicipality = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/UpdateMunicipality',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateMunicipalityRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateMunicipalityResponse.FromString,
+                _registered_method=True)
+        self.CreateVendor = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/CreateVendor',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorResponse.FromString,
+                _registered_method=True)
+        self.GetVendor = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/GetVendor',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorResponse.FromString,
+                _registered_method=True)
+        self.ListVendors = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/ListVendors',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorsRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorsResponse.FromString,
+                _registered_method=True)
+        self.CreateVendorSystem = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/CreateVendorSystem',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorSystemRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorSystemResponse.FromString,
+                _registered_method=True)
+        self.GetVendorSystem = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/GetVendorSystem',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorSystemRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorSystemResponse.FromString,
+                _registered_method=True)
+        self.ListVendorSystems = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/ListVendorSystems',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorSystemsRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorSystemsResponse.FromString,
+                _registered_method=True)
+        self.UpdateVendorSystem = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/UpdateVendorSystem',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateVendorSystemRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateVendorSystemResponse.FromString,
+                _registered_method=True)
+        self.CreateEpjEndpoint = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/CreateEpjEndpoint',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateEpjEndpointRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateEpjEndpointResponse.FromString,
+                _registered_method=True)
+        self.GetEpjEndpoint = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/GetEpjEndpoint',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetEpjEndpointRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetEpjEndpointResponse.FromString,
+                _registered_method=True)
+        self.UpdateEpjEndpoint = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/UpdateEpjEndpoint',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateEpjEndpointRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateEpjEndpointResponse.FromString,
+                _registered_method=True)
+        self.DeleteEpjEndpoint = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/DeleteEpjEndpoint',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteEpjEndpointRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteEpjEndpointResponse.FromString,
+                _registered_method=True)
+        self.CreateAgreement = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/CreateAgreement',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateAgreementRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateAgreementResponse.FromString,
+                _registered_method=True)
+        self.GetAgreement = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/GetAgreement',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetAgreementRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetAgreementResponse.FromString,
+                _registered_method=True)
+        self.ListAgreements = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/ListAgreements',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListAgreementsRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListAgreementsResponse.FromString,
+                _registered_method=True)
+        self.UpdateAgreement = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/UpdateAgreement',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateAgreementRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateAgreementResponse.FromString,
+                _registered_method=True)
+        self.DeleteAgreement = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/DeleteAgreement',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteAgreementRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteAgreementResponse.FromString,
+                _registered_method=True)
+        self.GetPartnerProfile = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/GetPartnerProfile',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetPartnerProfileRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetPartnerProfileResponse.FromString,
+                _registered_method=True)
+        self.UpdatePartnerProfile = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/UpdatePartnerProfile',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerProfileRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerProfileResponse.FromString,
+                _registered_method=True)
+        self.CheckAccess = channel.unary_unary(
+                '/vkp.registry.v1.RegistryService/CheckAccess',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CheckAccessRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CheckAccessResponse.FromString,
+                _registered_method=True)
+        self.WatchChanges = channel.unary_stream(
+                '/vkp.registry.v1.RegistryService/WatchChanges',
+                request_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.WatchChangesRequest.SerializeToString,
+                response_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.WatchChangesResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
-    """Who may talk to whom, for which service: municipalities, vendors and their systems,
-    EPJ endpoints, agreements and partner profiles. The full contract is filled in step by step;
-    every RPC not yet implemented answers UNIMPLEMENTED.
+    """Who may talk to whom, for which service: municipalities and their EPJ endpoints, vendors and
+    the client ids of their systems, the agreements between them, and each municipality's partner
+    profile. Every change gets a revision, in commit order, and is streamed by WatchChanges.
+
+    Callers: administrators (scope vkp:admin) for the resources; the hub's own services for
+    CheckAccess, WatchChanges and GetEpjEndpoint.
+
+    Resource names (AIP-122):
+    municipalities/{organization_number}
+    municipalities/{organization_number}/epjEndpoint
+    municipalities/{organization_number}/partnerProfile
+    municipalities/{organization_number}/agreements/{agreement_id}
+    vendors/{organization_number}
+    vendors/{organization_number}/systems/{system_id}
+
+    ErrorInfo reasons (domain registry.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
+    INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
+    NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
+    EPJ_ENDPOINT_NOT_FOUND, AGREEMENT_NOT_FOUND
+    ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
+    EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
+    FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
+    OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
+    def CreateMunicipality(self, request, context):
+        """Adds a municipality. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMunicipality(self, request, context):
-        """Gets one municipality by its organisation number.
+        """Gets a municipality.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMunicipalities(self, request, context):
+        """Lists municipalities, by organisation number.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMunicipality(self, request, context):
+        """Updates a municipality's display name or state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVendor(self, request, context):
+        """Adds a vendor. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVendor(self, request, context):
+        """Gets a vendor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVendors(self, request, context):
+        """Lists vendors, by organisation number.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVendorSystem(self, request, context):
+        """Adds a system of a vendor, with the client ids it authenticates as. Idempotent by
+        request_id. A client id belongs to one system only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVendorSystem(self, request, context):
+        """Gets a vendor system.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVendorSystems(self, request, context):
+        """Lists the systems of a vendor, or of every vendor with the parent vendors/-.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVendorSystem(self, request, context):
+        """Updates a vendor system's display name or client ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEpjEndpoint(self, request, context):
+        """Sets up a municipality's EPJ endpoint. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEpjEndpoint(self, request, context):
+        """Gets a municipality's EPJ endpoint: for administrators, and for the services that call the
+        EPJ (journaling, lookup), which resolve its credentials by reference.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEpjEndpoint(self, request, context):
+        """Updates an EPJ endpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEpjEndpoint(self, request, context):
+        """Removes an EPJ endpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAgreement(self, request, context):
+        """Adds an agreement: a municipality lets a vendor system act for service codes. Idempotent by
+        request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgreement(self, request, context):
+        """Gets an agreement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgreements(self, request, context):
+        """Lists agreements of a municipality, or of every municipality with the parent
+        municipalities/-.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAgreement(self, request, context):
+        """Updates an agreement's service codes, actions, validity or state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAgreement(self, request, context):
+        """Removes an agreement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPartnerProfile(self, request, context):
+        """Gets a municipality's partner profile (empty until set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePartnerProfile(self, request, context):
+        """Sets a municipality's partner profile.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckAccess(self, request, context):
+        """Internal. May this client act for this municipality, service and action? Answers from
+        memory, so it can sit on the path of every event and lookup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchChanges(self, request, context):
+        """Internal. Streams every change after a revision, in commit order, then each new one as it
+        commits. A subscriber that reconnects from its last revision misses nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,10 +388,125 @@ class RegistryServiceServicer:
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateMunicipality': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMunicipality,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateMunicipalityRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateMunicipalityResponse.SerializeToString,
+            ),
             'GetMunicipality': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMunicipality,
                     request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetMunicipalityRequest.FromString,
                     response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetMunicipalityResponse.SerializeToString,
+            ),
+            'ListMunicipalities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMunicipalities,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListMunicipalitiesRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListMunicipalitiesResponse.SerializeToString,
+            ),
+            'UpdateMunicipality': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMunicipality,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateMunicipalityRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateMunicipalityResponse.SerializeToString,
+            ),
+            'CreateVendor': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVendor,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorResponse.SerializeToString,
+            ),
+            'GetVendor': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVendor,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorResponse.SerializeToString,
+            ),
+            'ListVendors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVendors,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorsRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorsResponse.SerializeToString,
+            ),
+            'CreateVendorSystem': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVendorSystem,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorSystemRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorSystemResponse.SerializeToString,
+            ),
+            'GetVendorSystem': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVendorSystem,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorSystemRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorSystemResponse.SerializeToString,
+            ),
+            'ListVendorSystems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVendorSystems,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorSystemsRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorSystemsResponse.SerializeToString,
+            ),
+            'UpdateVendorSystem': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVendorSystem,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateVendorSystemRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateVendorSystemResponse.SerializeToString,
+            ),
+            'CreateEpjEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEpjEndpoint,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateEpjEndpointRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateEpjEndpointResponse.SerializeToString,
+            ),
+            'GetEpjEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEpjEndpoint,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetEpjEndpointRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetEpjEndpointResponse.SerializeToString,
+            ),
+            'UpdateEpjEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEpjEndpoint,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateEpjEndpointRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateEpjEndpointResponse.SerializeToString,
+            ),
+            'DeleteEpjEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEpjEndpoint,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteEpjEndpointRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteEpjEndpointResponse.SerializeToString,
+            ),
+            'CreateAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAgreement,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateAgreementRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CreateAgreementResponse.SerializeToString,
+            ),
+            'GetAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgreement,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetAgreementRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetAgreementResponse.SerializeToString,
+            ),
+            'ListAgreements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgreements,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListAgreementsRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.ListAgreementsResponse.SerializeToString,
+            ),
+            'UpdateAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAgreement,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateAgreementRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateAgreementResponse.SerializeToString,
+            ),
+            'DeleteAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAgreement,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteAgreementRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteAgreementResponse.SerializeToString,
+            ),
+            'GetPartnerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPartnerProfile,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetPartnerProfileRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.GetPartnerProfileResponse.SerializeToString,
+            ),
+            'UpdatePartnerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePartnerProfile,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerProfileRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerProfileResponse.SerializeToString,
+            ),
+            'CheckAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAccess,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CheckAccessRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.CheckAccessResponse.SerializeToString,
+            ),
+            'WatchChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchChanges,
+                    request_deserializer=vkp_dot_registry_dot_v1_dot_registry__pb2.WatchChangesRequest.FromString,
+                    response_serializer=vkp_dot_registry_dot_v1_dot_registry__pb2.WatchChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -74,10 +517,60 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RegistryService:
-    """Who may talk to whom, for which service: municipalities, vendors and their systems,
-    EPJ endpoints, agreements and partner profiles. The full contract is filled in step by step;
-    every RPC not yet implemented answers UNIMPLEMENTED.
+    """Who may talk to whom, for which service: municipalities and their EPJ endpoints, vendors and
+    the client ids of their systems, the agreements between them, and each municipality's partner
+    profile. Every change gets a revision, in commit order, and is streamed by WatchChanges.
+
+    Callers: administrators (scope vkp:admin) for the resources; the hub's own services for
+    CheckAccess, WatchChanges and GetEpjEndpoint.
+
+    Resource names (AIP-122):
+    municipalities/{organization_number}
+    municipalities/{organization_number}/epjEndpoint
+    municipalities/{organization_number}/partnerProfile
+    municipalities/{organization_number}/agreements/{agreement_id}
+    vendors/{organization_number}
+    vendors/{organization_number}/systems/{system_id}
+
+    ErrorInfo reasons (domain registry.vkp):
+    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
+    INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
+    NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
+    EPJ_ENDPOINT_NOT_FOUND, AGREEMENT_NOT_FOUND
+    ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
+    EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
+    FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
+    OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
+
+    @staticmethod
+    def CreateMunicipality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/CreateMunicipality',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateMunicipalityRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateMunicipalityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetMunicipality(request,
@@ -96,6 +589,600 @@ class RegistryService:
             '/vkp.registry.v1.RegistryService/GetMunicipality',
             vkp_dot_registry_dot_v1_dot_registry__pb2.GetMunicipalityRequest.SerializeToString,
             vkp_dot_registry_dot_v1_dot_registry__pb2.GetMunicipalityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMunicipalities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/ListMunicipalities',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListMunicipalitiesRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListMunicipalitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMunicipality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/UpdateMunicipality',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateMunicipalityRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateMunicipalityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVendor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/CreateVendor',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVendor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/GetVendor',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVendors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/ListVendors',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorsRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVendorSystem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/CreateVendorSystem',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorSystemRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateVendorSystemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVendorSystem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/GetVendorSystem',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorSystemRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetVendorSystemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVendorSystems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/ListVendorSystems',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorSystemsRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListVendorSystemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVendorSystem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/UpdateVendorSystem',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateVendorSystemRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateVendorSystemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEpjEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/CreateEpjEndpoint',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateEpjEndpointRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateEpjEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEpjEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/GetEpjEndpoint',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetEpjEndpointRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetEpjEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEpjEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/UpdateEpjEndpoint',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateEpjEndpointRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateEpjEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEpjEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/DeleteEpjEndpoint',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteEpjEndpointRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteEpjEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/CreateAgreement',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateAgreementRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CreateAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/GetAgreement',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetAgreementRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgreements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/ListAgreements',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListAgreementsRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.ListAgreementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/UpdateAgreement',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateAgreementRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdateAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/DeleteAgreement',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteAgreementRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.DeleteAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPartnerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/GetPartnerProfile',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetPartnerProfileRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.GetPartnerProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePartnerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/UpdatePartnerProfile',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerProfileRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/CheckAccess',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CheckAccessRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.CheckAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vkp.registry.v1.RegistryService/WatchChanges',
+            vkp_dot_registry_dot_v1_dot_registry__pb2.WatchChangesRequest.SerializeToString,
+            vkp_dot_registry_dot_v1_dot_registry__pb2.WatchChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

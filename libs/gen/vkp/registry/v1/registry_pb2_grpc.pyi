@@ -27,34 +27,227 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RegistryServiceStub:
-    """Who may talk to whom, for which service: municipalities, vendors and their systems,
-    EPJ endpoints, agreements and partner profiles. The full contract is filled in step by step;
-    every RPC not yet implemented answers UNIMPLEMENTED.
+    """Who may talk to whom, for which service: municipalities and their EPJ endpoints, vendors and
+    the client ids of their systems, the agreements between them, and each municipality's partner
+    profile. Every change gets a revision, in commit order, and is streamed by WatchChanges.
+
+    Callers: administrators (scope vkp:admin) for the resources; the hub's own services for
+    CheckAccess, WatchChanges and GetEpjEndpoint.
+
+    Resource names (AIP-122):
+      municipalities/{organization_number}
+      municipalities/{organization_number}/epjEndpoint
+      municipalities/{organization_number}/partnerProfile
+      municipalities/{organization_number}/agreements/{agreement_id}
+      vendors/{organization_number}
+      vendors/{organization_number}/systems/{system_id}
+
+    ErrorInfo reasons (domain registry.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
+                           INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
+      NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
+                           EPJ_ENDPOINT_NOT_FOUND, AGREEMENT_NOT_FOUND
+      ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
+                           EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
+      FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
+      OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RegistryServiceAsyncStub: ...
+    CreateMunicipality: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateMunicipalityRequest, _registry_pb2.CreateMunicipalityResponse]
+    """Adds a municipality. Idempotent by request_id."""
     GetMunicipality: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetMunicipalityRequest, _registry_pb2.GetMunicipalityResponse]
-    """Gets one municipality by its organisation number."""
+    """Gets a municipality."""
+    ListMunicipalities: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListMunicipalitiesRequest, _registry_pb2.ListMunicipalitiesResponse]
+    """Lists municipalities, by organisation number."""
+    UpdateMunicipality: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateMunicipalityRequest, _registry_pb2.UpdateMunicipalityResponse]
+    """Updates a municipality's display name or state."""
+    CreateVendor: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateVendorRequest, _registry_pb2.CreateVendorResponse]
+    """Adds a vendor. Idempotent by request_id."""
+    GetVendor: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetVendorRequest, _registry_pb2.GetVendorResponse]
+    """Gets a vendor."""
+    ListVendors: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListVendorsRequest, _registry_pb2.ListVendorsResponse]
+    """Lists vendors, by organisation number."""
+    CreateVendorSystem: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateVendorSystemRequest, _registry_pb2.CreateVendorSystemResponse]
+    """Adds a system of a vendor, with the client ids it authenticates as. Idempotent by
+    request_id. A client id belongs to one system only.
+    """
+    GetVendorSystem: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetVendorSystemRequest, _registry_pb2.GetVendorSystemResponse]
+    """Gets a vendor system."""
+    ListVendorSystems: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListVendorSystemsRequest, _registry_pb2.ListVendorSystemsResponse]
+    """Lists the systems of a vendor, or of every vendor with the parent vendors/-."""
+    UpdateVendorSystem: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateVendorSystemRequest, _registry_pb2.UpdateVendorSystemResponse]
+    """Updates a vendor system's display name or client ids."""
+    CreateEpjEndpoint: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateEpjEndpointRequest, _registry_pb2.CreateEpjEndpointResponse]
+    """Sets up a municipality's EPJ endpoint. Idempotent by request_id."""
+    GetEpjEndpoint: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetEpjEndpointRequest, _registry_pb2.GetEpjEndpointResponse]
+    """Gets a municipality's EPJ endpoint: for administrators, and for the services that call the
+    EPJ (journaling, lookup), which resolve its credentials by reference.
+    """
+    UpdateEpjEndpoint: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateEpjEndpointRequest, _registry_pb2.UpdateEpjEndpointResponse]
+    """Updates an EPJ endpoint."""
+    DeleteEpjEndpoint: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteEpjEndpointRequest, _registry_pb2.DeleteEpjEndpointResponse]
+    """Removes an EPJ endpoint."""
+    CreateAgreement: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateAgreementRequest, _registry_pb2.CreateAgreementResponse]
+    """Adds an agreement: a municipality lets a vendor system act for service codes. Idempotent by
+    request_id.
+    """
+    GetAgreement: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetAgreementRequest, _registry_pb2.GetAgreementResponse]
+    """Gets an agreement."""
+    ListAgreements: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListAgreementsRequest, _registry_pb2.ListAgreementsResponse]
+    """Lists agreements of a municipality, or of every municipality with the parent
+    municipalities/-.
+    """
+    UpdateAgreement: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateAgreementRequest, _registry_pb2.UpdateAgreementResponse]
+    """Updates an agreement's service codes, actions, validity or state."""
+    DeleteAgreement: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteAgreementRequest, _registry_pb2.DeleteAgreementResponse]
+    """Removes an agreement."""
+    GetPartnerProfile: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetPartnerProfileRequest, _registry_pb2.GetPartnerProfileResponse]
+    """Gets a municipality's partner profile (empty until set)."""
+    UpdatePartnerProfile: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdatePartnerProfileRequest, _registry_pb2.UpdatePartnerProfileResponse]
+    """Sets a municipality's partner profile."""
+    CheckAccess: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CheckAccessRequest, _registry_pb2.CheckAccessResponse]
+    """Internal. May this client act for this municipality, service and action? Answers from
+    memory, so it can sit on the path of every event and lookup.
+    """
+    WatchChanges: _grpc.UnaryStreamMultiCallable[_registry_pb2.WatchChangesRequest, _registry_pb2.WatchChangesResponse]
+    """Internal. Streams every change after a revision, in commit order, then each new one as it
+    commits. A subscriber that reconnects from its last revision misses nothing.
+    """
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
-    """Who may talk to whom, for which service: municipalities, vendors and their systems,
-    EPJ endpoints, agreements and partner profiles. The full contract is filled in step by step;
-    every RPC not yet implemented answers UNIMPLEMENTED.
+    """Who may talk to whom, for which service: municipalities and their EPJ endpoints, vendors and
+    the client ids of their systems, the agreements between them, and each municipality's partner
+    profile. Every change gets a revision, in commit order, and is streamed by WatchChanges.
+
+    Callers: administrators (scope vkp:admin) for the resources; the hub's own services for
+    CheckAccess, WatchChanges and GetEpjEndpoint.
+
+    Resource names (AIP-122):
+      municipalities/{organization_number}
+      municipalities/{organization_number}/epjEndpoint
+      municipalities/{organization_number}/partnerProfile
+      municipalities/{organization_number}/agreements/{agreement_id}
+      vendors/{organization_number}
+      vendors/{organization_number}/systems/{system_id}
+
+    ErrorInfo reasons (domain registry.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
+                           INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
+      NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
+                           EPJ_ENDPOINT_NOT_FOUND, AGREEMENT_NOT_FOUND
+      ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
+                           EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
+      FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
+      OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateMunicipality: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateMunicipalityRequest, _registry_pb2.CreateMunicipalityResponse]  # type: ignore[assignment]
+    """Adds a municipality. Idempotent by request_id."""
     GetMunicipality: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetMunicipalityRequest, _registry_pb2.GetMunicipalityResponse]  # type: ignore[assignment]
-    """Gets one municipality by its organisation number."""
+    """Gets a municipality."""
+    ListMunicipalities: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListMunicipalitiesRequest, _registry_pb2.ListMunicipalitiesResponse]  # type: ignore[assignment]
+    """Lists municipalities, by organisation number."""
+    UpdateMunicipality: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateMunicipalityRequest, _registry_pb2.UpdateMunicipalityResponse]  # type: ignore[assignment]
+    """Updates a municipality's display name or state."""
+    CreateVendor: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateVendorRequest, _registry_pb2.CreateVendorResponse]  # type: ignore[assignment]
+    """Adds a vendor. Idempotent by request_id."""
+    GetVendor: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetVendorRequest, _registry_pb2.GetVendorResponse]  # type: ignore[assignment]
+    """Gets a vendor."""
+    ListVendors: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListVendorsRequest, _registry_pb2.ListVendorsResponse]  # type: ignore[assignment]
+    """Lists vendors, by organisation number."""
+    CreateVendorSystem: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateVendorSystemRequest, _registry_pb2.CreateVendorSystemResponse]  # type: ignore[assignment]
+    """Adds a system of a vendor, with the client ids it authenticates as. Idempotent by
+    request_id. A client id belongs to one system only.
+    """
+    GetVendorSystem: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetVendorSystemRequest, _registry_pb2.GetVendorSystemResponse]  # type: ignore[assignment]
+    """Gets a vendor system."""
+    ListVendorSystems: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListVendorSystemsRequest, _registry_pb2.ListVendorSystemsResponse]  # type: ignore[assignment]
+    """Lists the systems of a vendor, or of every vendor with the parent vendors/-."""
+    UpdateVendorSystem: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateVendorSystemRequest, _registry_pb2.UpdateVendorSystemResponse]  # type: ignore[assignment]
+    """Updates a vendor system's display name or client ids."""
+    CreateEpjEndpoint: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateEpjEndpointRequest, _registry_pb2.CreateEpjEndpointResponse]  # type: ignore[assignment]
+    """Sets up a municipality's EPJ endpoint. Idempotent by request_id."""
+    GetEpjEndpoint: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetEpjEndpointRequest, _registry_pb2.GetEpjEndpointResponse]  # type: ignore[assignment]
+    """Gets a municipality's EPJ endpoint: for administrators, and for the services that call the
+    EPJ (journaling, lookup), which resolve its credentials by reference.
+    """
+    UpdateEpjEndpoint: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateEpjEndpointRequest, _registry_pb2.UpdateEpjEndpointResponse]  # type: ignore[assignment]
+    """Updates an EPJ endpoint."""
+    DeleteEpjEndpoint: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteEpjEndpointRequest, _registry_pb2.DeleteEpjEndpointResponse]  # type: ignore[assignment]
+    """Removes an EPJ endpoint."""
+    CreateAgreement: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateAgreementRequest, _registry_pb2.CreateAgreementResponse]  # type: ignore[assignment]
+    """Adds an agreement: a municipality lets a vendor system act for service codes. Idempotent by
+    request_id.
+    """
+    GetAgreement: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetAgreementRequest, _registry_pb2.GetAgreementResponse]  # type: ignore[assignment]
+    """Gets an agreement."""
+    ListAgreements: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListAgreementsRequest, _registry_pb2.ListAgreementsResponse]  # type: ignore[assignment]
+    """Lists agreements of a municipality, or of every municipality with the parent
+    municipalities/-.
+    """
+    UpdateAgreement: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateAgreementRequest, _registry_pb2.UpdateAgreementResponse]  # type: ignore[assignment]
+    """Updates an agreement's service codes, actions, validity or state."""
+    DeleteAgreement: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteAgreementRequest, _registry_pb2.DeleteAgreementResponse]  # type: ignore[assignment]
+    """Removes an agreement."""
+    GetPartnerProfile: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetPartnerProfileRequest, _registry_pb2.GetPartnerProfileResponse]  # type: ignore[assignment]
+    """Gets a municipality's partner profile (empty until set)."""
+    UpdatePartnerProfile: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdatePartnerProfileRequest, _registry_pb2.UpdatePartnerProfileResponse]  # type: ignore[assignment]
+    """Sets a municipality's partner profile."""
+    CheckAccess: _aio.UnaryUnaryMultiCallable[_registry_pb2.CheckAccessRequest, _registry_pb2.CheckAccessResponse]  # type: ignore[assignment]
+    """Internal. May this client act for this municipality, service and action? Answers from
+    memory, so it can sit on the path of every event and lookup.
+    """
+    WatchChanges: _aio.UnaryStreamMultiCallable[_registry_pb2.WatchChangesRequest, _registry_pb2.WatchChangesResponse]  # type: ignore[assignment]
+    """Internal. Streams every change after a revision, in commit order, then each new one as it
+    commits. A subscriber that reconnects from its last revision misses nothing.
+    """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Who may talk to whom, for which service: municipalities, vendors and their systems,
-    EPJ endpoints, agreements and partner profiles. The full contract is filled in step by step;
-    every RPC not yet implemented answers UNIMPLEMENTED.
+    """Who may talk to whom, for which service: municipalities and their EPJ endpoints, vendors and
+    the client ids of their systems, the agreements between them, and each municipality's partner
+    profile. Every change gets a revision, in commit order, and is streamed by WatchChanges.
+
+    Callers: administrators (scope vkp:admin) for the resources; the hub's own services for
+    CheckAccess, WatchChanges and GetEpjEndpoint.
+
+    Resource names (AIP-122):
+      municipalities/{organization_number}
+      municipalities/{organization_number}/epjEndpoint
+      municipalities/{organization_number}/partnerProfile
+      municipalities/{organization_number}/agreements/{agreement_id}
+      vendors/{organization_number}
+      vendors/{organization_number}/systems/{system_id}
+
+    ErrorInfo reasons (domain registry.vkp):
+      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+                           INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
+                           INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
+      NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
+                           EPJ_ENDPOINT_NOT_FOUND, AGREEMENT_NOT_FOUND
+      ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
+                           EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
+      FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
+      OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
+
+    @_abc_1.abstractmethod
+    def CreateMunicipality(
+        self,
+        request: _registry_pb2.CreateMunicipalityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateMunicipalityResponse, _abc.Awaitable[_registry_pb2.CreateMunicipalityResponse]]:
+        """Adds a municipality. Idempotent by request_id."""
 
     @_abc_1.abstractmethod
     def GetMunicipality(
@@ -62,6 +255,194 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.GetMunicipalityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.GetMunicipalityResponse, _abc.Awaitable[_registry_pb2.GetMunicipalityResponse]]:
-        """Gets one municipality by its organisation number."""
+        """Gets a municipality."""
+
+    @_abc_1.abstractmethod
+    def ListMunicipalities(
+        self,
+        request: _registry_pb2.ListMunicipalitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListMunicipalitiesResponse, _abc.Awaitable[_registry_pb2.ListMunicipalitiesResponse]]:
+        """Lists municipalities, by organisation number."""
+
+    @_abc_1.abstractmethod
+    def UpdateMunicipality(
+        self,
+        request: _registry_pb2.UpdateMunicipalityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateMunicipalityResponse, _abc.Awaitable[_registry_pb2.UpdateMunicipalityResponse]]:
+        """Updates a municipality's display name or state."""
+
+    @_abc_1.abstractmethod
+    def CreateVendor(
+        self,
+        request: _registry_pb2.CreateVendorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateVendorResponse, _abc.Awaitable[_registry_pb2.CreateVendorResponse]]:
+        """Adds a vendor. Idempotent by request_id."""
+
+    @_abc_1.abstractmethod
+    def GetVendor(
+        self,
+        request: _registry_pb2.GetVendorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.GetVendorResponse, _abc.Awaitable[_registry_pb2.GetVendorResponse]]:
+        """Gets a vendor."""
+
+    @_abc_1.abstractmethod
+    def ListVendors(
+        self,
+        request: _registry_pb2.ListVendorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListVendorsResponse, _abc.Awaitable[_registry_pb2.ListVendorsResponse]]:
+        """Lists vendors, by organisation number."""
+
+    @_abc_1.abstractmethod
+    def CreateVendorSystem(
+        self,
+        request: _registry_pb2.CreateVendorSystemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateVendorSystemResponse, _abc.Awaitable[_registry_pb2.CreateVendorSystemResponse]]:
+        """Adds a system of a vendor, with the client ids it authenticates as. Idempotent by
+        request_id. A client id belongs to one system only.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVendorSystem(
+        self,
+        request: _registry_pb2.GetVendorSystemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.GetVendorSystemResponse, _abc.Awaitable[_registry_pb2.GetVendorSystemResponse]]:
+        """Gets a vendor system."""
+
+    @_abc_1.abstractmethod
+    def ListVendorSystems(
+        self,
+        request: _registry_pb2.ListVendorSystemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListVendorSystemsResponse, _abc.Awaitable[_registry_pb2.ListVendorSystemsResponse]]:
+        """Lists the systems of a vendor, or of every vendor with the parent vendors/-."""
+
+    @_abc_1.abstractmethod
+    def UpdateVendorSystem(
+        self,
+        request: _registry_pb2.UpdateVendorSystemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateVendorSystemResponse, _abc.Awaitable[_registry_pb2.UpdateVendorSystemResponse]]:
+        """Updates a vendor system's display name or client ids."""
+
+    @_abc_1.abstractmethod
+    def CreateEpjEndpoint(
+        self,
+        request: _registry_pb2.CreateEpjEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateEpjEndpointResponse, _abc.Awaitable[_registry_pb2.CreateEpjEndpointResponse]]:
+        """Sets up a municipality's EPJ endpoint. Idempotent by request_id."""
+
+    @_abc_1.abstractmethod
+    def GetEpjEndpoint(
+        self,
+        request: _registry_pb2.GetEpjEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.GetEpjEndpointResponse, _abc.Awaitable[_registry_pb2.GetEpjEndpointResponse]]:
+        """Gets a municipality's EPJ endpoint: for administrators, and for the services that call the
+        EPJ (journaling, lookup), which resolve its credentials by reference.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateEpjEndpoint(
+        self,
+        request: _registry_pb2.UpdateEpjEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateEpjEndpointResponse, _abc.Awaitable[_registry_pb2.UpdateEpjEndpointResponse]]:
+        """Updates an EPJ endpoint."""
+
+    @_abc_1.abstractmethod
+    def DeleteEpjEndpoint(
+        self,
+        request: _registry_pb2.DeleteEpjEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteEpjEndpointResponse, _abc.Awaitable[_registry_pb2.DeleteEpjEndpointResponse]]:
+        """Removes an EPJ endpoint."""
+
+    @_abc_1.abstractmethod
+    def CreateAgreement(
+        self,
+        request: _registry_pb2.CreateAgreementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateAgreementResponse, _abc.Awaitable[_registry_pb2.CreateAgreementResponse]]:
+        """Adds an agreement: a municipality lets a vendor system act for service codes. Idempotent by
+        request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAgreement(
+        self,
+        request: _registry_pb2.GetAgreementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.GetAgreementResponse, _abc.Awaitable[_registry_pb2.GetAgreementResponse]]:
+        """Gets an agreement."""
+
+    @_abc_1.abstractmethod
+    def ListAgreements(
+        self,
+        request: _registry_pb2.ListAgreementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListAgreementsResponse, _abc.Awaitable[_registry_pb2.ListAgreementsResponse]]:
+        """Lists agreements of a municipality, or of every municipality with the parent
+        municipalities/-.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateAgreement(
+        self,
+        request: _registry_pb2.UpdateAgreementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateAgreementResponse, _abc.Awaitable[_registry_pb2.UpdateAgreementResponse]]:
+        """Updates an agreement's service codes, actions, validity or state."""
+
+    @_abc_1.abstractmethod
+    def DeleteAgreement(
+        self,
+        request: _registry_pb2.DeleteAgreementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteAgreementResponse, _abc.Awaitable[_registry_pb2.DeleteAgreementResponse]]:
+        """Removes an agreement."""
+
+    @_abc_1.abstractmethod
+    def GetPartnerProfile(
+        self,
+        request: _registry_pb2.GetPartnerProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.GetPartnerProfileResponse, _abc.Awaitable[_registry_pb2.GetPartnerProfileResponse]]:
+        """Gets a municipality's partner profile (empty until set)."""
+
+    @_abc_1.abstractmethod
+    def UpdatePartnerProfile(
+        self,
+        request: _registry_pb2.UpdatePartnerProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdatePartnerProfileResponse, _abc.Awaitable[_registry_pb2.UpdatePartnerProfileResponse]]:
+        """Sets a municipality's partner profile."""
+
+    @_abc_1.abstractmethod
+    def CheckAccess(
+        self,
+        request: _registry_pb2.CheckAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CheckAccessResponse, _abc.Awaitable[_registry_pb2.CheckAccessResponse]]:
+        """Internal. May this client act for this municipality, service and action? Answers from
+        memory, so it can sit on the path of every event and lookup.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchChanges(
+        self,
+        request: _registry_pb2.WatchChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_registry_pb2.WatchChangesResponse], _abc.AsyncIterator[_registry_pb2.WatchChangesResponse]]:
+        """Internal. Streams every change after a revision, in commit order, then each new one as it
+        commits. A subscriber that reconnects from its last revision misses nothing.
+        """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,101 @@
+"""Valid events of every payload kind, for tests and benchmarks: synthetic patients only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vkp.common.v1 import common_pb2, event_pb2
+from vkp_lib.testing.data import TEST_PEOPLE
+
+#: The organisation number of the municipality the sample events belong to (mod-11 valid).
+MUNICIPALITY = "312229544"
+#: The payload kinds of an event, as the names of the `payload` oneof.
+PAYLOAD_KINDS = (
+    "medication_dispense",
+    "dispenser_alert",
+    "supervision",
+    "alarm_step",
+    "home_measurement",
+)
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def sample_event(
+    kind: str, *, event_id: str = "evt-0001", national_id: str = "", at: datetime | None = None
+) -> event_pb2.Event:
+    """A valid event with the payload `kind`, for a synthetic patient, occurring at `at`."""
+    when = at or datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    event = event_pb2.Event(
+        event_id=event_id,
+        municipality=MUNICIPALITY,
+        patient=common_pb2.NationalId(value=national_id or TEST_PEOPLE[0].national_id),
+        device=common_pb2.DeviceReference(device_id="DISP-00042", display="Medisindispenser"),
+        occurred_time=_timestamp(when),
+        severity=common_pb2.SEVERITY_NORMAL,
+    )
+    if kind == "medication_dispense":
+        event.service_code = common_pb2.SERVICE_CODE_MD
+        event.medication_dispense.CopyFrom(
+            event_pb2.MedicationDispense(
+                event_code="1.1",
+                planned_time=_timestamp(when),
+                actual_time=_timestamp(when + timedelta(minutes=3)),
+                medication_text="Morgendose",
+            )
+        )
+    elif kind == "dispenser_alert":
+        event.service_code = common_pb2.SERVICE_CODE_MD
+        event.severity = common_pb2.SEVERITY_SERIOUS
+        event.dispenser_alert.CopyFrom(
+            event_pb2.DispenserAlert(alert_code="1.1", planned_time=_timestamp(when))
+        )
+    elif kind == "supervision":
+        event.service_code = common_pb2.SERVICE_CODE_DT
+        event.device.display = "Tilsynskamera"
+        event.supervision.CopyFrom(
+            event_pb2.SupervisionEncounter(
+                mode_code="0",
+                reason_code="1",
+                period=common_pb2.Period(
+                    start_time=_timestamp(when), end_time=_timestamp(when + timedelta(minutes=1))
+                ),
+                location="Soverom",
+                observations=[
+                    event_pb2.SupervisionObservation(
+                        alert_code="4.20", observed_time=_timestamp(when)
+                    )
+                ],
+                text="Ligger i sengen, puster rolig.",
+            )
+        )
+    elif kind == "alarm_step":
+        event.service_code = common_pb2.SERVICE_CODE_TA
+        event.ClearField("device")
+        event.alarm_step.CopyFrom(
+            event_pb2.AlarmStep(
+                alarm_id="alarm-0001",
+                alert_code="3",
+                timeline_code="0",
+                triage_code="Y",
+                responder="Operatør 12",
+                text="Alarm utløst fra armbånd.",
+            )
+        )
+    elif kind == "home_measurement":
+        event.service_code = common_pb2.SERVICE_CODE_DHO
+        event.device.display = "Blodtrykksmåler"
+        event.home_measurement.CopyFrom(
+            event_pb2.HomeMeasurement(
+                loinc_code="8867-4", display="Heart rate", value=72, unit="/min"
+            )
+        )
+    else:
+        raise ValueError(f"no payload kind {kind!r}")
+    return event
