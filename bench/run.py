@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/run.py [--seconds 3] [--concurrency 16]
 
+validation: the contracts' field rules (protovalidate) on an event of each payload kind and on a
+batch of 500, against decoding the same message (validation_bench.py).
+
 runner: a no-op unary RPC served by the hub's runner (OpenTelemetry with a batch exporter,
 request id and JSON logging, error mapping, the auth hook) against the same no-op RPC on a bare
 grpc.aio server. Each server runs in its own process; the load comes from this one over
@@ -25,6 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from rich.console import Console
 from rich.table import Table
+from validation_bench import validation_table
 
 from vkp_lib.logging import configure_logging
 from vkp_lib.rpc import Context
@@ -133,7 +137,9 @@ def main() -> None:
             f"{rate / base[0]:.2f}",
             f"{p99 / base[2]:.2f}",
         )
-    Console().print(table)
+    console = Console(width=120)
+    console.print(table)
+    console.print(validation_table(args.seconds, 1 / base[0]))
 
 
 if __name__ == "__main__":

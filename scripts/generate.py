@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 import shutil
 import sys
 import tempfile
@@ -45,12 +46,19 @@ def generate(out: Path) -> None:
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
-        f"--mypy_out={out}",
-        f"--mypy_grpc_out={out}",
+        f"--mypy_out=quiet:{out}",
+        f"--mypy_grpc_out=quiet:{out}",
         *sources,
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
+    # gRPC stubs only for the files that declare a service.
+    for root in (PROTOS, THIRD_PARTY):
+        for proto in root.rglob("*.proto"):
+            if not re.search(r"^service ", proto.read_text(), re.MULTILINE):
+                stem = out / proto.relative_to(root).with_suffix("")
+                for suffix in ("_pb2_grpc.py", "_pb2_grpc.pyi"):
+                    stem.with_name(stem.name + suffix).unlink()
     for config in PROTOS.rglob("*_grpc_service_config.json"):
         shutil.copyfile(config, out / config.relative_to(PROTOS))
     for folder in (p for p in out.rglob("*") if p.is_dir()):
