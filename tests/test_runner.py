@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from vkp.common.v1.common_pb2 import NationalId
 from vkp_lib.auth import Principal, PrincipalKind, current_principal
 from vkp_lib.errors import FieldViolation, InvalidArgument, Unauthenticated
 from vkp_lib.health import LIVENESS
@@ -60,6 +61,23 @@ async def count_by_writing(request: S, context: Context) -> None:
         await context.write(S(value=f"w{i}"))
 
 
+# Handlers whose messages carry field rules (vkp.common.v1.NationalId: 11 digits).
+async def count_ids(requests: AsyncIterator[NationalId], context: Context) -> S:
+    return S(value=str(len([r async for r in requests])))
+
+
+async def echo_ids(
+    requests: AsyncIterator[NationalId], context: Context
+) -> AsyncIterator[NationalId]:
+    async for request in requests:
+        yield request
+
+
+async def repeat_id(request: NationalId, context: Context) -> AsyncIterator[NationalId]:
+    for _ in range(2):
+        yield request
+
+
 def _register(server: grpc.aio.Server) -> None:
     unary = {"Echo": echo, "Invalid": invalid, "Crash": crash, "WhoAmI": who_am_i}
     handlers: dict[str, Handler] = {
@@ -72,6 +90,16 @@ def _register(server: grpc.aio.Server) -> None:
         handlers[name] = grpc.unary_stream_rpc_method_handler(
             fn, request_deserializer=S.FromString, response_serializer=S.SerializeToString
         )
+    n = NationalId
+    handlers["CountIds"] = grpc.stream_unary_rpc_method_handler(
+        count_ids, request_deserializer=n.FromString, response_serializer=S.SerializeToString
+    )
+    handlers["EchoIds"] = grpc.stream_stream_rpc_method_handler(
+        echo_ids, request_deserializer=n.FromString, response_serializer=n.SerializeToString
+    )
+    handlers["RepeatId"] = grpc.unary_stream_rpc_method_handler(
+        repeat_id, request_deserializer=n.FromString, response_serializer=n.SerializeToString
+    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
@@ -295,3 +323,61 @@ async def test_dead_background_task_turns_liveness_off(start: Any) -> None:
             break
         await asyncio.sleep(0.02)
     assert await _status(channel, LIVENESS) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_every_message_of_a_request_stream_is_checked_against_its_field_rules(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, channel = await start()
+    count_ids = channel.stream_unary(
+        f"/{SERVICE}/CountIds",
+        request_serializer=NationalId.SerializeToString,
+        response_deserializer=S.FromString,
+    )
+    good = [NationalId(value=p.national_id) for p in TEST_PEOPLE[:3]]
+    assert (await count_ids(iter(good))).value == "3"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await count_ids(iter([*good, NationalId(value="123")]))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    info, bad = error_info(caught.value), bad_request(caught.value)
+    assert info is not None
+    assert bad is not None
+    assert info.reason == "INVALID_NATIONAL_ID"
+    assert [v.field for v in bad.field_violations] == ["value"]
+
+
+async def test_a_bidirectional_stream_answers_until_a_message_breaks_the_rules(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, channel = await start()
+    echo_ids = channel.stream_stream(
+        f"/{SERVICE}/EchoIds",
+        request_serializer=NationalId.SerializeToString,
+        response_deserializer=NationalId.FromString,
+    )
+    call = echo_ids(iter([NationalId(value=PATIENT.national_id), NationalId(value="x")]))
+    received = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for response in call:
+            received.append(response.value)
+    assert received == [PATIENT.national_id]
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_server_stream_is_refused_before_its_first_answer_when_the_request_is_invalid(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, channel = await start()
+    repeat_id = channel.unary_stream(
+        f"/{SERVICE}/RepeatId",
+        request_serializer=NationalId.SerializeToString,
+        response_deserializer=NationalId.FromString,
+    )
+    good = [r.value async for r in repeat_id(NationalId(value=PATIENT.national_id))]
+    assert good == [PATIENT.national_id] * 2
+    received = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for response in repeat_id(NationalId(value="0285009721")):
+            received.append(response)
+    assert received == []
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
