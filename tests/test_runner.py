@@ -356,10 +356,14 @@ async def test_a_bidirectional_stream_answers_until_a_message_breaks_the_rules(
         response_deserializer=NationalId.FromString,
     )
     call = echo_ids(iter([NationalId(value=PATIENT.national_id), NationalId(value="x")]))
-    received = []
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
+    received: list[str] = []
+
+    async def read_all() -> None:
         async for response in call:
             received.append(response.value)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await read_all()
     assert received == [PATIENT.national_id]
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
@@ -375,9 +379,13 @@ async def test_a_server_stream_is_refused_before_its_first_answer_when_the_reque
     )
     good = [r.value async for r in repeat_id(NationalId(value=PATIENT.national_id))]
     assert good == [PATIENT.national_id] * 2
-    received = []
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
+    received: list[NationalId] = []
+
+    async def read_all() -> None:
         async for response in repeat_id(NationalId(value="0285009721")):
             received.append(response)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await read_all()
     assert received == []
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
