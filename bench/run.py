@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from validation_bench import validation_table
 
+from vkp_lib.auth import AnonymousAuthenticator
 from vkp_lib.logging import configure_logging
 from vkp_lib.rpc import Context
 from vkp_lib.runner import Service, serve
@@ -71,7 +72,9 @@ async def _serve_runner() -> None:
     configure_logging("bench", "INFO")  # as deployed
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(_Discard(), Redactor())))
-    service = Service("bench", "vkp.bench.v1.BenchService", _register)
+    service = Service(
+        "bench", "vkp.bench.v1.BenchService", _register, authenticator=AnonymousAuthenticator()
+    )
     await serve(service, RuntimeSettings(), "127.0.0.1", 0, tracer_provider=provider)
 
 

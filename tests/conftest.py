@@ -17,13 +17,13 @@ SERVICES = ["registry", "ingest", "journaling", "lookup", "audit"]
 
 @pytest.fixture(scope="session")
 def hub(
-    collector_env: dict[str, str], otel_collector: Collector
+    collector_env: dict[str, str], auth_env: dict[str, str], otel_collector: Collector
 ) -> Iterator[dict[str, ServiceProcess]]:
     """All five services, started once for the session with `vkp serve NAME --port 0`."""
     processes: dict[str, ServiceProcess] = {}
     try:
         for name in SERVICES:
-            processes[name] = ServiceProcess(name, collector_env)
+            processes[name] = ServiceProcess(name, {**collector_env, **auth_env})
         for process in processes.values():
             process.wait_serving()
         yield processes

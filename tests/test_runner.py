@@ -12,7 +12,7 @@ from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vkp.common.v1.common_pb2 import NationalId
-from vkp_lib.auth import Principal, PrincipalKind, current_principal
+from vkp_lib.auth import AnonymousAuthenticator, Principal, PrincipalKind, current_principal
 from vkp_lib.errors import FieldViolation, InvalidArgument, Unauthenticated
 from vkp_lib.health import LIVENESS
 from vkp_lib.interceptors import REQUEST_ID_KEY
@@ -103,7 +103,7 @@ def _register(server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-class TokenAuthenticator:
+class StaticTokenAuthenticator:
     async def authenticate(self, method: str, metadata: Mapping[str, str]) -> Principal:
         if metadata.get("authorization") != "Bearer good":
             raise Unauthenticated("INVALID_TOKEN", "the token is not valid")
@@ -123,9 +123,14 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Started]]]:
         readiness: Sequence[ReadinessCheck] = (),
         authenticator: Any = None,
     ) -> Started:
-        service = Service("probe", SERVICE, _register, tasks=tasks, readiness=readiness)
-        if authenticator is not None:
-            service.authenticator = authenticator
+        service = Service(
+            "probe",
+            SERVICE,
+            _register,
+            tasks=tasks,
+            readiness=readiness,
+            authenticator=authenticator or AnonymousAuthenticator(),
+        )
         server = Server(service, SETTINGS)
         port = server.bind("127.0.0.1", 0)
         await server.start()
@@ -232,7 +237,7 @@ async def test_log_line_of_a_failed_call_names_its_request_id_and_code(
 
 
 async def test_auth_hook_refuses_a_call_without_valid_credentials(start: Any) -> None:
-    _, channel = await start(authenticator=TokenAuthenticator())
+    _, channel = await start(authenticator=StaticTokenAuthenticator())
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await unary(channel, "WhoAmI")(S(), metadata=(("authorization", "Bearer forged"),))
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
@@ -242,13 +247,13 @@ async def test_auth_hook_refuses_a_call_without_valid_credentials(start: Any) ->
 
 
 async def test_auth_hook_gives_the_servicer_the_principal(start: Any) -> None:
-    _, channel = await start(authenticator=TokenAuthenticator())
+    _, channel = await start(authenticator=StaticTokenAuthenticator())
     answer = await unary(channel, "WhoAmI")(S(), metadata=(("authorization", "Bearer good"),))
     assert answer.value == "vendor-system-1"
 
 
 async def test_health_answers_without_credentials(start: Any) -> None:
-    _, channel = await start(authenticator=TokenAuthenticator())
+    _, channel = await start(authenticator=StaticTokenAuthenticator())
     health = health_pb2_grpc.HealthStub(channel)
     response = await health.Check(health_pb2.HealthCheckRequest(service=""))
     assert response.status == health_pb2.HealthCheckResponse.SERVING
@@ -389,3 +394,22 @@ async def test_a_server_stream_is_refused_before_its_first_answer_when_the_reque
         await read_all()
     assert received == []
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_service_given_no_authenticator_refuses_every_call() -> None:
+    server = Server(Service("probe", SERVICE, _register), SETTINGS)
+    port = server.bind("127.0.0.1", 0)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await unary(channel, "Echo")(S(value="hello"))
+        info = error_info(caught.value)
+        assert info is not None
+        assert (caught.value.code(), info.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "NO_AUTHENTICATOR",
+        )
+    finally:
+        server.request_shutdown()
+        await server.wait()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -21,11 +23,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.conftest import SERVICES
 from tests.test_contracts import CONTRACTS
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from vkp_audit.access import ACCESS as AUDIT_ACCESS
+from vkp_ingest.access import ACCESS as INGEST_ACCESS
+from vkp_journaling.access import ACCESS as JOURNALING_ACCESS
 from vkp_lib.health import LIVENESS
+from vkp_lib.identity.access import AccessMap, AnyOf, Requirement, Scope, Scopes
+from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.status import bad_request, error_info
 from vkp_lib.testing.collector import CollectedSpan, Collector
 from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.processes import TEST_ENV, ServiceProcess
+from vkp_lookup.access import ACCESS as LOOKUP_ACCESS
+from vkp_registry.access import ACCESS as REGISTRY_ACCESS
 
 FIRST_RPC = {
     "registry": "/vkp.registry.v1.RegistryService/GetMunicipality",
@@ -36,14 +45,41 @@ FIRST_RPC = {
 }
 
 
+ACCESS_MAPS: dict[str, AccessMap] = {
+    "registry": REGISTRY_ACCESS,
+    "ingest": INGEST_ACCESS,
+    "journaling": JOURNALING_ACCESS,
+    "lookup": LOOKUP_ACCESS,
+    "audit": AUDIT_ACCESS,
+}
+VENDOR_ORG = "312229544"
+
+
 def full_name(name: str) -> str:
     return f"vkp.{name}.v1.{name.capitalize()}Service"
 
 
-def raw_call(channel: grpc.Channel, method: str, payload: bytes) -> bytes:
+Metadata = tuple[tuple[str, str], ...]
+
+
+def raw_call(channel: grpc.Channel, method: str, payload: bytes, metadata: Metadata = ()) -> bytes:
     call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
-    result: bytes = call(payload, timeout=10)
+    result: bytes = call(payload, timeout=10, metadata=metadata)
     return result
+
+
+def credentials(issuer: DevelopmentIssuer, requirement: Requirement | None) -> Metadata:
+    """A token that meets `requirement`: a vendor's with the scope, or a hub service's."""
+    option = requirement.options[0] if isinstance(requirement, AnyOf) else requirement
+    if isinstance(option, Scope):
+        token = issuer.vendor_token("test-client", [option.name], organization_number=VENDOR_ORG)
+    else:
+        token = issuer.service_token("ingest")
+    return (("authorization", f"Bearer {token}"),)
+
+
+def ingest_token(issuer: DevelopmentIssuer) -> Metadata:
+    return credentials(issuer, Scope(Scopes.INGEST))
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -79,27 +115,32 @@ def test_two_megabyte_request_is_refused_with_resource_exhausted(
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def _call_with_empty_request(channel: grpc.Channel, method: MethodDescriptor) -> None:
+def _call_with_empty_request(
+    channel: grpc.Channel, method: MethodDescriptor, metadata: Metadata
+) -> None:
     path = f"/{method.containing_service.full_name}/{method.name}"
     if method.server_streaming:
         stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(path)
-        list(stream(b"", timeout=10))
+        list(stream(b"", timeout=10, metadata=metadata))
     else:
-        raw_call(channel, path, b"")
+        raw_call(channel, path, b"", metadata)
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_rpc_of_the_contract_is_served_through_the_interceptors(
-    hub: dict[str, ServiceProcess], name: str
+    hub: dict[str, ServiceProcess], dev_issuer: DevelopmentIssuer, name: str
 ) -> None:
-    """An empty request either breaks the method's field rules or reaches its placeholder; both
-    answers carry the service's ErrorInfo, which a method the server does not know would not."""
+    """With the credentials its access rule asks for, an empty request either breaks the
+    method's field rules or reaches its placeholder; both answers carry the service's
+    ErrorInfo, which a method the server does not know would not."""
     service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
+    access = ACCESS_MAPS[name]
     answers: dict[str, tuple[str, str]] = {}
     with hub[name].channel() as channel:
         for method in service.methods:
+            requirement = access.requirement(f"/{service.full_name}/{method.name}")
             with pytest.raises(grpc.RpcError) as caught:
-                _call_with_empty_request(channel, method)
+                _call_with_empty_request(channel, method, credentials(dev_issuer, requirement))
             info = error_info(caught.value)
             assert info is not None, method.name
             assert info.domain == f"{name}.vkp", method.name
@@ -111,12 +152,29 @@ def test_every_rpc_of_the_contract_is_served_through_the_interceptors(
     }, answers
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_call_without_a_token_is_unauthenticated(
+    hub: dict[str, ServiceProcess], name: str
+) -> None:
+    service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
+    with hub[name].channel() as channel:
+        for method in service.methods:
+            with pytest.raises(grpc.RpcError) as caught:
+                _call_with_empty_request(channel, method, ())
+            assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED, method.name
+            info = error_info(caught.value)
+            assert info is not None
+            assert info.reason == "TOKEN_MISSING"
+
+
 def test_a_well_formed_event_passes_the_rules_and_reaches_the_placeholder(
-    hub: dict[str, ServiceProcess],
+    hub: dict[str, ServiceProcess], dev_issuer: DevelopmentIssuer
 ) -> None:
     with hub["ingest"].channel() as channel, pytest.raises(grpc.RpcError) as caught:
         ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
-            ingest_pb2.SubmitEventRequest(event=sample_event("supervision")), timeout=10
+            ingest_pb2.SubmitEventRequest(event=sample_event("supervision")),
+            timeout=10,
+            metadata=ingest_token(dev_issuer),
         )
     assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
     info = error_info(caught.value)
@@ -125,13 +183,15 @@ def test_a_well_formed_event_passes_the_rules_and_reaches_the_placeholder(
 
 
 def test_a_malformed_event_is_answered_invalid_argument_naming_the_field(
-    hub: dict[str, ServiceProcess],
+    hub: dict[str, ServiceProcess], dev_issuer: DevelopmentIssuer
 ) -> None:
     event = sample_event("alarm_step")
     event.patient.value = event.patient.value[:10]
     with hub["ingest"].channel() as channel, pytest.raises(grpc.RpcError) as caught:
         ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
-            ingest_pb2.SubmitEventRequest(event=event), timeout=10
+            ingest_pb2.SubmitEventRequest(event=event),
+            timeout=10,
+            metadata=ingest_token(dev_issuer),
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     info, bad = error_info(caught.value), bad_request(caught.value)
@@ -145,8 +205,10 @@ def test_a_malformed_event_is_answered_invalid_argument_naming_the_field(
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_sigterm_turns_health_not_serving_then_exits_zero_within_the_grace(name: str) -> None:
-    process = ServiceProcess(name)
+def test_sigterm_turns_health_not_serving_then_exits_zero_within_the_grace(
+    name: str, auth_env: dict[str, str]
+) -> None:
+    process = ServiceProcess(name, auth_env)
     try:
         process.wait_serving()
         seen: list[int] = []
@@ -223,3 +285,93 @@ def test_invalid_settings_stop_the_service_before_it_starts() -> None:
     assert result.returncode == 2
     assert "VKP_SHUTDOWN_GRACE_SECONDS" in result.stderr
     assert result.stdout == ""
+
+
+def _serve_audit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vkp_cli", "serve", "audit", "--port", "0"],
+        env={**env, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_a_service_without_its_auth_settings_does_not_start() -> None:
+    result = _serve_audit({})
+    assert result.returncode == 2
+    assert "VKP_AUTH_ISSUER" in result.stderr
+    assert "VKP_AUTH_SERVICE_JWKS_FILE" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_service_refuses_the_development_issuer_outside_development_mode(
+    auth_env: dict[str, str],
+) -> None:
+    result = _serve_audit({**auth_env, "VKP_DEVELOPMENT": "false"})
+    assert result.returncode == 2
+    assert "development token issuer" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_access_map_has_a_rule_for_every_rpc_of_the_contract(name: str) -> None:
+    service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
+    access = ACCESS_MAPS[name]
+    assert access.service == service.full_name
+    assert set(access.rules) == {m.name for m in service.methods}
+
+
+def _vkp(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "vkp_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_tokens_from_vkp_token_issue_are_accepted_by_the_hub(
+    hub: dict[str, ServiceProcess], dev_issuer: DevelopmentIssuer, tmp_path: Path
+) -> None:
+    folder = str(dev_issuer.directory)
+    plain = _vkp("token", "issue", "--dir", folder, "--client-id", "dispenser-cloud")
+    key = str(tmp_path / "dpop.jwk")
+    bound = _vkp("token", "issue", "--dir", folder, "--dpop-key", key)
+    method = "/vkp.ingest.v1.IngestService/SubmitEvent"
+    proof = _vkp("token", "proof", "--dpop-key", key, "--token", bound, "--method", method)
+    service = _vkp("token", "issue", "--dir", folder, "--kind", "service", "--service", "lookup")
+    request = ingest_pb2.SubmitEventRequest(event=sample_event("home_measurement"))
+    check_alarm = ingest_pb2.CheckOpenAlarmRequest()
+    with hub["ingest"].channel() as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        # Past authentication: the placeholder, or the field rules of an empty request.
+        calls: list[tuple[Callable[[], object], grpc.StatusCode]] = [
+            (
+                lambda: stub.SubmitEvent(
+                    request, timeout=10, metadata=(("authorization", f"Bearer {plain}"),)
+                ),
+                grpc.StatusCode.UNIMPLEMENTED,
+            ),
+            (
+                lambda: stub.SubmitEvent(
+                    request,
+                    timeout=10,
+                    metadata=(("authorization", f"DPoP {bound}"), ("dpop", proof)),
+                ),
+                grpc.StatusCode.UNIMPLEMENTED,
+            ),
+            (
+                lambda: stub.CheckOpenAlarm(
+                    check_alarm, timeout=10, metadata=(("authorization", f"Bearer {service}"),)
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+        ]
+        for call, expected in calls:
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            assert caught.value.code() is expected, caught.value.details()

@@ -1,7 +1,9 @@
 """`vkp`: run the hub's services.
 
 vkp serve ingest --port 0     one service; prints the bound port on one line of stdout
-vkp run                       all five services as separate processes
+vkp run                       all five services as separate processes (development mode, with
+                              the development token issuer unless VKP_AUTH_ISSUER is set)
+vkp token issue ...           tokens from the development issuer
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import importlib
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,12 +22,16 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from vkp_cli.token import DEFAULT_ISSUER_DIR, token_app
+from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.setup import DevelopmentKeysRefused
 from vkp_lib.logging import configure_logging
 from vkp_lib.runner import Service, serve
-from vkp_lib.settings import RuntimeSettings
+from vkp_lib.settings import AuthSettings, RuntimeSettings
 from vkp_lib.telemetry import setup_telemetry
 
 app = typer.Typer(help="VKP, the open welfare-technology hub.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 err = Console(stderr=True)
 
 
@@ -38,20 +46,33 @@ class ServiceName(enum.StrEnum):
 DEFAULT_PORTS = {name: 50051 + i for i, name in enumerate(ServiceName)}
 
 
-def _settings() -> RuntimeSettings:
-    try:
-        return RuntimeSettings()
-    except ValidationError as exc:
-        err.print("[red]invalid settings[/red]")
-        for problem in exc.errors():
-            field = ".".join(str(p) for p in problem["loc"])
-            err.print(f"  VKP_{field.upper()}: {problem['msg']}")
-        raise typer.Exit(2) from None
+def _settings() -> tuple[RuntimeSettings, AuthSettings]:
+    problems: list[str] = []
+    found: list[object] = []
+    for settings_class, prefix in ((RuntimeSettings, "VKP_"), (AuthSettings, "VKP_AUTH_")):
+        try:
+            found.append(settings_class())
+        except ValidationError as exc:
+            for problem in exc.errors():
+                field = ".".join(str(p) for p in problem["loc"])
+                name = f"{prefix}{field.upper()}" if field else prefix.rstrip("_")
+                problems.append(f"  {name}: {problem['msg']}")
+    if problems:
+        err.print("[red]invalid settings[/red]", *problems, sep="\n")
+        raise typer.Exit(2)
+    runtime, auth = found
+    assert isinstance(runtime, RuntimeSettings)
+    assert isinstance(auth, AuthSettings)
+    return runtime, auth
 
 
-def _service(name: ServiceName, settings: RuntimeSettings) -> Service:
+def _service(name: ServiceName, settings: RuntimeSettings, auth: AuthSettings) -> Service:
     module = importlib.import_module(f"vkp_{name.value}.app")
-    service: Service = module.build_service(settings)
+    try:
+        service: Service = module.build_service(settings, auth)
+    except DevelopmentKeysRefused as exc:
+        err.print(f"[red]refusing to start:[/red] {exc}")
+        raise typer.Exit(2) from None
     return service
 
 
@@ -65,14 +86,14 @@ def serve_command(
     ] = None,
 ) -> None:
     """Run one service until SIGTERM or SIGINT. Prints the bound port on one line of stdout."""
-    settings = _settings()
+    settings, auth = _settings()
     configure_logging(name.value, settings.log_level)
     try:
         telemetry = setup_telemetry(f"vkp-{name.value}")
     except ValueError as exc:
         err.print(f"[red]invalid telemetry settings:[/red] {exc}")
         raise typer.Exit(2) from None
-    service = _service(name, settings)
+    service = _service(name, settings, auth)
     chosen = DEFAULT_PORTS[name] if port is None else port
     try:
         asyncio.run(
@@ -82,7 +103,7 @@ def serve_command(
         telemetry.shutdown()
 
 
-async def _run_all(host: str) -> int:
+async def _run_all(host: str, env: dict[str, str]) -> int:
     processes: dict[ServiceName, asyncio.subprocess.Process] = {}
     for name in ServiceName:
         processes[name] = await asyncio.create_subprocess_exec(
@@ -96,6 +117,7 @@ async def _run_all(host: str) -> int:
             "--port",
             str(DEFAULT_PORTS[name]),
             stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
     table = Table(title="VKP hub")
     table.add_column("service")
@@ -128,7 +150,19 @@ async def _run_all(host: str) -> int:
 @app.command()
 def run(
     host: Annotated[str, typer.Option(help="Address the services listen on.")] = "127.0.0.1",
+    issuer_dir: Annotated[
+        Path, typer.Option(help="The development issuer's folder (made on first use).")
+    ] = DEFAULT_ISSUER_DIR,
 ) -> None:
-    """Run the whole hub: the five services as separate processes, until Ctrl-C or SIGTERM."""
+    """Run the whole hub: the five services as separate processes, until Ctrl-C or SIGTERM.
+
+    Unless VKP_AUTH_ISSUER is set, the hub runs in development mode and trusts the development
+    token issuer (`vkp token issue` signs tokens it accepts)."""
+    env = dict(os.environ)
+    if "VKP_AUTH_ISSUER" not in env:
+        issuer = DevelopmentIssuer.open(issuer_dir)
+        env |= issuer.env()
+        err.print(f"development mode: tokens from `vkp token issue` (keys in {issuer_dir})")
+    os.environ.update(env)
     _settings()
-    raise typer.Exit(asyncio.run(_run_all(host)))
+    raise typer.Exit(asyncio.run(_run_all(host, env)))

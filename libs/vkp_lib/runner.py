@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 
-from vkp_lib.auth import AnonymousAuthenticator, Authenticator
+from vkp_lib.auth import Authenticator, DenyAllAuthenticator
 from vkp_lib.health import LIVENESS, NOT_SERVING, HealthService
 from vkp_lib.interceptors import (
     AuthInterceptor,
@@ -55,8 +55,11 @@ class Service:
     register: Callable[[grpc.aio.Server], None]
     tasks: Sequence[BackgroundTask] = ()
     readiness: Sequence[ReadinessCheck] = ()
+    #: Run before the server accepts calls (read key sets, open pools); a failure stops the start.
+    on_start: Sequence[Callable[[], Awaitable[None]]] = ()
     on_close: Sequence[Callable[[], Awaitable[None]]] = ()
-    authenticator: Authenticator = field(default_factory=AnonymousAuthenticator)
+    #: Who may call: without one, every call is refused.
+    authenticator: Authenticator = field(default_factory=DenyAllAuthenticator)
 
 
 class Server:
@@ -111,6 +114,8 @@ class Server:
         return bound
 
     async def start(self) -> None:
+        for prepare in self.service.on_start:
+            await prepare()
         await self.grpc.start()
         for task in self.service.tasks:
             self._tasks.append(asyncio.create_task(self._supervise(task)))

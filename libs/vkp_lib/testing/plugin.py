@@ -8,20 +8,26 @@
 - `span_exporter`: the spans this process exported, through the same redaction as production.
 - `otel_collector`: an OTLP/gRPC collector for service processes; `collector_env` points them
   at it.
+- `dev_issuer`: the development token issuer in a folder of the test run; `auth_env` is what a
+  service process needs to trust it (development mode) and to share DPoP replay checks in Redis
+  under `redis_prefix`, a key prefix of its own for the test run, deleted at the end.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 from google.protobuf import text_format
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.logging import configure_structlog, json_formatter
 from vkp_lib.telemetry import RedactingSpanExporter, Redactor
 from vkp_lib.testing.collector import Collector
@@ -85,6 +91,35 @@ def collector_env(otel_collector: Collector) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": otel_collector.endpoint,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
     }
+
+
+#: The Redis server of the machine the tests run on.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test run; its keys are deleted at the end."""
+    prefix = f"vkp-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def dev_issuer(tmp_path_factory: pytest.TempPathFactory) -> DevelopmentIssuer:
+    return DevelopmentIssuer.open(tmp_path_factory.mktemp("dev-issuer"))
+
+
+@pytest.fixture(scope="session")
+def auth_env(dev_issuer: DevelopmentIssuer, redis_prefix: str) -> dict[str, str]:
+    """Environment of a service process that trusts the test run's development issuer."""
+    return {**dev_issuer.env(), "VKP_REDIS_URL": REDIS_URL, "VKP_REDIS_KEY_PREFIX": redis_prefix}
 
 
 @pytest.fixture(autouse=True)

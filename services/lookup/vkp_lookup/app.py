@@ -5,15 +5,25 @@ from __future__ import annotations
 import grpc
 
 from vkp.lookup.v1 import lookup_pb2, lookup_pb2_grpc
+from vkp_lib.identity.setup import build_authentication
 from vkp_lib.runner import Service
-from vkp_lib.settings import RuntimeSettings
+from vkp_lib.settings import AuthSettings, RuntimeSettings
+from vkp_lookup.access import ACCESS
 from vkp_lookup.servicer import LookupServicer
 
 FULL_NAME = lookup_pb2.DESCRIPTOR.services_by_name["LookupService"].full_name
 
 
-def build_service(settings: RuntimeSettings) -> Service:
+def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
     def register(server: grpc.aio.Server) -> None:
         lookup_pb2_grpc.add_LookupServiceServicer_to_server(LookupServicer(), server)
 
-    return Service(name="lookup", full_name=FULL_NAME, register=register)
+    authentication = build_authentication(ACCESS, auth, settings)
+    return Service(
+        name="lookup",
+        full_name=FULL_NAME,
+        register=register,
+        authenticator=authentication.authenticator,
+        on_start=authentication.on_start,
+        on_close=authentication.on_close,
+    )

@@ -1,0 +1,207 @@
+"""Which RPC needs what, and the authenticator that enforces it.
+
+Each service declares an `AccessMap`: for every RPC of its contract, the scope a vendor's (or an
+administrator's) token must carry, or `HUB_SERVICE` for the internal RPCs only the hub's own
+services may call, or `AnyOf` several. An RPC without an entry is refused, so a new RPC is closed
+until someone decides who may call it.
+
+`TokenAuthenticator` is what the runner's auth interceptor calls for every RPC: the rule, then
+the token (`authorization: Bearer …`, or `DPoP …` with its proof in `dpop`), then the rule
+against the principal the token proves.
+
+Reasons: UNAUTHENTICATED — TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_NOT_YET_VALID,
+WRONG_ISSUER, WRONG_AUDIENCE, UNKNOWN_SIGNING_KEY, SIGNING_KEYS_UNAVAILABLE, DPOP_REQUIRED,
+DPOP_PROOF_REQUIRED (a bound token sent as Bearer), DPOP_PROOF_MISSING, DPOP_PROOF_INVALID,
+DPOP_PROOF_REPLAYED, TOKEN_NOT_BOUND (a DPoP scheme with an unbound token); PERMISSION_DENIED —
+MISSING_SCOPE, SERVICE_IDENTITY_REQUIRED, NO_ACCESS_RULE; UNAVAILABLE — REPLAY_CHECK_UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vkp_lib.auth import Principal, PrincipalKind
+from vkp_lib.errors import PermissionDenied, Unauthenticated
+from vkp_lib.identity.dpop import DpopVerifier
+from vkp_lib.identity.issuer import ORGANIZATION_CLAIM
+from vkp_lib.identity.tokens import TokenVerifier, VerifiedToken, unverified_claims
+
+
+class Scopes:
+    """The scopes of the hub's RPCs."""
+
+    INGEST = "vkp:ingest"
+    LOOKUP = "vkp:lookup"
+    ADMIN = "vkp:admin"
+    AUDIT_READ = "vkp:audit.read"
+    EPJ = "vkp:epj"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A vendor's or administrator's token carrying this scope."""
+
+    name: str
+
+    def allows(self, principal: Principal) -> bool:
+        return principal.kind is PrincipalKind.VENDOR and self.name in principal.scopes
+
+
+@dataclass(frozen=True)
+class HubService:
+    """One of the hub's own services (a service token), never a vendor."""
+
+    def allows(self, principal: Principal) -> bool:
+        return principal.kind is PrincipalKind.SERVICE
+
+
+HUB_SERVICE = HubService()
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Any of several requirements."""
+
+    options: tuple[Scope | HubService, ...]
+
+    def allows(self, principal: Principal) -> bool:
+        return any(option.allows(principal) for option in self.options)
+
+
+Requirement = Scope | HubService | AnyOf
+
+
+@dataclass(frozen=True)
+class AccessMap:
+    """Who may call each RPC of one gRPC service (`vkp.ingest.v1.IngestService`)."""
+
+    service: str
+    rules: Mapping[str, Requirement]
+
+    def requirement(self, method: str) -> Requirement | None:
+        """The rule of `method` (`/vkp.ingest.v1.IngestService/SubmitEvent`), if it has one."""
+        service, _, name = method.lstrip("/").partition("/")
+        return self.rules.get(name) if service == self.service else None
+
+
+def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+    scope = claims.get("scope", claims.get("scp", ""))
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    if isinstance(scope, list):
+        return frozenset(s for s in scope if isinstance(s, str))
+    return frozenset()
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _bound_key(claims: Mapping[str, Any]) -> str:
+    confirmation = claims.get("cnf")
+    if isinstance(confirmation, dict) and isinstance(confirmation.get("jkt"), str):
+        return str(confirmation["jkt"])
+    return ""
+
+
+class TokenAuthenticator:
+    """Authenticates every call against the service's access map."""
+
+    def __init__(
+        self,
+        access: AccessMap,
+        *,
+        vendor: TokenVerifier,
+        service: TokenVerifier,
+        dpop: DpopVerifier,
+        dpop_required: bool = False,
+        organization_claim: str = ORGANIZATION_CLAIM,
+    ) -> None:
+        self.access = access
+        self.vendor = vendor
+        self.service = service
+        self._dpop = dpop
+        self._dpop_required = dpop_required
+        self._organization_claim = organization_claim
+
+    async def load(self) -> None:
+        """Reads the key sets now, so a wrong location stops the service at start."""
+        await self.vendor.keys.load()
+        await self.service.keys.load()
+
+    async def authenticate(self, method: str, metadata: Mapping[str, str]) -> Principal:
+        requirement = self.access.requirement(method)
+        if requirement is None:
+            raise PermissionDenied("NO_ACCESS_RULE", "this method has no access rule")
+        principal = await self._principal(method, metadata)
+        if not requirement.allows(principal):
+            raise self._denial(requirement, principal)
+        return principal
+
+    @staticmethod
+    def _denial(requirement: Requirement, principal: Principal) -> PermissionDenied:
+        options = requirement.options if isinstance(requirement, AnyOf) else (requirement,)
+        scopes = [option.name for option in options if isinstance(option, Scope)]
+        if not scopes:
+            return PermissionDenied(
+                "SERVICE_IDENTITY_REQUIRED", "only the hub's own services may call this method"
+            )
+        return PermissionDenied(
+            "MISSING_SCOPE",
+            "the token lacks the scope this method needs",
+            metadata={"required_scopes": " ".join(scopes)},
+        )
+
+    async def _principal(self, method: str, metadata: Mapping[str, str]) -> Principal:
+        authorization = metadata.get("authorization", "")
+        if not authorization:
+            raise Unauthenticated("TOKEN_MISSING", "the call carries no access token")
+        scheme, _, token = authorization.strip().partition(" ")
+        scheme, token = scheme.lower(), token.strip()
+        if scheme not in ("bearer", "dpop") or not token:
+            raise Unauthenticated("TOKEN_INVALID", "authorization must be Bearer or DPoP <token>")
+        if unverified_claims(token).get("iss") == self.service.issuer:
+            if scheme != "bearer":
+                raise Unauthenticated("TOKEN_INVALID", "service tokens are sent as Bearer")
+            verified = await self.service.verify(token)
+            return Principal(
+                PrincipalKind.SERVICE,
+                client_id=_claim(verified.claims, "client_id"),
+                subject=_claim(verified.claims, "sub"),
+            )
+        verified = await self.vendor.verify(token)
+        jkt = await self._check_binding(scheme, verified, method, metadata)
+        client_id = _claim(verified.claims, "client_id")
+        if not client_id:
+            raise Unauthenticated("TOKEN_INVALID", "the token has no client_id claim")
+        return Principal(
+            PrincipalKind.VENDOR,
+            client_id=client_id,
+            organization_number=_claim(verified.claims, self._organization_claim),
+            scopes=_scopes(verified.claims),
+            subject=_claim(verified.claims, "sub"),
+            key_thumbprint=jkt,
+        )
+
+    async def _check_binding(
+        self, scheme: str, verified: VerifiedToken, method: str, metadata: Mapping[str, str]
+    ) -> str:
+        jkt = _bound_key(verified.claims)
+        if scheme == "bearer":
+            if jkt:
+                raise Unauthenticated(
+                    "DPOP_PROOF_REQUIRED", "a DPoP-bound token must be sent as DPoP with a proof"
+                )
+            if self._dpop_required:
+                raise Unauthenticated("DPOP_REQUIRED", "this deployment requires DPoP-bound tokens")
+            return ""
+        if not jkt:
+            raise Unauthenticated("TOKEN_NOT_BOUND", "a DPoP call needs a DPoP-bound token")
+        proof = metadata.get("dpop", "")
+        if not proof:
+            raise Unauthenticated("DPOP_PROOF_MISSING", "the call carries no DPoP proof")
+        await self._dpop.verify(proof, access_token=verified.raw, jkt=jkt, method=method)
+        return jkt

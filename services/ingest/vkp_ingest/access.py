@@ -1,0 +1,18 @@
+"""Who may call each RPC of ingest: vendor systems, and the hub's own services."""
+
+from __future__ import annotations
+
+from vkp_lib.identity.access import HUB_SERVICE, AccessMap, Scope, Scopes
+
+INGEST = Scope(Scopes.INGEST)
+
+ACCESS = AccessMap(
+    "vkp.ingest.v1.IngestService",
+    {
+        "SubmitEvent": INGEST,
+        "SubmitEvents": INGEST,
+        "GetEventStatus": INGEST,
+        # Lookup asks before it answers GetAlarmContext.
+        "CheckOpenAlarm": HUB_SERVICE,
+    },
+)
