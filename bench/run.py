@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/run.py [--seconds 3] [--concurrency 16]
 
+runner: a no-op unary RPC served by the hub's runner (OpenTelemetry with a batch exporter,
+request id and JSON logging, error mapping, authentication, the field rules), without and with
+a vendor token to verify, against the same no-op RPC on a bare grpc.aio server. Each server
+runs in its own process; the load comes from this one over loopback, `concurrency` calls in
+flight.
+
 validation: the contracts' field rules (protovalidate) on an event of each payload kind and on a
 batch of 500, against decoding the same message (validation_bench.py).
 
-runner: a no-op unary RPC served by the hub's runner (OpenTelemetry with a batch exporter,
-request id and JSON logging, error mapping, the auth hook) against the same no-op RPC on a bare
-grpc.aio server. Each server runs in its own process; the load comes from this one over
-loopback, `concurrency` calls in flight.
+identity: verifying a vendor token (the first time, and again from the cache), a service token,
+and a DPoP proof (identity_bench.py).
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from google.protobuf import empty_pb2
+from identity_bench import identity_table
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from rich.console import Console
@@ -31,13 +38,17 @@ from rich.table import Table
 from validation_bench import validation_table
 
 from vkp_lib.auth import AnonymousAuthenticator
+from vkp_lib.identity.access import AccessMap, Scope, Scopes
+from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.setup import build_authentication
 from vkp_lib.logging import configure_logging
 from vkp_lib.rpc import Context
 from vkp_lib.runner import Service, serve
-from vkp_lib.settings import RuntimeSettings
+from vkp_lib.settings import AuthSettings, RuntimeSettings
 from vkp_lib.telemetry import RedactingSpanExporter, Redactor
 
 METHOD = "/vkp.bench.v1.BenchService/Noop"
+BENCH_ACCESS = AccessMap("vkp.bench.v1.BenchService", {"Noop": Scope(Scopes.INGEST)})
 E = empty_pb2.Empty
 
 
@@ -68,30 +79,37 @@ async def _serve_bare() -> None:
     await server.wait_for_termination()
 
 
-async def _serve_runner() -> None:
+async def _serve_runner(with_auth: bool) -> None:
     configure_logging("bench", "INFO")  # as deployed
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(_Discard(), Redactor())))
     service = Service(
         "bench", "vkp.bench.v1.BenchService", _register, authenticator=AnonymousAuthenticator()
     )
-    await serve(service, RuntimeSettings(), "127.0.0.1", 0, tracer_provider=provider)
+    runtime = RuntimeSettings(development=True)
+    if with_auth:  # the development issuer named by the environment (VKP_AUTH_*)
+        authentication = build_authentication(BENCH_ACCESS, AuthSettings(), runtime)
+        service.authenticator = authentication.authenticator
+        service.on_start = authentication.on_start
+    await serve(service, runtime, "127.0.0.1", 0, tracer_provider=provider)
 
 
-async def _load(port: int, seconds: float, concurrency: int) -> tuple[float, float, float]:
+async def _load(
+    port: int, seconds: float, concurrency: int, metadata: tuple[tuple[str, str], ...] = ()
+) -> tuple[float, float, float]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(
             METHOD, request_serializer=E.SerializeToString, response_deserializer=E.FromString
         )
         for _ in range(200):  # warm up
-            await call(E())
+            await call(E(), metadata=metadata)
         latencies: list[float] = []
         deadline = time.perf_counter() + seconds
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
                 began = time.perf_counter()
-                await call(E())
+                await call(E(), metadata=metadata)
                 latencies.append(time.perf_counter() - began)
 
         began = time.perf_counter()
@@ -101,17 +119,28 @@ async def _load(port: int, seconds: float, concurrency: int) -> tuple[float, flo
     return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000
 
 
-def _measure(kind: str, seconds: float, concurrency: int) -> tuple[float, float, float]:
+def _measure(
+    kind: str,
+    seconds: float,
+    concurrency: int,
+    env: dict[str, str] | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> tuple[float, float, float]:
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", kind],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "OTEL_SDK_DISABLED": "true", "VKP_SHUTDOWN_DRAIN_SECONDS": "0"},
+        env={
+            **os.environ,
+            "OTEL_SDK_DISABLED": "true",
+            "VKP_SHUTDOWN_DRAIN_SECONDS": "0",
+            **(env or {}),
+        },
     )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        return asyncio.run(_load(port, seconds, concurrency))
+        return asyncio.run(_load(port, seconds, concurrency, metadata))
     finally:
         server.terminate()
         server.wait(30)
@@ -121,17 +150,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="VKP benchmarks")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--serve", choices=["bare", "runner"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=["bare", "runner", "runner-auth"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve_bare() if args.serve == "bare" else _serve_runner())
+        if args.serve == "bare":
+            asyncio.run(_serve_bare())
+        else:
+            asyncio.run(_serve_runner(with_auth=args.serve == "runner-auth"))
         return
+    configure_logging("bench", "WARNING")
     base = _measure("bare", args.seconds, args.concurrency)
     runner = _measure("runner", args.seconds, args.concurrency)
+    with tempfile.TemporaryDirectory() as folder:
+        issuer = DevelopmentIssuer.open(Path(folder))
+        token = issuer.vendor_token("bench-client", [Scopes.INGEST])
+        with_auth = _measure(
+            "runner-auth",
+            args.seconds,
+            args.concurrency,
+            env=issuer.env(),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
+        identity = identity_table(issuer, args.seconds, 1 / base[0])
     table = Table(title=f"no-op unary RPC, concurrency {args.concurrency}, {args.seconds:g} s each")
     for column in ("server", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p99 vs baseline"):
         table.add_column(column, justify="right" if column != "server" else "left")
-    for name, (rate, p50, p99) in (("bare grpc.aio (baseline)", base), ("vkp runner", runner)):
+    rows = (
+        ("bare grpc.aio (baseline)", base),
+        ("vkp runner", runner),
+        ("vkp runner, vendor token (bearer)", with_auth),
+    )
+    for name, (rate, p50, p99) in rows:
         table.add_row(
             name,
             f"{rate:,.0f}",
@@ -143,6 +194,7 @@ def main() -> None:
     console = Console(width=120)
     console.print(table)
     console.print(validation_table(args.seconds, 1 / base[0]))
+    console.print(identity)
 
 
 if __name__ == "__main__":

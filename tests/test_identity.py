@@ -20,9 +20,16 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
 from vkp_lib.auth import current_principal
+from vkp_lib.clients import insecure_channel
 from vkp_lib.identity.access import HUB_SERVICE, AccessMap, Scope, Scopes
 from vkp_lib.identity.dpop import DpopKey
-from vkp_lib.identity.issuer import DEV_ISSUER, DevelopmentIssuer, service_token
+from vkp_lib.identity.issuer import (
+    DEV_ISSUER,
+    DevelopmentIssuer,
+    ServiceTokenSource,
+    load_private_key,
+    service_token,
+)
 from vkp_lib.identity.setup import build_authentication
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.runner import Server, Service
@@ -113,6 +120,7 @@ class Hub:
     issuer: DevelopmentIssuer
     keys: KeySetServer
     channel: grpc.aio.Channel
+    address: str
 
     async def call(self, method: str, metadata: Metadata) -> dict[str, Any]:
         rpc = self.channel.unary_unary(
@@ -162,9 +170,10 @@ async def start_hub(
         server = Server(service, runtime)
         port = server.bind("127.0.0.1", 0)
         await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{port}"
+        channel = grpc.aio.insecure_channel(address)
         servers.append((server, channel))
-        return Hub(dev_issuer, key_set_server, channel)
+        return Hub(dev_issuer, key_set_server, channel, address)
 
     yield start
     for server, channel in servers:
@@ -543,3 +552,18 @@ async def test_a_key_added_to_the_issuer_is_found_by_the_refresh(
         assert keys.fetches == 2
     finally:
         keys.close()
+
+
+async def test_a_hub_client_channel_signs_its_calls_with_the_service_key(
+    start_hub: StartHub, dev_issuer: DevelopmentIssuer
+) -> None:
+    hub = await start_hub()
+    tokens = ServiceTokenSource(load_private_key(dev_issuer.service_key_file), "journaling")
+    async with insecure_channel(hub.address, "vkp.registry.v1.RegistryService", tokens) as channel:
+        rpc = channel.unary_unary(
+            f"/{ECHO}/Internal",
+            request_serializer=S.SerializeToString,
+            response_deserializer=S.FromString,
+        )
+        seen = json.loads((await rpc(S(), timeout=10)).value)
+    assert (seen["kind"], seen["subject"]) == ("service", "journaling")

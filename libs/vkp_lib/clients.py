@@ -5,6 +5,10 @@ The defaults live beside each contract as a gRPC service config
 a deadline per method, retries only for methods a repeat cannot harm (those the proto marks
 `idempotency_level` IDEMPOTENT or NO_SIDE_EFFECTS) and only on UNAVAILABLE, and round-robin
 over the addresses a `dns:///` target resolves to, so replicas share the load.
+
+Calls from one hub service to another carry the caller's service token
+(`authorization: Bearer …`), signed with the hub's service key; internal RPCs accept nothing
+else.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from vkp_lib.identity.issuer import ServiceTokenSource
 
 
 def service_config(service: str) -> dict[str, Any]:
@@ -34,12 +40,41 @@ def channel_options(service: str) -> list[tuple[str, Any]]:
     ]
 
 
-def insecure_channel(target: str, service: str) -> grpc.aio.Channel:
-    """A traced channel to one of the hub's services, with its client defaults.
+class _ServiceToken(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+):
+    """Puts the calling service's token on every call."""
+
+    def __init__(self, tokens: ServiceTokenSource) -> None:
+        self._tokens = tokens
+
+    def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata["authorization"] = f"Bearer {self._tokens.token()}"
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_token(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_token(details), request)
+
+
+def insecure_channel(
+    target: str, service: str, tokens: ServiceTokenSource | None = None
+) -> grpc.aio.Channel:
+    """A traced channel to one of the hub's services, with its client defaults; with `tokens`,
+    every call carries the calling service's token.
 
     `target` is host:port, or dns:///name:port to balance over every address of a headless
     Kubernetes Service.
     """
+    interceptors: list[Any] = list(aio_client_interceptors())
+    if tokens is not None:
+        interceptors.append(_ServiceToken(tokens))
     return grpc.aio.insecure_channel(
-        target, options=channel_options(service), interceptors=aio_client_interceptors()
+        target, options=channel_options(service), interceptors=interceptors
     )

@@ -163,7 +163,12 @@ class TokenAuthenticator:
         scheme, token = scheme.lower(), token.strip()
         if scheme not in ("bearer", "dpop") or not token:
             raise Unauthenticated("TOKEN_INVALID", "authorization must be Bearer or DPoP <token>")
-        if unverified_claims(token).get("iss") == self.service.issuer:
+        # Which issuer's verifier: known tokens by the caches (cheap), others by their claim.
+        is_service = self.service.cached(token) is not None or (
+            self.vendor.cached(token) is None
+            and unverified_claims(token).get("iss") == self.service.issuer
+        )
+        if is_service:
             if scheme != "bearer":
                 raise Unauthenticated("TOKEN_INVALID", "service tokens are sent as Bearer")
             verified = await self.service.verify(token)

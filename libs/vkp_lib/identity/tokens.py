@@ -113,6 +113,13 @@ class TokenVerifier:
         self._cache: OrderedDict[bytes, VerifiedToken] = OrderedDict()
         self._cache_size = cache_size
 
+    def cached(self, token: str) -> VerifiedToken | None:
+        """The token, if this verifier verified it before and it has not expired since."""
+        known = self._cache.get(hashlib.sha256(token.encode()).digest())
+        if known is not None and self._clock() <= known.expires_at + self._skew:
+            return known
+        return None
+
     async def verify(self, token: str) -> VerifiedToken:
         digest = hashlib.sha256(token.encode()).digest()
         known = self._cache.get(digest)
