@@ -141,7 +141,7 @@ async def start_hub(
 ) -> AsyncIterator[StartHub]:
     servers: list[tuple[Server, grpc.aio.Channel]] = []
 
-    async def start(**auth_overrides: Any) -> Hub:
+    async def start(redis_url: str = REDIS_URL, **auth_overrides: Any) -> Hub:
         settings: dict[str, Any] = {
             "issuer": DEV_ISSUER,
             "jwks_url": key_set_server.url,
@@ -155,7 +155,7 @@ async def start_hub(
             development=True,
             shutdown_drain_seconds=0,
             shutdown_grace_seconds=1,
-            redis_url=REDIS_URL,
+            redis_url=redis_url,
             redis_key_prefix=redis_prefix,
         )
         authentication = build_authentication(ACCESS, auth, runtime)
@@ -567,3 +567,22 @@ async def test_a_hub_client_channel_signs_its_calls_with_the_service_key(
         )
         seen = json.loads((await rpc(S(), timeout=10)).value)
     assert (seen["kind"], seen["subject"]) == ("service", "journaling")
+
+
+async def test_dpop_calls_are_unavailable_while_the_replay_check_cannot_reach_redis(
+    start_hub: StartHub,
+) -> None:
+    hub = await start_hub()
+    key, token = bound(hub)
+    # A Redis nobody listens on: the proof cannot be checked for replay, so it is not accepted.
+    closed = await start_hub(redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await closed.call("WhoAmI", dpop_call(closed, key, token))
+    info = error_info(caught.value)
+    assert info is not None
+    assert (caught.value.code(), info.reason) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "REPLAY_CHECK_UNAVAILABLE",
+    )
+    # A plain bearer token needs no replay check.
+    assert (await closed.call("WhoAmI", bearer(vendor(hub.issuer))))["kind"] == "vendor"

@@ -375,3 +375,10 @@ def test_tokens_from_vkp_token_issue_are_accepted_by_the_hub(
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() is expected, caught.value.details()
+
+
+def test_a_service_whose_key_set_cannot_be_read_does_not_start(auth_env: dict[str, str]) -> None:
+    result = _serve_audit({**auth_env, "VKP_AUTH_JWKS_FILE": "/nonexistent/jwks.json"})
+    assert result.returncode == 1
+    assert "audit could not start: the key set at /nonexistent/jwks.json" in result.stderr
+    assert result.stdout == ""

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vkp_cli.token import DEFAULT_ISSUER_DIR, token_app
+from vkp_lib.errors import StartupError
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.setup import DevelopmentKeysRefused
 from vkp_lib.logging import configure_logging
@@ -99,6 +100,9 @@ def serve_command(
         asyncio.run(
             serve(service, settings, host, chosen, tracer_provider=telemetry.tracer_provider)
         )
+    except StartupError as exc:
+        err.print(f"[red]{name.value} could not start:[/red] {exc}")
+        raise typer.Exit(1) from None
     finally:
         telemetry.shutdown()
 

@@ -96,3 +96,8 @@ class Unavailable(VkpError):
 
 class DeadlineExceeded(VkpError):
     kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+class StartupError(Exception):
+    """A service cannot start: a dependency or a setting is wrong. Its message names what, for
+    the operator, and holds no health data."""

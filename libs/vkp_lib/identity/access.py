@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vkp_lib.auth import Principal, PrincipalKind
-from vkp_lib.errors import PermissionDenied, Unauthenticated
+from vkp_lib.errors import PermissionDenied, StartupError, Unauthenticated
 from vkp_lib.identity.dpop import DpopVerifier
 from vkp_lib.identity.issuer import ORGANIZATION_CLAIM
+from vkp_lib.identity.keys import KeySourceError
 from vkp_lib.identity.tokens import TokenVerifier, VerifiedToken, unverified_claims
 
 
@@ -129,8 +130,11 @@ class TokenAuthenticator:
 
     async def load(self) -> None:
         """Reads the key sets now, so a wrong location stops the service at start."""
-        await self.vendor.keys.load()
-        await self.service.keys.load()
+        for keys in (self.vendor.keys, self.service.keys):
+            try:
+                await keys.load()
+            except KeySourceError as exc:
+                raise StartupError(str(exc)) from exc
 
     async def authenticate(self, method: str, metadata: Mapping[str, str]) -> Principal:
         requirement = self.access.requirement(method)
