@@ -11,13 +11,18 @@
 - `dev_issuer`: the development token issuer in a folder of the test run; `auth_env` is what a
   service process needs to trust it (development mode) and to share DPoP replay checks in Redis
   under `redis_prefix`, a key prefix of its own for the test run, deleted at the end.
+- `postgres_url`: a PostgreSQL database of the test run on 127.0.0.1:5432, dropped at the end.
+- `database_url`: each test twice, on a SQLite file of its own and on a PostgreSQL database of
+  its own (dropped after the test).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -26,6 +31,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.logging import configure_structlog, json_formatter
@@ -149,3 +156,54 @@ def leak_guard() -> Iterator[LeakGuard]:
     if guard.leaks:
         found = "\n  ".join(sorted({str(leak) for leak in guard.leaks}))
         pytest.fail(f"health data left the process:\n  {found}", pytrace=False)
+
+
+#: The PostgreSQL server of the machine the tests run on, and a database to run CREATE DATABASE in.
+POSTGRES_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
+POSTGRES_ADMIN_DATABASE = "test"
+
+
+def _postgres_admin(statement: str) -> None:
+    """Runs one statement outside a transaction (CREATE/DROP DATABASE), on a loop of its own."""
+
+    async def run() -> None:
+        engine = create_async_engine(
+            f"{POSTGRES_SERVER}/{POSTGRES_ADMIN_DATABASE}",
+            isolation_level="AUTOCOMMIT",
+            poolclass=NullPool,
+        )
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql(statement)
+        finally:
+            await engine.dispose()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+
+
+def _postgres_database() -> Iterator[str]:
+    name = f"vkp_test_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test run, `postgresql+asyncpg://...`, dropped at the end."""
+    yield from _postgres_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the test's own: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    else:
+        yield from _postgres_database()

@@ -1,0 +1,16 @@
+"""The storage layer every service uses: one database per service.
+
+- `database`: `Database`, SQLite (a file per service, the default) or PostgreSQL: reads on a pool
+  of their own; writes grouped by one writer task into few durable transactions (group commit);
+  Alembic migrations with a version table per service.
+- `settings`: `DatabaseSettings`, from the `VKP_DB_*` variables.
+- `alembic_env`: `run_migrations`, what a service's migrations `env.py` calls.
+"""
+
+from __future__ import annotations
+
+from vkp_lib.db.alembic_env import run_migrations
+from vkp_lib.db.database import Database, WriterStopped, async_url
+from vkp_lib.db.settings import DatabaseSettings
+
+__all__ = ["Database", "DatabaseSettings", "WriterStopped", "async_url", "run_migrations"]

@@ -1,0 +1,411 @@
+"""One service's database, SQLite or PostgreSQL, behind the same four calls.
+
+- `read()`: a session in a read-only transaction that sees one snapshot and is rolled back at the
+  end. Reads have a small pool of their own and run beside the writer (SQLite in WAL mode: a
+  reader is not blocked by the writer's open transaction).
+- `write(work)`: `work(session)` is queued to the database's one writer task, which takes up to
+  `max_batch` queued works at a time and runs them in one transaction, each in a SAVEPOINT of
+  its own (group commit). A work that raises rolls back only its own changes and its caller gets
+  the exception; the others commit together. `write` returns once the COMMIT is durable; if the
+  COMMIT fails, every caller of the batch gets that error. A work runs in its caller's context
+  (span, request id) and must neither commit nor roll back. SQLAlchemy drops FOR UPDATE on
+  SQLite: the one writer serialises writes there; PostgreSQL serialises other replicas.
+- `migrate(package, version_table)`: Alembic `upgrade head` for the scripts in `package`, with a
+  version table of the service's own, so services can share one PostgreSQL database.
+- Every statement is traced by OpenTelemetry's SQLAlchemy instrumentation: the statement text,
+  whose values are bound parameters and never in it. A failed statement's span names only the
+  error type, since drivers may quote values in their messages. SQLAlchemy's errors leave the
+  parameters out (`hide_parameters`), and aiosqlite's DEBUG lines, which hold them, are off.
+
+SQLite follows SQLAlchemy's aiosqlite recipe: the driver's own transaction handling is off and
+SQLAlchemy emits BEGIN: `BEGIN IMMEDIATE` on the writer's single connection, plain `BEGIN` on
+the readers'. Each connection runs with WAL, busy_timeout 5000 ms, synchronous FULL (a commit is
+on disk when `write` returns) and foreign keys on; reader connections are query-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy.ext.asyncio as sqlalchemy_asyncio
+from alembic import command
+from alembic.config import Config
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from sqlalchemy import Connection, event, func, select
+from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from vkp_lib.errors import StartupError
+from vkp_lib.logging import get_logger
+
+T = TypeVar("T")
+
+#: The async driver of each backend; a URL naming the backend alone gets it.
+DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+#: Connections kept open for reads (the writer has exactly one).
+READ_POOL_SIZE = 4
+SQLITE_PRAGMAS = (
+    "busy_timeout = 5000",
+    "journal_mode = WAL",
+    "synchronous = FULL",
+    "foreign_keys = ON",
+)
+
+_log = get_logger(__name__)
+#: aiosqlite logs each statement with its parameter values at DEBUG.
+logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+_tracer = trace.get_tracer(__name__)
+_inside_work: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_work", default=False)
+
+
+def async_url(url: str) -> URL:
+    """The URL with its backend's async driver: `sqlite://` and `postgresql://` are rewritten."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StartupError("the database URL cannot be parsed") from None
+    backend = parsed.get_backend_name()
+    driver = DRIVERS.get(backend)
+    if driver is None or parsed.drivername not in (backend, driver):
+        raise StartupError(
+            f"unsupported database URL {parsed.render_as_string()}: "
+            f"use {' or '.join(DRIVERS.values())}"
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StartupError("SQLite needs a file: sqlite+aiosqlite:///path/to/service.db")
+    return parsed.set(drivername=driver)
+
+
+def _without_password(url: URL) -> str:
+    shown = URL.create(url.drivername, url.username, None, url.host, url.port, url.database)
+    return shown.update_query_dict(dict(url.query)).render_as_string(hide_password=False)
+
+
+class WriterStopped(RuntimeError):
+    """The writer stopped before this write was committed."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    work: Callable[[AsyncSession], Awaitable[Any]]
+    future: asyncio.Future[Any]
+    context: contextvars.Context
+    caller_span: trace.SpanContext
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class Database:
+    """A service's database: reads on a pool, writes grouped by one writer task, migrations."""
+
+    def __init__(self, url: URL, *, name: str, max_batch: int = 256) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.name = name
+        self.dialect: str = url.get_backend_name()
+        self.url: str = _without_password(url)
+        self.max_batch = max_batch
+        #: Transactions the writer has committed; each holds up to `max_batch` works.
+        self.commits = 0
+        self._database_file = Path(url.database or "") if self.dialect == "sqlite" else None
+        self._write_engine, self._read_engine = _engines(url, name)
+        self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    @classmethod
+    def from_url(cls, url: str, *, name: str, max_batch: int = 256) -> Database:
+        """`sqlite+aiosqlite:///path/file.db` or `postgresql+asyncpg://user@host:port/db`."""
+        return cls(async_url(url), name=name, max_batch=max_batch)
+
+    async def start(self) -> None:
+        """Connects once (a wrong URL or an unreachable server stops the start here) and starts
+        the writer."""
+        if self._writer is not None:
+            raise RuntimeError(f"the {self.name} database is already started")
+        if self._database_file is not None:
+            self._database_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            async with self._write_engine.connect():
+                pass
+        except Exception as error:
+            raise StartupError(
+                f"cannot open the {self.name} database at {self.url} ({type(error).__name__})"
+            ) from error
+        self._writer = asyncio.create_task(self._write_batches(), name=f"{self.name} db writer")
+        self._accepting = True
+
+    async def close(self) -> None:
+        """Commits the writes already queued, stops the writer and closes every connection."""
+        self._accepting = False
+        if self._writer is not None:
+            self._queue.put_nowait(None)
+            await self._writer
+            self._writer = None
+        await self._write_engine.dispose()
+        await self._read_engine.dispose()
+
+    async def ready(self) -> bool:
+        """A readiness check: the database answers a query."""
+        if not self._accepting:
+            return False
+        try:
+            async with self.read() as session:
+                await session.execute(select(1))
+        except Exception:
+            return False
+        return True
+
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session in a read-only transaction, rolled back at the end."""
+        return self._read_transaction()
+
+    @asynccontextmanager
+    async def _read_transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self._read_sessions() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Runs `work(session)` in the writer's next transaction and returns its value once that
+        transaction is committed; its exception, or the COMMIT's, is raised here."""
+        if not self._accepting:
+            raise RuntimeError(f"the {self.name} database is not open for writes")
+        if _inside_work.get():
+            raise RuntimeError("write() inside a work would wait for itself: use its session")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        caller_span = trace.get_current_span().get_span_context()
+        self._queue.put_nowait(_Pending(work, future, contextvars.copy_context(), caller_span))
+        return await future
+
+    async def migrate(self, package: str, version_table: str) -> None:
+        """Alembic `upgrade head` with the scripts of `package` (its folder is the script
+        location) and the version table `version_table`, in one transaction on the writer's
+        connection. On PostgreSQL, replicas starting together take turns (an advisory lock)."""
+        config = Config()
+        config.set_main_option("script_location", _script_location(package))
+        config.attributes["version_table"] = version_table
+        async with self._write_engine.begin() as connection:
+            if self.dialect == "postgresql":
+                lock = func.pg_advisory_xact_lock(_lock_key(version_table))
+                await connection.execute(select(lock))
+            await connection.run_sync(_upgrade, config)
+
+    async def _write_batches(self) -> None:
+        try:
+            while (batch := await self._next_batch()) is not None:
+                await self._commit(batch)
+        finally:
+            self._accepting = False
+            while not self._queue.empty():
+                pending = self._queue.get_nowait()
+                if pending is not None:
+                    _settle(pending.future, _Outcome(error=WriterStopped()))
+
+    async def _next_batch(self) -> list[_Pending] | None:
+        """Up to `max_batch` queued works, waiting for the first; None once close() asked."""
+        first = await self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self.max_batch and not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if pending is None:
+                self._queue.put_nowait(None)
+                break
+            batch.append(pending)
+        return batch
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        live = [pending for pending in batch if not pending.future.done()]
+        if not live:
+            return
+        with self._batch_span(live) as span:
+            outcomes = await self._outcomes(live, span)
+        for pending, outcome in zip(live, outcomes, strict=True):
+            _settle(pending.future, outcome)
+
+    async def _outcomes(self, batch: list[_Pending], span: trace.Span) -> list[_Outcome]:
+        """Each work's outcome once the batch is committed, or the COMMIT's error for all."""
+        try:
+            outcomes = await self._run_batch(batch)
+        except Exception as error:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__qualname__))
+            _log.warning(
+                "write batch not committed",
+                database=self.name,
+                works=len(batch),
+                error_type=type(error).__qualname__,
+            )
+            return [_Outcome(error=error)] * len(batch)
+        except asyncio.CancelledError:
+            for pending in batch:
+                _settle(pending.future, _Outcome(error=WriterStopped()))
+            raise
+        self.commits += 1
+        return outcomes
+
+    async def _run_batch(self, batch: list[_Pending]) -> list[_Outcome]:
+        """The works of a batch in one transaction, committed. A connection whose COMMIT failed
+        is closed: the driver may leave its transaction open (SQLite does, after a deferred
+        foreign key fails)."""
+        async with self._write_sessions() as session:
+            outcomes = [await _run_in_savepoint(pending, session) for pending in batch]
+            try:
+                await session.commit()
+            except BaseException:
+                await session.invalidate()
+                raise
+        return outcomes
+
+    def _batch_span(self, batch: list[_Pending]) -> AbstractContextManager[trace.Span]:
+        """A root span per transaction, linked to the spans of the calls whose works it holds."""
+        return _tracer.start_as_current_span(
+            "db write batch",
+            context=otel_context.Context(),
+            links=[trace.Link(p.caller_span) for p in batch if p.caller_span.is_valid],
+            attributes={"db.system": self.dialect, "vkp.db.batch_size": len(batch)},
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+
+async def _call(work: Callable[[AsyncSession], Awaitable[T]], session: AsyncSession) -> T:
+    _inside_work.set(True)
+    return await work(session)
+
+
+async def _run_in_savepoint(pending: _Pending, session: AsyncSession) -> _Outcome:
+    """Runs one work in a SAVEPOINT of its own and in its caller's context."""
+    task = asyncio.create_task(_call(pending.work, session), context=pending.context)
+    try:
+        async with session.begin_nested():
+            value = await task
+    except asyncio.CancelledError as cancelled:
+        writer = asyncio.current_task()
+        if writer is not None and writer.cancelling():
+            raise
+        return _Outcome(error=cancelled)
+    except Exception as error:
+        return _Outcome(error=error)
+    return _Outcome(value=value)
+
+
+def _settle(future: asyncio.Future[Any], outcome: _Outcome) -> None:
+    """Hands the outcome to the caller, unless the caller has gone (cancelled)."""
+    if future.done():
+        return
+    if isinstance(outcome.error, asyncio.CancelledError):
+        future.cancel()
+    elif outcome.error is not None:
+        future.set_exception(outcome.error)
+    else:
+        future.set_result(outcome.value)
+
+
+def _script_location(package: str) -> str:
+    folder = resources.files(package)
+    if not isinstance(folder, Path):
+        raise StartupError(f"the migrations package {package} is not a folder on disk")
+    return str(folder)
+
+
+def _lock_key(version_table: str) -> int:
+    """The advisory lock of one version table: a signed 64-bit hash of its name."""
+    digest = hashlib.sha256(f"vkp migrations {version_table}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _upgrade(connection: Connection, config: Config) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _engines(url: URL, name: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """The writer's engine (exactly one connection) and the readers' engine."""
+    if url.get_backend_name() == "sqlite":
+        writer = _engine(url, pool_size=1, max_overflow=0)
+        reader = _engine(url, pool_size=READ_POOL_SIZE)
+        _sqlite_transactions(writer, "BEGIN IMMEDIATE", SQLITE_PRAGMAS)
+        _sqlite_transactions(reader, "BEGIN", (*SQLITE_PRAGMAS, "query_only = ON"))
+        return writer, reader
+    postgres: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "connect_args": {"server_settings": {"application_name": name}},
+    }
+    writer = _engine(url, pool_size=1, max_overflow=0, **postgres)
+    reader = _engine(
+        url,
+        pool_size=READ_POOL_SIZE,
+        isolation_level="REPEATABLE READ",
+        execution_options={"postgresql_readonly": True},
+        **postgres,
+    )
+    return writer, reader
+
+
+def _engine(url: URL, **options: Any) -> AsyncEngine:
+    """An engine whose statements are traced, without parameter values in spans or errors."""
+    _instrument_sqlalchemy()
+    return sqlalchemy_asyncio.create_async_engine(url, hide_parameters=True, **options)
+
+
+def _instrument_sqlalchemy() -> None:
+    """Instruments SQLAlchemy once per process: every engine made after is traced, and a failed
+    statement's span, in any engine, names the error type and not the driver's message.
+
+    The instrumentation declares SQLAlchemy < 2.1 as its range; the events it uses are the same
+    in 2.1 (the tests check its spans), so the declared range is not enforced.
+    """
+    instrumentor = SQLAlchemyInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(enable_commenter=False, skip_dep_check=True)
+    if not event.contains(Engine, "handle_error", _end_failed_statement_span):
+        event.listen(Engine, "handle_error", _end_failed_statement_span)
+
+
+def _end_failed_statement_span(context: ExceptionContext) -> None:
+    """Ends a failed statement's span before the instrumentation does (listeners of the Engine
+    class run before those of an engine), with the error's type as its status instead of the
+    driver's message, which may quote a parameter value."""
+    execution = context.execution_context
+    span: trace.Span | None = getattr(execution, "_otel_span", None)
+    if execution is None or span is None:
+        return
+    execution._otel_span = None  # type: ignore[attr-defined]
+    span.set_status(trace.Status(trace.StatusCode.ERROR, type(context.original_exception).__name__))
+    span.end()
+
+
+def _sqlite_transactions(engine: AsyncEngine, begin: str, pragmas: tuple[str, ...]) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(begin)

@@ -1,0 +1,1 @@
+"""Test migrations: the `probe_notes` table."""

@@ -1,0 +1,508 @@
+"""The storage layer on SQLite and PostgreSQL: group commit, isolation, durability, migrations,
+tracing without values."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    column,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vkp_lib.db import Database, DatabaseSettings
+from vkp_lib.errors import StartupError
+from vkp_lib.testing.data import TEST_PEOPLE
+
+metadata = MetaData()
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("body", Text, nullable=False, unique=True),
+)
+parents = Table("parents", metadata, Column("id", Integer, primary_key=True))
+children = Table(
+    "children",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "parent_id",
+        Integer,
+        ForeignKey("parents.id", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+    ),
+)
+
+Work = Callable[[AsyncSession], Awaitable[int]]
+NATIONAL_ID = TEST_PEOPLE[0].national_id
+
+
+async def create_tables(session: AsyncSession) -> None:
+    connection = await session.connection()
+    await connection.run_sync(metadata.create_all)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url, name="probe")
+    await database.start()
+    await database.write(create_tables)
+    yield database
+    await database.close()
+
+
+def add_note(body: str) -> Work:
+    async def work(session: AsyncSession) -> int:
+        result = await session.execute(insert(notes).values(body=body).returning(notes.c.id))
+        note_id: int = result.scalar_one()
+        return note_id
+
+    return work
+
+
+async def add_orphan(session: AsyncSession) -> int:
+    """A child whose parent does not exist: refused by the deferred foreign key at COMMIT."""
+    await session.execute(insert(children).values(id=1, parent_id=404))
+    return 1
+
+
+async def fail(session: AsyncSession) -> int:
+    await session.execute(insert(notes).values(body="written before the failure"))
+    raise ValueError("this work fails")
+
+
+async def bodies(session: AsyncSession) -> list[str]:
+    return list((await session.scalars(select(notes.c.body).order_by(notes.c.id))).all())
+
+
+async def read_bodies(database: Database) -> list[str]:
+    async with database.read() as session:
+        return await bodies(session)
+
+
+@asynccontextmanager
+async def writer_held(database: Database) -> AsyncIterator[None]:
+    """Keeps the writer busy with a waiting work, so that the writes queued meanwhile form its
+    next batch; the held work commits alone when the block ends."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def wait(session: AsyncSession) -> None:
+        started.set()
+        await release.wait()
+
+    held = asyncio.create_task(database.write(wait))
+    await started.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        await held
+
+
+async def queued(database: Database, works: list[Work]) -> list[asyncio.Task[int]]:
+    """Each work's `write` in a task of its own, already in the writer's queue."""
+    tasks = [asyncio.create_task(database.write(work)) for work in works]
+    await asyncio.sleep(0)
+    return tasks
+
+
+async def test_a_write_returns_its_work_value_and_a_later_read_sees_it(db: Database) -> None:
+    note_id = await db.write(add_note("first"))
+    async with db.read() as session:
+        body = await session.scalar(select(notes.c.body).where(notes.c.id == note_id))
+    assert body == "first"
+
+
+async def test_concurrent_writes_are_committed_in_fewer_transactions_than_calls(
+    db: Database,
+) -> None:
+    before = db.commits
+    ids = await asyncio.gather(*(db.write(add_note(f"note {i}")) for i in range(200)))
+    transactions = db.commits - before
+    assert 1 <= transactions < 200
+    assert len(set(ids)) == 200
+    assert sorted(await read_bodies(db)) == sorted(f"note {i}" for i in range(200))
+
+
+async def test_a_batch_holds_at_most_max_batch_works(database_url: str) -> None:
+    database = Database.from_url(database_url, name="probe", max_batch=16)
+    await database.start()
+    try:
+        await database.write(create_tables)
+        before = database.commits
+        async with writer_held(database):
+            tasks = await queued(database, [add_note(f"note {i}") for i in range(64)])
+        await asyncio.gather(*tasks)
+        assert database.commits - before == 1 + 64 // 16
+    finally:
+        await database.close()
+
+
+async def test_a_failing_work_fails_only_its_caller_and_the_rest_of_its_batch_commits(
+    db: Database,
+) -> None:
+    before = db.commits
+    async with writer_held(db):
+        tasks = await queued(db, [add_note("a"), add_note("a"), fail, add_note("b")])
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], int)
+    assert isinstance(results[1], IntegrityError)
+    assert isinstance(results[2], ValueError)
+    assert isinstance(results[3], int)
+    assert db.commits - before == 2
+    assert await read_bodies(db) == ["a", "b"]
+
+
+async def test_a_failed_commit_fails_every_caller_of_its_batch(db: Database) -> None:
+    before = db.commits
+    async with writer_held(db):
+        tasks = await queued(db, [add_note("lost with the batch"), add_orphan])
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [type(r) for r in results] == [IntegrityError, IntegrityError]
+    assert db.commits - before == 1
+    assert await read_bodies(db) == []
+    await db.write(add_note("the writer goes on"))
+    assert await read_bodies(db) == ["the writer goes on"]
+
+
+async def test_a_failed_commit_marks_its_batch_span_with_the_error_type_only(
+    db: Database, span_exporter: InMemorySpanExporter
+) -> None:
+    span_exporter.clear()
+    with pytest.raises(IntegrityError) as caught:
+        await db.write(add_orphan)
+    (batch,) = [s for s in span_exporter.get_finished_spans() if s.name == "db write batch"]
+    assert batch.status.status_code is trace.StatusCode.ERROR
+    assert batch.status.description == type(caught.value).__qualname__
+
+
+async def test_a_write_from_inside_a_work_is_refused_instead_of_waiting_for_itself(
+    db: Database,
+) -> None:
+    async def nested(session: AsyncSession) -> int:
+        return await db.write(add_note("inner"))
+
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        await db.write(nested)
+    await db.write(add_note("after"))
+    assert await read_bodies(db) == ["after"]
+
+
+async def test_a_caller_cancelled_before_its_work_ran_leaves_the_writer_working(
+    db: Database,
+) -> None:
+    async with writer_held(db):
+        (cancelled,) = await queued(db, [add_note("cancelled")])
+        cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    await db.write(add_note("after"))
+    assert await read_bodies(db) == ["after"]
+
+
+async def test_a_caller_cancelled_while_its_work_runs_leaves_the_writer_working(
+    db: Database,
+) -> None:
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(session: AsyncSession) -> int:
+        running.set()
+        await release.wait()
+        return await add_note("committed without its caller")(session)
+
+    caller = asyncio.create_task(db.write(slow))
+    await running.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    release.set()
+    await db.write(add_note("after"))
+    assert await read_bodies(db) == ["committed without its caller", "after"]
+
+
+async def test_close_commits_the_writes_already_queued(database_url: str) -> None:
+    database = Database.from_url(database_url, name="probe")
+    await database.start()
+    await database.write(create_tables)
+    tasks = await queued(database, [add_note(f"note {i}") for i in range(10)])
+    await database.close()
+    assert len(await asyncio.gather(*tasks)) == 10
+    with pytest.raises(RuntimeError, match="not open for writes"):
+        await database.write(add_note("too late"))
+    reopened = Database.from_url(database_url, name="probe")
+    await reopened.start()
+    try:
+        assert len(await read_bodies(reopened)) == 10
+    finally:
+        await reopened.close()
+
+
+async def test_a_write_is_durable_across_a_restart(database_url: str) -> None:
+    first = Database.from_url(database_url, name="probe")
+    await first.start()
+    await first.write(create_tables)
+    await first.write(add_note("kept"))
+    await first.close()
+    second = Database.from_url(database_url, name="probe")
+    await second.start()
+    try:
+        assert await read_bodies(second) == ["kept"]
+    finally:
+        await second.close()
+
+
+async def test_sqlite_pragmas_are_in_effect_on_the_writer_and_the_readers(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite:///{tmp_path / 'probe.db'}", name="probe")
+    await database.start()
+    names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only")
+
+    async def pragmas(session: AsyncSession) -> dict[str, object]:
+        return {name: await session.scalar(text(f"PRAGMA {name}")) for name in names}
+
+    try:
+        writer = await database.write(pragmas)
+        async with database.read() as session:
+            reader = await pragmas(session)
+    finally:
+        await database.close()
+    expected = {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1}
+    assert writer == {**expected, "query_only": 0}
+    assert reader == {**expected, "query_only": 1}
+
+
+async def test_a_write_inside_a_read_is_refused(db: Database) -> None:
+    async with db.read() as session:
+        with pytest.raises(DBAPIError):
+            await session.execute(insert(notes).values(body="not here"))
+    assert await read_bodies(db) == []
+
+
+async def test_a_read_is_not_blocked_by_a_write_in_progress(db: Database) -> None:
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(session: AsyncSession) -> int:
+        note_id = await add_note("in progress")(session)
+        inserted.set()
+        await release.wait()
+        return note_id
+
+    writing = asyncio.create_task(db.write(slow))
+    await inserted.wait()
+    async with asyncio.timeout(3):
+        seen_during = await read_bodies(db)
+    release.set()
+    await writing
+    assert seen_during == []
+    assert await read_bodies(db) == ["in progress"]
+
+
+async def test_a_write_commits_while_a_read_is_open_and_the_read_keeps_its_snapshot(
+    db: Database,
+) -> None:
+    await db.write(add_note("before"))
+    async with db.read() as session:
+        first_look = await bodies(session)
+        await db.write(add_note("during"))
+        second_look = await bodies(session)
+    assert first_look == second_look == ["before"]
+    assert await read_bodies(db) == ["before", "during"]
+
+
+@pytest.fixture
+def migrations(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The parent package of the test migrations, importable for the test."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    return "db_migrations"
+
+
+async def versions(database: Database, version_table: str) -> list[str]:
+    async with database.read() as session:
+        query = select(column("version_num", Text)).select_from(table(version_table))
+        return list((await session.scalars(query)).all())
+
+
+async def tables(database: Database) -> set[str]:
+    async with database.read() as session:
+        connection = await session.connection()
+        return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+@pytest.fixture
+async def empty(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url, name="probe")
+    await database.start()
+    yield database
+    await database.close()
+
+
+async def test_migrate_creates_the_tables_and_records_the_revision_in_its_version_table(
+    empty: Database, migrations: str
+) -> None:
+    await empty.migrate(f"{migrations}.first", "first_version")
+    assert await tables(empty) == {"probe_notes", "first_version"}
+    assert await versions(empty, "first_version") == ["first_0001"]
+
+
+async def test_migrate_run_again_changes_nothing(empty: Database, migrations: str) -> None:
+    await empty.migrate(f"{migrations}.first", "first_version")
+    await empty.migrate(f"{migrations}.first", "first_version")
+    assert await tables(empty) == {"probe_notes", "first_version"}
+    assert await versions(empty, "first_version") == ["first_0001"]
+
+
+async def test_two_services_migrations_share_a_database_with_their_own_version_tables(
+    empty: Database, migrations: str
+) -> None:
+    await empty.migrate(f"{migrations}.first", "first_version")
+    await empty.migrate(f"{migrations}.second", "second_version")
+    assert await tables(empty) == {"probe_notes", "first_version", "probe_tags", "second_version"}
+    assert await versions(empty, "first_version") == ["first_0001"]
+    assert await versions(empty, "second_version") == ["second_0001"]
+
+
+async def test_replicas_migrating_at_once_apply_each_revision_once(
+    database_url: str, migrations: str
+) -> None:
+    replicas = [Database.from_url(database_url, name=f"replica-{i}") for i in range(2)]
+    for replica in replicas:
+        await replica.start()
+    try:
+        await asyncio.gather(*(r.migrate(f"{migrations}.first", "first_version") for r in replicas))
+        assert await versions(replicas[0], "first_version") == ["first_0001"]
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+def statement_spans(exporter: InMemorySpanExporter, table: str) -> list[ReadableSpan]:
+    return [
+        span
+        for span in exporter.get_finished_spans()
+        if f"INSERT INTO {table}" in str((span.attributes or {}).get("db.statement", ""))
+    ]
+
+
+async def test_statement_spans_carry_the_statement_with_placeholders_and_no_values(
+    db: Database, span_exporter: InMemorySpanExporter
+) -> None:
+    span_exporter.clear()
+    await db.write(add_note(NATIONAL_ID))
+    (span,) = statement_spans(span_exporter, "notes")
+    statement = str((span.attributes or {})["db.statement"])
+    assert "?" in statement or "$1" in statement
+    assert all(NATIONAL_ID not in s.to_json() for s in span_exporter.get_finished_spans())
+
+
+async def test_a_failed_statement_span_names_only_the_error_type(
+    db: Database, span_exporter: InMemorySpanExporter
+) -> None:
+    await db.write(add_note(NATIONAL_ID))
+    span_exporter.clear()
+    with pytest.raises(IntegrityError) as caught:
+        await db.write(add_note(NATIONAL_ID))
+    (span,) = statement_spans(span_exporter, "notes")
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert span.status.description == type(caught.value.orig).__name__
+
+
+async def test_a_driver_message_quoting_a_value_stays_out_of_the_spans(
+    postgres_url: str, span_exporter: InMemorySpanExporter
+) -> None:
+    database = Database.from_url(postgres_url, name="probe")
+    await database.start()
+    span_exporter.clear()
+    try:
+        async with database.read() as session:
+            with pytest.raises(DBAPIError) as caught:
+                await session.execute(text("SELECT CAST(:v AS INTEGER)"), {"v": NATIONAL_ID})
+    finally:
+        await database.close()
+    assert NATIONAL_ID in str(caught.value.orig)
+    spans = span_exporter.get_finished_spans()
+    assert any(s.status.status_code is trace.StatusCode.ERROR for s in spans)
+    assert all(NATIONAL_ID not in s.to_json() for s in spans)
+
+
+async def test_a_work_runs_in_its_callers_trace_and_its_batch_span_links_the_call(
+    db: Database, span_exporter: InMemorySpanExporter
+) -> None:
+    span_exporter.clear()
+    with trace.get_tracer(__name__).start_as_current_span("rpc") as rpc:
+        await db.write(add_note("traced"))
+    (statement,) = statement_spans(span_exporter, "notes")
+    assert statement.parent is not None
+    assert statement.parent.span_id == rpc.get_span_context().span_id
+    (batch,) = [s for s in span_exporter.get_finished_spans() if s.name == "db write batch"]
+    assert batch.parent is None
+    assert [link.context.span_id for link in batch.links] == [rpc.get_span_context().span_id]
+    assert (batch.attributes or {})["vkp.db.batch_size"] == 1
+
+
+async def test_ready_only_while_open(database_url: str) -> None:
+    database = Database.from_url(database_url, name="probe")
+    assert not await database.ready()
+    await database.start()
+    assert await database.ready()
+    await database.close()
+    assert not await database.ready()
+
+
+async def test_a_server_that_cannot_be_reached_stops_the_start() -> None:
+    database = Database.from_url("postgresql://postgres:secret@127.0.0.1:1/none", name="probe")
+    with pytest.raises(StartupError, match=r"postgresql\+asyncpg://postgres@127.0.0.1:1/none"):
+        await database.start()
+    await database.close()
+
+
+def test_plain_urls_get_the_async_drivers_and_the_url_shown_has_no_password() -> None:
+    postgres = Database.from_url("postgresql://vkp:secret@db.local:5433/hub", name="probe")
+    sqlite = Database.from_url("sqlite:///var/probe.db", name="probe")
+    assert (postgres.dialect, postgres.url) == (
+        "postgresql",
+        "postgresql+asyncpg://vkp@db.local:5433/hub",
+    )
+    assert (sqlite.dialect, sqlite.url) == ("sqlite", "sqlite+aiosqlite:///var/probe.db")
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://root@localhost/hub", "postgresql+psycopg://x@h/db", "sqlite://", "nonsense"]
+)
+def test_a_url_of_another_database_or_driver_is_refused(url: str) -> None:
+    with pytest.raises(StartupError):
+        Database.from_url(url, name="probe")
+
+
+def test_without_a_url_each_service_gets_a_sqlite_file_under_the_data_dir(tmp_path: Path) -> None:
+    settings = DatabaseSettings(data_dir=tmp_path / "data")
+    url = settings.url_for("ingest")
+    assert url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'ingest.db'}"
+    assert (tmp_path / "data").is_dir()
+
+
+def test_settings_come_from_vkp_db_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VKP_DB_URL", "postgresql://vkp@db.local/hub")
+    monkeypatch.setenv("VKP_DB_MIGRATE_ON_START", "false")
+    settings = DatabaseSettings()
+    assert settings.url_for("ingest") == "postgresql://vkp@db.local/hub"
+    assert settings.migrate_on_start is False
+    assert "db.local" not in repr(settings)
