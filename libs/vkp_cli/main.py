@@ -17,22 +17,29 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import grpc
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from vkp.registry.v1 import registry_pb2_grpc
+from vkp_cli.registry import registry_app, seed
 from vkp_cli.token import DEFAULT_ISSUER_DIR, token_app
+from vkp_lib.clients import insecure_channel
 from vkp_lib.errors import StartupError
+from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.setup import DevelopmentKeysRefused
 from vkp_lib.logging import configure_logging
 from vkp_lib.runner import Service, serve
+from vkp_lib.sandbox import SANDBOX
 from vkp_lib.settings import AuthSettings, RuntimeSettings
 from vkp_lib.telemetry import setup_telemetry
 
 app = typer.Typer(help="VKP, the open welfare-technology hub.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(registry_app, name="registry")
 err = Console(stderr=True)
 
 
@@ -107,7 +114,14 @@ def serve_command(
         telemetry.shutdown()
 
 
-async def _run_all(host: str, env: dict[str, str]) -> int:
+async def _seed_sandbox(address: str, issuer: DevelopmentIssuer) -> None:
+    token = issuer.vendor_token("vkp-run", [Scopes.ADMIN])
+    async with insecure_channel(address, "vkp.registry.v1.RegistryService") as channel:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        await seed(stub, (("authorization", f"Bearer {token}"),), SANDBOX)
+
+
+async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | None) -> int:
     processes: dict[ServiceName, asyncio.subprocess.Process] = {}
     for name in ServiceName:
         processes[name] = await asyncio.create_subprocess_exec(
@@ -132,6 +146,12 @@ async def _run_all(host: str, env: dict[str, str]) -> int:
         address = f"{host}:{line.decode().strip()}" if line else "[red]failed to start[/red]"
         table.add_row(name.value, address)
     err.print(table)
+    if issuer is not None:
+        try:
+            await _seed_sandbox(f"{host}:{DEFAULT_PORTS[ServiceName.registry]}", issuer)
+            err.print("sandbox seeded in the registry (vkp registry list municipalities)")
+        except grpc.aio.AioRpcError as exc:
+            err.print(f"[red]the sandbox could not be seeded:[/red] {exc.code().name}")
     err.print("Ctrl-C stops the hub.")
 
     stop = asyncio.Event()
@@ -163,10 +183,11 @@ def run(
     Unless VKP_AUTH_ISSUER is set, the hub runs in development mode and trusts the development
     token issuer (`vkp token issue` signs tokens it accepts)."""
     env = dict(os.environ)
+    issuer = None
     if "VKP_AUTH_ISSUER" not in env:
         issuer = DevelopmentIssuer.open(issuer_dir)
         env |= issuer.env()
         err.print(f"development mode: tokens from `vkp token issue` (keys in {issuer_dir})")
     os.environ.update(env)
     _settings()
-    raise typer.Exit(asyncio.run(_run_all(host, env)))
+    raise typer.Exit(asyncio.run(_run_all(host, env, issuer)))

@@ -40,25 +40,28 @@ def channel_options(service: str) -> list[tuple[str, Any]]:
     ]
 
 
-class _ServiceToken(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-):
-    """Puts the calling service's token on every call."""
+class _WithServiceToken:
+    """Puts the calling service's token on every call that names no credentials of its own."""
 
     def __init__(self, tokens: ServiceTokenSource) -> None:
         self._tokens = tokens
 
     def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        metadata["authorization"] = f"Bearer {self._tokens.token()}"
+        if not metadata.get_all("authorization"):
+            metadata["authorization"] = f"Bearer {self._tokens.token()}"
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+# grpc.aio files each interceptor under the first call shape it implements: one class per shape.
+class _UnaryServiceToken(_WithServiceToken, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_token(details), request)
 
+
+class _StreamServiceToken(_WithServiceToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_token(details), request)
 
@@ -74,7 +77,7 @@ def insecure_channel(
     """
     interceptors: list[Any] = list(aio_client_interceptors())
     if tokens is not None:
-        interceptors.append(_ServiceToken(tokens))
+        interceptors += [_UnaryServiceToken(tokens), _StreamServiceToken(tokens)]
     return grpc.aio.insecure_channel(
         target, options=channel_options(service), interceptors=interceptors
     )

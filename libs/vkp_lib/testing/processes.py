@@ -32,12 +32,14 @@ class ServiceProcess:
     def __init__(self, name: str, env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.log_path = Path(tempfile.mkstemp(prefix=f"vkp-{name}-", suffix=".log")[1])
+        #: Where its SQLite file goes unless VKP_DB_URL says otherwise.
+        self.data_dir = tempfile.mkdtemp(prefix=f"vkp-{name}-data-")
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vkp_cli", "serve", name, "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env={**os.environ, **TEST_ENV, **(env or {})},
+            env={**os.environ, **TEST_ENV, "VKP_DB_DATA_DIR": self.data_dir, **(env or {})},
         )
         self.port = 0
         self._signalled = False

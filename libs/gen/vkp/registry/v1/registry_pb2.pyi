@@ -195,7 +195,9 @@ Global___ChangeType: _TypeAlias = ChangeType  # noqa: Y015
 
 @_typing.final
 class Municipality(_message.Message):
-    """A municipality connected to the hub."""
+    """A municipality connected to the hub. A create needs organization_number, municipality_number
+    and display_name.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1907,8 +1909,8 @@ class WatchChangesResponse(_message.Message):
     CHANGES_FIELD_NUMBER: _builtins.int
     HEAD_REVISION_FIELD_NUMBER: _builtins.int
     head_revision: _builtins.int
-    """The latest revision the registry has committed: a subscriber that has applied the changes
-    is current up to here.
+    """The revision this stream has delivered up to (the last change's, or in a heartbeat the
+    latest): a subscriber that has applied the changes is current up to here.
     """
     @_builtins.property
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Change]:

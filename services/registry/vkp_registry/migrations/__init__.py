@@ -1,0 +1,1 @@
+"""The registry's Alembic migrations (version table alembic_version_registry)."""
