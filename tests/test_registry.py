@@ -309,6 +309,42 @@ async def test_a_client_id_belongs_to_one_vendor_system(registry: Registry) -> N
     assert list(updated.vendor_system.client_ids) == [client_id, f"{client_id}-2"]
 
 
+async def test_vendors_systems_and_agreements_are_read_back_by_name(registry: Registry) -> None:
+    place, system = await registry.municipality(), await registry.system()
+    agreement = await registry.agreement(place, system)
+    vendor_name = system.name.rsplit("/systems/", 1)[0]
+    vendor = (
+        await registry.stub.GetVendor(
+            pb.GetVendorRequest(name=vendor_name), metadata=registry.admin
+        )
+    ).vendor
+    assert vendor.display_name == "Leverandør AS"
+    got_system = await registry.stub.GetVendorSystem(
+        pb.GetVendorSystemRequest(name=system.name), metadata=registry.admin
+    )
+    assert got_system.vendor_system == system
+    got_agreement = await registry.stub.GetAgreement(
+        pb.GetAgreementRequest(name=agreement.name), metadata=registry.admin
+    )
+    assert got_agreement.agreement == agreement
+    listed: list[str] = []
+    token = ""
+    while True:
+        page = await registry.stub.ListVendors(
+            pb.ListVendorsRequest(page_size=100, page_token=token), metadata=registry.admin
+        )
+        listed += [v.name for v in page.vendors]
+        token = page.next_page_token
+        if not token:
+            break
+    assert vendor_name in listed
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await registry.stub.GetAgreement(
+            pb.GetAgreementRequest(name=f"{place.name}/agreements/none"), metadata=registry.admin
+        )
+    assert reason_of(caught) == ("NOT_FOUND", "AGREEMENT_NOT_FOUND")
+
+
 async def test_a_system_of_an_unknown_vendor_is_refused(registry: Registry) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await registry.stub.CreateVendorSystem(
@@ -672,30 +708,37 @@ async def test_a_subscriber_that_reconnects_from_its_last_revision_gets_what_it_
         await registry.channel.close()
 
 
+@pytest.fixture
+def lone_registry(auth_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcess]:
+    """A registry of its own, for a test that stops it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+    process = ServiceProcess("registry", {**auth_env, "VKP_DB_URL": url})
+    try:
+        process.wait_serving()
+        yield process
+    finally:
+        process.send_sigterm()
+        process.terminate()
+
+
 async def test_cached_decisions_are_dropped_once_the_feed_has_been_down_too_long(
-    registry_process: ServiceProcess,
-    dev_issuer: DevelopmentIssuer,
-    auth_env: dict[str, str],
-    tmp_path: Path,
+    lone_registry: ServiceProcess, dev_issuer: DevelopmentIssuer
 ) -> None:
-    process = ServiceProcess(
-        "registry", {**auth_env, "VKP_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"}
-    )
-    process.wait_serving()
-    registry = _connect(process, dev_issuer)
+    registry = _connect(lone_registry, dev_issuer)
     place, system = await registry.municipality(), await registry.system()
     await registry.agreement(place, system)
     tokens = ServiceTokenSource(load_private_key(dev_issuer.service_key_file), "lookup")
     stopping = asyncio.Event()
-    async with insecure_channel(process.address, "vkp.registry.v1.RegistryService", tokens) as ch:
-        client = AccessClient(ch, stale_after_seconds=1.0, heartbeat_seconds=0.2)
+    address = lone_registry.address
+    async with insecure_channel(address, "vkp.registry.v1.RegistryService", tokens) as channel:
+        client = AccessClient(channel, stale_after_seconds=1.0, heartbeat_seconds=0.2)
         follower = asyncio.create_task(client.run(stopping))
         try:
             assert await client.wait_for_revision(1, seconds=10)
             key = (system.client_ids[0], place.organization_number, MD, JOURNAL)
             assert (await client.check(*key)).allowed
-            process.send_sigterm()
-            process.terminate()
+            lone_registry.send_sigterm()
+            lone_registry.terminate()
             # Within the bound the remembered decision serves on ...
             assert (await client.check(*key)).allowed
             await asyncio.sleep(2.0)
