@@ -81,6 +81,9 @@ def _service(name: ServiceName, settings: RuntimeSettings, auth: AuthSettings) -
     except DevelopmentKeysRefused as exc:
         err.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
+    except StartupError as exc:
+        err.print(f"[red]{name.value} could not start:[/red] {exc}")
+        raise typer.Exit(1) from None
     return service
 
 

@@ -1,0 +1,132 @@
+"""Between the audit contract (vkp.audit.v1) and the audit domain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vkp.audit.v1 import audit_pb2 as pb
+from vkp.common.v1 import common_pb2
+from vkp_audit.domain.chain import Verification
+from vkp_audit.domain.model import (
+    Actor,
+    AuditAction,
+    AuditOutcome,
+    AuditRecord,
+    Checkpoint,
+    NationalIdType,
+    Patient,
+)
+
+ACTIONS = {
+    pb.AUDIT_ACTION_READ: AuditAction.READ,
+    pb.AUDIT_ACTION_QUERY: AuditAction.QUERY,
+    pb.AUDIT_ACTION_CREATE: AuditAction.CREATE,
+}
+ACTION_PB = {v: k for k, v in ACTIONS.items()}
+OUTCOMES = {
+    pb.AUDIT_OUTCOME_ALLOWED: AuditOutcome.ALLOWED,
+    pb.AUDIT_OUTCOME_DENIED: AuditOutcome.DENIED,
+    pb.AUDIT_OUTCOME_FAILED: AuditOutcome.FAILED,
+}
+OUTCOME_PB = {v: k for k, v in OUTCOMES.items()}
+ID_TYPES = {
+    common_pb2.NATIONAL_ID_TYPE_UNSPECIFIED: NationalIdType.UNSPECIFIED,
+    common_pb2.NATIONAL_ID_TYPE_FNR: NationalIdType.FNR,
+    common_pb2.NATIONAL_ID_TYPE_DNR: NationalIdType.DNR,
+    common_pb2.NATIONAL_ID_TYPE_FHN: NationalIdType.FHN,
+}
+ID_TYPE_PB = {v: k for k, v in ID_TYPES.items()}
+SERVICE_CODE_NAMES = {
+    value: name.removeprefix("SERVICE_CODE_")
+    for name, value in common_pb2.ServiceCode.items()
+    if value != common_pb2.SERVICE_CODE_UNSPECIFIED
+}
+SERVICE_CODE_PB = {v: k for k, v in SERVICE_CODE_NAMES.items()}
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def record_from_pb(r: pb.AuditRecord) -> AuditRecord:
+    return AuditRecord(
+        record_id=r.record_id.lower(),
+        actor=Actor(
+            r.actor.client_id, r.actor.organization_number, r.actor.vendor_system, r.actor.person_id
+        ),
+        municipality=r.municipality,
+        patients=tuple(Patient(p.value, ID_TYPES[p.type]) for p in r.patients),
+        action=ACTIONS[r.action],
+        resource=r.resource,
+        outcome=OUTCOMES[r.outcome],
+        occurred_time=r.occurred_time.ToDatetime(tzinfo=UTC),
+        service_code=SERVICE_CODE_NAMES.get(r.purpose.service_code, ""),
+        alarm_id=r.purpose.alarm_id,
+        outcome_reason=r.outcome_reason,
+        stale_data=r.stale_data,
+        request_id=r.request_id,
+        trace_id=r.trace_id,
+    )
+
+
+def record_to_pb(r: AuditRecord) -> pb.AuditRecord:
+    return pb.AuditRecord(
+        record_id=r.record_id,
+        actor=pb.Actor(
+            client_id=r.actor.client_id,
+            organization_number=r.actor.organization_number,
+            vendor_system=r.actor.vendor_system,
+            person_id=r.actor.person_id,
+        ),
+        municipality=r.municipality,
+        patients=[
+            common_pb2.NationalId(value=p.national_id, type=ID_TYPE_PB[p.type]) for p in r.patients
+        ],
+        action=ACTION_PB[r.action],
+        resource=r.resource,
+        purpose=pb.Purpose(
+            service_code=SERVICE_CODE_PB.get(r.service_code, common_pb2.SERVICE_CODE_UNSPECIFIED),
+            alarm_id=r.alarm_id,
+        ),
+        outcome=OUTCOME_PB[r.outcome],
+        outcome_reason=r.outcome_reason,
+        stale_data=r.stale_data,
+        occurred_time=timestamp(r.occurred_time),
+        request_id=r.request_id,
+        trace_id=r.trace_id,
+        sequence=r.sequence,
+        hash=r.hash,
+        previous_hash=r.previous_hash,
+        record_time=timestamp(r.record_time),
+    )
+
+
+def checkpoint_to_pb(c: Checkpoint | None) -> pb.Checkpoint | None:
+    if c is None:
+        return None
+    return pb.Checkpoint(
+        municipality=c.municipality,
+        sequence=c.sequence,
+        head_hash=c.head_hash,
+        sign_time=timestamp(c.sign_time),
+        key_id=c.key_id,
+        signature=c.signature,
+    )
+
+
+def verification_to_pb(v: Verification) -> pb.VerifyChainResponse:
+    return pb.VerifyChainResponse(
+        intact=v.intact,
+        records_checked=v.records_checked,
+        first_bad_sequence=v.first_bad_sequence,
+        problem=pb.ChainProblem.Value(f"CHAIN_PROBLEM_{v.problem.value}")
+        if v.problem
+        else pb.CHAIN_PROBLEM_UNSPECIFIED,
+        latest_checkpoint=checkpoint_to_pb(v.latest_checkpoint),
+    )

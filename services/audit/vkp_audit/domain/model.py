@@ -1,0 +1,77 @@
+"""An access record, as the audit service keeps it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class AuditAction(enum.StrEnum):
+    READ = "read"  # one patient's data (BALP PatientRead)
+    QUERY = "query"  # a search or list of patients (BALP Query)
+    CREATE = "create"  # data written about patients (BALP Create)
+
+
+class AuditOutcome(enum.StrEnum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    FAILED = "failed"
+
+
+class NationalIdType(enum.StrEnum):
+    UNSPECIFIED = ""
+    FNR = "FNR"
+    DNR = "DNR"
+    FHN = "FHN"
+
+
+@dataclass(frozen=True)
+class Patient:
+    national_id: str
+    type: NationalIdType = NationalIdType.UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class Actor:
+    client_id: str
+    organization_number: str = ""
+    vendor_system: str = ""
+    person_id: str = ""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One access. `sequence`, `previous_hash`, `hash` and `record_time` are the chain's: set when
+    the record is appended to its municipality's chain."""
+
+    record_id: str
+    actor: Actor
+    municipality: str  # organisation number: the chain the record joins
+    patients: tuple[Patient, ...]
+    action: AuditAction
+    resource: str
+    outcome: AuditOutcome
+    occurred_time: datetime
+    service_code: str = ""  # RT TA GPS MD DT DHO, or empty
+    alarm_id: str = ""
+    outcome_reason: str = ""
+    stale_data: bool = False
+    request_id: str = ""
+    trace_id: str = ""
+    sequence: int = 0
+    previous_hash: str = ""
+    hash: str = ""
+    record_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A chain head, signed with a key kept outside the database."""
+
+    municipality: str
+    sequence: int
+    head_hash: str
+    sign_time: datetime
+    key_id: str
+    signature: bytes

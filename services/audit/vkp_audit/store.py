@@ -1,0 +1,360 @@
+"""The audit service's storage: append-only records, hash-chained per municipality.
+
+A chain's head (its last sequence and hash) is a row of `audit_chains`, locked (`FOR UPDATE` on
+PostgreSQL; the single writer on SQLite) while records join the chain, so each chain stays
+linear however many replicas write. The records of one append are committed together; the
+chains of an append are locked in municipality order, so two replicas never wait on each other
+in a circle. A record id already stored is found under that lock, before chaining, and answered
+as a repeat: one duplicate never rolls back the others.
+
+`body` is the record's canonical form, the very text its hash covers; queries read records from
+it, and the columns beside it (time, client id, the patients' index) only find them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vkp_audit.domain.chain import GENESIS, StoredRecord, canonical, from_canonical, link
+from vkp_audit.domain.model import AuditRecord, Checkpoint
+from vkp_lib.db import Database
+from vkp_lib.errors import InvalidArgument
+from vkp_lib.logging import get_logger
+
+MIGRATIONS = "vkp_audit.migrations"
+VERSION_TABLE = "alembic_version_audit"
+DEFAULT_PAGE_SIZE = 50
+
+log = get_logger("vkp.audit.store")
+metadata = sa.MetaData()
+chains = sa.Table(
+    "audit_chains",
+    metadata,
+    sa.Column("municipality", sa.String(9), primary_key=True),
+    sa.Column("head_sequence", sa.BigInteger, nullable=False),
+    sa.Column("head_hash", sa.String(64), nullable=False),
+)
+records = sa.Table(
+    "audit_records",
+    metadata,
+    sa.Column("municipality", sa.String(9), primary_key=True),
+    sa.Column("sequence", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("record_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("occurred_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("client_id", sa.String(200), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+record_patients = sa.Table(
+    "audit_record_patients",
+    metadata,
+    sa.Column("municipality", sa.String(9), primary_key=True),
+    sa.Column("sequence", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("national_id", sa.String(11), primary_key=True),
+)
+checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("municipality", sa.String(9), primary_key=True),
+    sa.Column("sequence", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("head_hash", sa.String(64), nullable=False),
+    sa.Column("sign_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where a record is in its chain; `created` is False when it was there already."""
+
+    record_id: str
+    sequence: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[AuditRecord]
+    next_page_token: str
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _page_token(record: AuditRecord, filters: str) -> str:
+    raw = json.dumps(
+        {"t": record.occurred_time.isoformat(), "s": record.sequence, "f": filters}
+    ).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _position(token: str, filters: str) -> tuple[datetime, int] | None:
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position = (datetime.fromisoformat(data["t"]), int(data["s"]))
+        same = data["f"] == filters
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument(
+            "INVALID_PAGE_TOKEN", "page_token is not one this query gave"
+        ) from None
+    if not same:
+        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token belongs to other filters")
+    return position
+
+
+class AuditStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def migrate(self) -> None:
+        await self.db.migrate(MIGRATIONS, VERSION_TABLE)
+
+    async def append(self, batch: Sequence[AuditRecord], now: datetime) -> list[Appended]:
+        """Appends the records to their municipalities' chains in one transaction."""
+        by_chain: dict[str, list[AuditRecord]] = {}
+        for record in batch:
+            by_chain.setdefault(record.municipality, []).append(record)
+
+        async def work(session: AsyncSession) -> dict[str, Appended]:
+            placed: dict[str, Appended] = {}
+            for municipality in sorted(by_chain):
+                placed |= await self._append_to_chain(
+                    session, municipality, by_chain[municipality], now
+                )
+            return placed
+
+        placed = await self.db.write(work)
+        return [placed[r.record_id] for r in batch]
+
+    async def _append_to_chain(
+        self, session: AsyncSession, municipality: str, batch: list[AuditRecord], now: datetime
+    ) -> dict[str, Appended]:
+        head = await self._lock_head(session, municipality)
+        sequence, previous = head
+        placed: dict[str, Appended] = {}
+        ids = [r.record_id for r in batch]
+        stored = await session.execute(
+            sa.select(records.c.record_id, records.c.sequence).where(records.c.record_id.in_(ids))
+        )
+        for record_id, stored_sequence in stored:
+            placed[record_id] = Appended(record_id, stored_sequence, created=False)
+        for record in batch:
+            if record.record_id in placed:
+                continue  # stored before, or twice in this batch
+            sequence += 1
+            linked = link(record, sequence, previous, now)
+            body = canonical(linked)
+            await session.execute(
+                sa.insert(records).values(
+                    municipality=municipality,
+                    sequence=sequence,
+                    record_id=linked.record_id,
+                    occurred_time=linked.occurred_time,
+                    client_id=linked.actor.client_id,
+                    hash=linked.hash,
+                    body=body,
+                )
+            )
+            patients = sorted({p.national_id for p in linked.patients})
+            if patients:
+                await session.execute(
+                    sa.insert(record_patients),
+                    [
+                        {"municipality": municipality, "sequence": sequence, "national_id": p}
+                        for p in patients
+                    ],
+                )
+            placed[record.record_id] = Appended(record.record_id, sequence, created=True)
+            previous = linked.hash
+        if sequence != head[0]:
+            await session.execute(
+                sa.update(chains)
+                .where(chains.c.municipality == municipality)
+                .values(head_sequence=sequence, head_hash=previous)
+            )
+        return placed
+
+    async def _lock_head(self, session: AsyncSession, municipality: str) -> tuple[int, str]:
+        query = (
+            sa.select(chains.c.head_sequence, chains.c.head_hash)
+            .where(chains.c.municipality == municipality)
+            .with_for_update()
+        )
+        row = (await session.execute(query)).one_or_none()
+        if row is None:
+            insert = (
+                postgresql_insert(chains)
+                if self.db.dialect == "postgresql"
+                else sqlite_insert(chains)
+            )
+            await session.execute(
+                insert.values(
+                    municipality=municipality, head_sequence=0, head_hash=GENESIS
+                ).on_conflict_do_nothing(index_elements=["municipality"])
+            )
+            row = (await session.execute(query)).one()
+        return int(row.head_sequence), str(row.head_hash)
+
+    async def heads(self) -> dict[str, tuple[int, str]]:
+        async with self.db.read() as session:
+            rows = await session.execute(sa.select(chains))
+            return {r.municipality: (r.head_sequence, r.head_hash) for r in rows}
+
+    async def query(
+        self,
+        municipality: str,
+        *,
+        national_id: str = "",
+        client_id: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page:
+        """Records of a municipality, newest first, by patient, actor and time."""
+        filters = json.dumps([municipality, national_id, client_id, str(since), str(until)])
+        position = _position(page_token, filters)
+        size = page_size or DEFAULT_PAGE_SIZE
+        query = sa.select(records.c.body, records.c.hash).where(
+            records.c.municipality == municipality
+        )
+        if national_id:
+            query = query.join(
+                record_patients,
+                sa.and_(
+                    record_patients.c.municipality == records.c.municipality,
+                    record_patients.c.sequence == records.c.sequence,
+                ),
+            ).where(record_patients.c.national_id == national_id)
+        if client_id:
+            query = query.where(records.c.client_id == client_id)
+        if since is not None:
+            query = query.where(records.c.occurred_time >= since)
+        if until is not None:
+            query = query.where(records.c.occurred_time < until)
+        if position is not None:
+            query = query.where(
+                sa.or_(
+                    records.c.occurred_time < position[0],
+                    sa.and_(
+                        records.c.occurred_time == position[0], records.c.sequence < position[1]
+                    ),
+                )
+            )
+        query = query.order_by(records.c.occurred_time.desc(), records.c.sequence.desc())
+        async with self.db.read() as session:
+            rows = list(await session.execute(query.limit(size + 1)))
+        found = [from_canonical(body, stored_hash) for body, stored_hash in rows[:size]]
+        more = len(rows) > size
+        return Page(found, _page_token(found[-1], filters) if more else "")
+
+    async def chain(
+        self, municipality: str, from_sequence: int, to_sequence: int
+    ) -> tuple[list[StoredRecord], str, list[Checkpoint]]:
+        """A stretch of a chain as stored, the hash before it, and the checkpoints within it."""
+        async with self.db.read() as session:
+            query = (
+                sa.select(records.c.sequence, records.c.body, records.c.hash)
+                .where(records.c.municipality == municipality, records.c.sequence >= from_sequence)
+                .order_by(records.c.sequence)
+            )
+            if to_sequence:
+                query = query.where(records.c.sequence <= to_sequence)
+            rows = [StoredRecord(int(s), b, h) for s, b, h in await session.execute(query)]
+            previous = GENESIS
+            if from_sequence > 1:
+                before = await session.execute(
+                    sa.select(records.c.hash).where(
+                        records.c.municipality == municipality,
+                        records.c.sequence == from_sequence - 1,
+                    )
+                )
+                previous = before.scalar_one_or_none() or ""
+            signed = await session.execute(
+                sa.select(checkpoints).where(
+                    checkpoints.c.municipality == municipality,
+                    checkpoints.c.sequence >= from_sequence,
+                    *([checkpoints.c.sequence <= to_sequence] if to_sequence else []),
+                )
+            )
+            found = [
+                Checkpoint(
+                    c.municipality,
+                    c.sequence,
+                    c.head_hash,
+                    _utc(c.sign_time),
+                    c.key_id,
+                    c.signature,
+                )
+                for c in signed
+            ]
+        return rows, previous, found
+
+    async def latest_checkpoint(self, municipality: str) -> Checkpoint | None:
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    sa.select(checkpoints)
+                    .where(checkpoints.c.municipality == municipality)
+                    .order_by(checkpoints.c.sequence.desc())
+                    .limit(1)
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return Checkpoint(
+            row.municipality,
+            row.sequence,
+            row.head_hash,
+            _utc(row.sign_time),
+            row.key_id,
+            row.signature,
+        )
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Stores a checkpoint; one already signed for that head is kept instead."""
+
+        async def work(session: AsyncSession) -> Checkpoint:
+            existing = (
+                await session.execute(
+                    sa.select(checkpoints).where(
+                        checkpoints.c.municipality == checkpoint.municipality,
+                        checkpoints.c.sequence == checkpoint.sequence,
+                    )
+                )
+            ).one_or_none()
+            if existing is not None:
+                return Checkpoint(
+                    existing.municipality,
+                    existing.sequence,
+                    existing.head_hash,
+                    _utc(existing.sign_time),
+                    existing.key_id,
+                    existing.signature,
+                )
+            await session.execute(
+                sa.insert(checkpoints).values(
+                    municipality=checkpoint.municipality,
+                    sequence=checkpoint.sequence,
+                    head_hash=checkpoint.head_hash,
+                    sign_time=checkpoint.sign_time,
+                    key_id=checkpoint.key_id,
+                    signature=checkpoint.signature,
+                )
+            )
+            return checkpoint
+
+        return await self.db.write(work)
