@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -262,8 +266,14 @@ async def test_records_from_concurrent_callers_travel_together(audit: Audit) -> 
 
 async def test_the_access_log_exports_as_a_fhir_bundle_of_audit_events(audit: Audit) -> None:
     place = org()
-    kari = TEST_PEOPLE[0].national_id
-    await audit.client.record_many([access(place, [kari], minute=i) for i in range(3)])
+    kari, ola = TEST_PEOPLE[0].national_id, TEST_PEOPLE[1].national_id
+    await audit.client.record_many(
+        [
+            access(place, [kari], minute=1),
+            access(place, [kari], minute=2),
+            access(place, [ola, kari], minute=3),  # a list that also named someone else
+        ]
+    )
     export = await audit.stub.ExportFhir(
         pb.ExportFhirRequest(municipality=place, patient=common_pb2.NationalId(value=kari)),
         metadata=audit.reader(place),
@@ -273,6 +283,9 @@ async def test_the_access_log_exports_as_a_fhir_bundle_of_audit_events(audit: Au
     assert len(bundle.entry or []) == 3
     assert {type(e.resource).__name__ for e in bundle.entry or []} == {"AuditEvent"}
     assert export.content_type.startswith("application/fhir+json")
+    # The patient's own log names the patient only.
+    assert ola not in export.fhir_bundle.decode()
+    assert kari in export.fhir_bundle.decode()
 
 
 # -- tampering ---------------------------------------------------------------------------------
@@ -529,3 +542,51 @@ async def test_two_replicas_writing_at_once_keep_every_chain_linear(
     assert len(set(previous)) == 1000  # no two records share a previous hash
     for replica in replicas:
         await replica.channel.close()
+
+
+def test_the_audit_commands_query_verify_export_and_checkpoint(
+    audit_process: tuple[ServiceProcess, str], dev_issuer: DevelopmentIssuer, tmp_path: Path
+) -> None:
+    process, _ = audit_process
+    place = org()
+
+    async def seed() -> None:
+        connected = _connect(process, audit_process[1], dev_issuer)
+        await connected.chain_of(place, 4)
+        await connected.channel.close()
+
+    asyncio.run(seed())
+
+    def vkp(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vkp_cli",
+                "audit",
+                *args,
+                "--municipality",
+                place,
+                "--target",
+                process.address,
+                "--issuer-dir",
+                str(dev_issuer.directory),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "250"},
+        )
+
+    assert vkp("verify").returncode == 0
+    checkpoint = vkp("checkpoint")
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    assert "4" in checkpoint.stdout
+    listed = vkp("query")
+    assert listed.returncode == 0
+    assert listed.stdout.count("dosetta-dispenser") == 4
+    exported = vkp("export", "--output", str(tmp_path / "log.json"))
+    assert exported.returncode == 0, exported.stderr
+    bundle = Bundle.model_validate_json((tmp_path / "log.json").read_text())
+    assert len(bundle.entry or []) == 4

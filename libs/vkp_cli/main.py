@@ -4,6 +4,8 @@ vkp serve ingest --port 0     one service; prints the bound port on one line of 
 vkp run                       all five services as separate processes (development mode, with
                               the development token issuer unless VKP_AUTH_ISSUER is set)
 vkp token issue ...           tokens from the development issuer
+vkp registry ...              administer the registry
+vkp audit ...                 read, verify, export and checkpoint the audit log
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vkp.registry.v1 import registry_pb2_grpc
+from vkp_cli.audit import audit_app
 from vkp_cli.registry import registry_app, seed
 from vkp_cli.token import DEFAULT_ISSUER_DIR, token_app
 from vkp_lib.clients import insecure_channel
@@ -40,6 +43,7 @@ from vkp_lib.telemetry import setup_telemetry
 app = typer.Typer(help="VKP, the open welfare-technology hub.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(registry_app, name="registry")
+app.add_typer(audit_app, name="audit")
 err = Console(stderr=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 
 from vkp.audit.v1 import audit_pb2 as pb
@@ -82,8 +83,16 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
+        records = page.records
+        if request.patient.value:
+            # A patient's access log names that patient only, not the others a record named.
+            wanted = request.patient.value
+            records = [
+                replace(r, patients=tuple(p for p in r.patients if p.national_id == wanted))
+                for r in records
+            ]
         return pb.ExportFhirResponse(
-            fhir_bundle=audit_bundle(page.records),
+            fhir_bundle=audit_bundle(records),
             content_type=FHIR_JSON,
             next_page_token=page.next_page_token,
         )
