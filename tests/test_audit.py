@@ -20,12 +20,14 @@ import pytest
 import sqlalchemy as sa
 from fhir.resources.R4B.bundle import Bundle
 from google.protobuf.timestamp_pb2 import Timestamp
+from joserfc.jwk import ECKey, KeySet
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from vkp.audit.v1 import audit_pb2 as pb
 from vkp.audit.v1 import audit_pb2_grpc
 from vkp.common.v1 import common_pb2
 from vkp_audit.domain.chain import canonical, from_canonical, hash_of, link
+from vkp_audit.signing import CheckpointSigner
 from vkp_lib.audit_client import AuditClient
 from vkp_lib.clients import insecure_channel
 from vkp_lib.db import async_url
@@ -358,7 +360,8 @@ async def reorder(url: str, place: str) -> None:
 
 
 async def insert(url: str, place: str) -> None:
-    """A forged record slipped in at 3, linked and hashed as the chain would: the rest moves up."""
+    """A forged record slipped in at 3, linked, hashed and indexed as the chain would: the rest
+    moves up."""
     body, _ = await _body(url, place, 2)
     before = from_canonical(body, hash_of(body))
     forged = link(
@@ -381,6 +384,21 @@ async def insert(url: str, place: str) -> None:
             {"m": place},
         ),
         (
+            "UPDATE audit_record_patients SET sequence = sequence + 1000"
+            " WHERE municipality = :m AND sequence >= 3",
+            {"m": place},
+        ),
+        (
+            "UPDATE audit_record_patients SET sequence = sequence - 999"
+            " WHERE municipality = :m AND sequence >= 1003",
+            {"m": place},
+        ),
+        (
+            "INSERT INTO audit_record_patients (municipality, sequence, national_id)"
+            " VALUES (:m, 3, :p)",
+            {"m": place, "p": forged.patients[0].national_id},
+        ),
+        (
             "INSERT INTO audit_records"
             " (municipality, sequence, record_id, occurred_time, client_id, hash, body)"
             " VALUES (:m, 3, :r, :t, :c, :h, :b)",
@@ -397,11 +415,23 @@ async def insert(url: str, place: str) -> None:
     await _sql(url, *statements)
 
 
+async def unindex(url: str, place: str) -> None:
+    """Hides record 3 from its patient's access log, leaving the record itself as it was."""
+    await _sql(
+        url,
+        (
+            "DELETE FROM audit_record_patients WHERE municipality = :m AND sequence = 3",
+            {"m": place},
+        ),
+    )
+
+
 TAMPERING: dict[str, tuple[Tamper, int, str]] = {
     "a record altered": (alter, 3, "CHAIN_PROBLEM_HASH_MISMATCH"),
     "a record deleted": (delete, 3, "CHAIN_PROBLEM_GAP"),
     "two records swapped": (reorder, 3, "CHAIN_PROBLEM_BROKEN_LINK"),
     "a record inserted": (insert, 4, "CHAIN_PROBLEM_BROKEN_LINK"),
+    "a record hidden from a patient's log": (unindex, 3, "CHAIN_PROBLEM_INDEX_MISMATCH"),
 }
 
 
@@ -590,3 +620,38 @@ def test_the_audit_commands_query_verify_export_and_checkpoint(
     assert exported.returncode == 0, exported.stderr
     bundle = Bundle.model_validate_json((tmp_path / "log.json").read_text())
     assert len(bundle.entry or []) == 4
+
+
+def test_outside_development_the_audit_service_needs_its_checkpoint_key(
+    tmp_path: Path, dev_issuer: DevelopmentIssuer
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    key = ECKey.generate_key("P-256", parameters={"kid": "helseid-2026"})
+    jwks.write_text(json.dumps(KeySet([key]).as_dict(private=False)))
+    env = {
+        "VKP_DEVELOPMENT": "false",
+        "VKP_AUTH_ISSUER": "https://helseid-sts.example",
+        "VKP_AUTH_JWKS_FILE": str(jwks),
+        "VKP_AUTH_SERVICE_JWKS_FILE": str(jwks),
+        "VKP_DB_DATA_DIR": str(tmp_path / "data"),
+        "PATH": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "vkp_cli", "serve", "audit", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "VKP_AUDIT_CHECKPOINT_KEY_FILE is required" in result.stderr
+    CheckpointSigner.create_file(tmp_path / "checkpoint.pem")
+    process = ServiceProcess(
+        "audit", {**env, "VKP_AUDIT_CHECKPOINT_KEY_FILE": str(tmp_path / "checkpoint.pem")}
+    )
+    try:
+        process.wait_serving()
+    finally:
+        process.send_sigterm()
+        assert process.terminate() == 0

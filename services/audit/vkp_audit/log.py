@@ -28,13 +28,14 @@ class AuditLog:
         signer: CheckpointSigner,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
         self.appender = Appender(store, clock=clock)
         self._clock = clock
         self.intact: dict[str, bool] = {}
-        meter = metrics.get_meter("vkp.audit")
+        meter = metrics.get_meter("vkp.audit", meter_provider=meter_provider)
         meter.create_observable_gauge(
             "vkp.audit.chain.intact",
             callbacks=[self._observe],

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_audit.domain.chain import GENESIS, StoredRecord, canonical, from_canonical, link
+from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, canonical, from_canonical, link
 from vkp_audit.domain.model import AuditRecord, Checkpoint
 from vkp_lib.db import Database
 from vkp_lib.errors import InvalidArgument
@@ -266,14 +266,37 @@ class AuditStore:
     ) -> tuple[list[StoredRecord], str, list[Checkpoint]]:
         """A stretch of a chain as stored, the hash before it, and the checkpoints within it."""
         async with self.db.read() as session:
+            in_range = [records.c.municipality == municipality, records.c.sequence >= from_sequence]
+            if to_sequence:
+                in_range.append(records.c.sequence <= to_sequence)
             query = (
-                sa.select(records.c.sequence, records.c.body, records.c.hash)
-                .where(records.c.municipality == municipality, records.c.sequence >= from_sequence)
+                sa.select(
+                    records.c.sequence,
+                    records.c.body,
+                    records.c.hash,
+                    records.c.occurred_time,
+                    records.c.client_id,
+                )
+                .where(*in_range)
                 .order_by(records.c.sequence)
             )
+            named: dict[int, set[str]] = {}
+            patients_in_range = [
+                record_patients.c.municipality == municipality,
+                record_patients.c.sequence >= from_sequence,
+            ]
             if to_sequence:
-                query = query.where(records.c.sequence <= to_sequence)
-            rows = [StoredRecord(int(s), b, h) for s, b, h in await session.execute(query)]
+                patients_in_range.append(record_patients.c.sequence <= to_sequence)
+            for sequence, national_id in await session.execute(
+                sa.select(record_patients.c.sequence, record_patients.c.national_id).where(
+                    *patients_in_range
+                )
+            ):
+                named.setdefault(int(sequence), set()).add(national_id)
+            rows = [
+                StoredRecord(int(s), b, h, Index(_utc(t), c, frozenset(named.get(int(s), ()))))
+                for s, b, h, t, c in await session.execute(query)
+            ]
             previous = GENESIS
             if from_sequence > 1:
                 before = await session.execute(

@@ -119,15 +119,35 @@ class ChainProblem(enum.StrEnum):
     GAP = "GAP"  # a sequence number is missing: removed
     BAD_SIGNATURE = "BAD_SIGNATURE"  # a checkpoint's signature is not the key's
     CHECKPOINT_MISMATCH = "CHECKPOINT_MISMATCH"  # the chain is not what a checkpoint signed
+    INDEX_MISMATCH = "INDEX_MISMATCH"  # what finds the record no longer matches it
+
+
+@dataclass(frozen=True)
+class Index:
+    """What finds a record in queries, as stored beside it."""
+
+    occurred_time: datetime
+    client_id: str
+    patients: frozenset[str]
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> Index:
+        return cls(
+            record.occurred_time,
+            record.actor.client_id,
+            frozenset(p.national_id for p in record.patients),
+        )
 
 
 @dataclass(frozen=True)
 class StoredRecord:
-    """A record as read from storage: its row's sequence, its canonical form and stored hash."""
+    """A record as read from storage: its row's sequence, its canonical form and stored hash,
+    and its index (None: not checked)."""
 
     sequence: int
     body: str
     hash: str
+    index: Index | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +184,9 @@ def verify(
         record = from_canonical(row.body, row.hash)
         if record.sequence != row.sequence or record.previous_hash != previous:
             problems.append((row.sequence, ChainProblem.BROKEN_LINK))
+            break
+        if row.index is not None and row.index != Index.of(record):
+            problems.append((row.sequence, ChainProblem.INDEX_MISMATCH))
             break
         hashes[row.sequence] = row.hash
         previous, expected = row.hash, expected + 1

@@ -90,6 +90,10 @@ class _ChainProblemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChainPro
     """A checkpoint's signature is not valid."""
     CHAIN_PROBLEM_CHECKPOINT_MISMATCH: _ChainProblem.ValueType  # 5
     """A signed checkpoint does not match the record at its sequence: history was rewritten."""
+    CHAIN_PROBLEM_INDEX_MISMATCH: _ChainProblem.ValueType  # 6
+    """What finds a record (its time, actor, the patients it names) no longer matches the record:
+    it was hidden from, or added to, someone's access log.
+    """
 
 class ChainProblem(_ChainProblem, metaclass=_ChainProblemEnumTypeWrapper):
     """Why a chain does not verify."""
@@ -105,6 +109,10 @@ CHAIN_PROBLEM_BAD_SIGNATURE: ChainProblem.ValueType  # 4
 """A checkpoint's signature is not valid."""
 CHAIN_PROBLEM_CHECKPOINT_MISMATCH: ChainProblem.ValueType  # 5
 """A signed checkpoint does not match the record at its sequence: history was rewritten."""
+CHAIN_PROBLEM_INDEX_MISMATCH: ChainProblem.ValueType  # 6
+"""What finds a record (its time, actor, the patients it names) no longer matches the record:
+it was hidden from, or added to, someone's access log.
+"""
 Global___ChainProblem: _TypeAlias = ChainProblem  # noqa: Y015
 
 @_typing.final
