@@ -232,7 +232,15 @@ async def test_log_line_of_a_failed_call_names_its_request_id_and_code(
     _, channel = await start()
     with pytest.raises(grpc.aio.AioRpcError):
         await unary(channel, "Invalid")(S(), metadata=((REQUEST_ID_KEY, "req-7"),))
-    lines = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == "rpc"]
+    # The server logs the call as it ends, which may be just after the client has its answer.
+    lines: list[Any] = []
+    for _ in range(100):
+        lines = [
+            r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == "rpc"
+        ]
+        if lines:
+            break
+        await asyncio.sleep(0.02)
     assert [(line["request_id"], line["code"]) for line in lines] == [("req-7", "INVALID_ARGUMENT")]
 
 
