@@ -11,6 +11,9 @@ flight.
 validation: the contracts' field rules (protovalidate) on an event of each payload kind and on a
 batch of 500, against decoding the same message (validation_bench.py).
 
+audit: records committed per second when 16 callers each await theirs (as lookup will), into a
+real audit process on SQLite, against the no-op RPC (audit_bench.py).
+
 identity: verifying a vendor token (the first time, and again from the cache), a service token,
 and a DPoP proof (identity_bench.py).
 """
@@ -29,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from audit_bench import measure_audit
 from google.protobuf import empty_pb2
 from identity_bench import identity_table
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -177,10 +181,12 @@ def main() -> None:
     table = Table(title=f"no-op unary RPC, concurrency {args.concurrency}, {args.seconds:g} s each")
     for column in ("server", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p99 vs baseline"):
         table.add_column(column, justify="right" if column != "server" else "left")
+    audit = measure_audit(args.seconds, args.concurrency)
     rows = (
         ("bare grpc.aio (baseline)", base),
         ("vkp runner", runner),
         ("vkp runner, vendor token (bearer)", with_auth),
+        ("audit Record, awaited, durable (SQLite)", audit),
     )
     for name, (rate, p50, p99) in rows:
         table.add_row(

@@ -123,90 +123,83 @@ class AuditStore:
         await self.db.migrate(MIGRATIONS, VERSION_TABLE)
 
     async def append(self, batch: Sequence[AuditRecord], now: datetime) -> list[Appended]:
-        """Appends the records to their municipalities' chains in one transaction."""
-        by_chain: dict[str, list[AuditRecord]] = {}
-        for record in batch:
-            by_chain.setdefault(record.municipality, []).append(record)
+        """Appends the records to their municipalities' chains in one transaction, with a
+        handful of statements whatever the number of records and chains."""
 
         async def work(session: AsyncSession) -> dict[str, Appended]:
-            placed: dict[str, Appended] = {}
-            for municipality in sorted(by_chain):
-                placed |= await self._append_to_chain(
-                    session, municipality, by_chain[municipality], now
+            heads = await self._lock_heads(session, sorted({r.municipality for r in batch}))
+            stored = await session.execute(
+                sa.select(records.c.record_id, records.c.sequence).where(
+                    records.c.record_id.in_({r.record_id for r in batch})
+                )
+            )
+            placed = {rid: Appended(rid, seq, created=False) for rid, seq in stored}
+            moved = dict(heads)
+            rows: list[dict[str, object]] = []
+            named: list[dict[str, object]] = []
+            for record in batch:
+                if record.record_id in placed:
+                    continue  # stored before, or twice in this batch
+                sequence, previous = moved[record.municipality]
+                linked = link(record, sequence + 1, previous, now)
+                rows.append(
+                    {
+                        "municipality": linked.municipality,
+                        "sequence": linked.sequence,
+                        "record_id": linked.record_id,
+                        "occurred_time": linked.occurred_time,
+                        "client_id": linked.actor.client_id,
+                        "hash": linked.hash,
+                        "body": canonical(linked),
+                    }
+                )
+                at = {"municipality": record.municipality, "sequence": linked.sequence}
+                patients = sorted({p.national_id for p in linked.patients})
+                named += [at | {"national_id": p} for p in patients]
+                placed[record.record_id] = Appended(record.record_id, linked.sequence, True)
+                moved[record.municipality] = (linked.sequence, linked.hash)
+            if rows:
+                await session.execute(sa.insert(records), rows)
+            if named:
+                await session.execute(sa.insert(record_patients), named)
+            changed = [
+                {"m": m, "s": sequence, "h": head_hash}
+                for m, (sequence, head_hash) in moved.items()
+                if (sequence, head_hash) != heads[m]
+            ]
+            if changed:
+                await session.execute(
+                    sa.update(chains)
+                    .where(chains.c.municipality == sa.bindparam("m"))
+                    .values(head_sequence=sa.bindparam("s"), head_hash=sa.bindparam("h")),
+                    changed,
                 )
             return placed
 
         placed = await self.db.write(work)
         return [placed[r.record_id] for r in batch]
 
-    async def _append_to_chain(
-        self, session: AsyncSession, municipality: str, batch: list[AuditRecord], now: datetime
-    ) -> dict[str, Appended]:
-        head = await self._lock_head(session, municipality)
-        sequence, previous = head
-        placed: dict[str, Appended] = {}
-        ids = [r.record_id for r in batch]
-        stored = await session.execute(
-            sa.select(records.c.record_id, records.c.sequence).where(records.c.record_id.in_(ids))
-        )
-        for record_id, stored_sequence in stored:
-            placed[record_id] = Appended(record_id, stored_sequence, created=False)
-        for record in batch:
-            if record.record_id in placed:
-                continue  # stored before, or twice in this batch
-            sequence += 1
-            linked = link(record, sequence, previous, now)
-            body = canonical(linked)
-            await session.execute(
-                sa.insert(records).values(
-                    municipality=municipality,
-                    sequence=sequence,
-                    record_id=linked.record_id,
-                    occurred_time=linked.occurred_time,
-                    client_id=linked.actor.client_id,
-                    hash=linked.hash,
-                    body=body,
-                )
-            )
-            patients = sorted({p.national_id for p in linked.patients})
-            if patients:
-                await session.execute(
-                    sa.insert(record_patients),
-                    [
-                        {"municipality": municipality, "sequence": sequence, "national_id": p}
-                        for p in patients
-                    ],
-                )
-            placed[record.record_id] = Appended(record.record_id, sequence, created=True)
-            previous = linked.hash
-        if sequence != head[0]:
-            await session.execute(
-                sa.update(chains)
-                .where(chains.c.municipality == municipality)
-                .values(head_sequence=sequence, head_hash=previous)
-            )
-        return placed
-
-    async def _lock_head(self, session: AsyncSession, municipality: str) -> tuple[int, str]:
+    async def _lock_heads(
+        self, session: AsyncSession, municipalities: list[str]
+    ) -> dict[str, tuple[int, str]]:
+        """The heads of these chains, locked in municipality order (made when new)."""
         query = (
-            sa.select(chains.c.head_sequence, chains.c.head_hash)
-            .where(chains.c.municipality == municipality)
+            sa.select(chains.c.municipality, chains.c.head_sequence, chains.c.head_hash)
+            .where(chains.c.municipality.in_(municipalities))
+            .order_by(chains.c.municipality)
             .with_for_update()
         )
-        row = (await session.execute(query)).one_or_none()
-        if row is None:
-            insert = (
-                postgresql_insert(chains)
-                if self.db.dialect == "postgresql"
-                else sqlite_insert(chains)
-            )
+        heads = {m: (int(s), str(h)) for m, s, h in await session.execute(query)}
+        missing = [m for m in municipalities if m not in heads]
+        if missing:
+            postgresql = self.db.dialect == "postgresql"
+            insert = postgresql_insert(chains) if postgresql else sqlite_insert(chains)
             await session.execute(
-                insert.values(
-                    municipality=municipality, head_sequence=0, head_hash=GENESIS
-                ).on_conflict_do_nothing(index_elements=["municipality"])
+                insert.on_conflict_do_nothing(index_elements=["municipality"]),
+                [{"municipality": m, "head_sequence": 0, "head_hash": GENESIS} for m in missing],
             )
-            row = (await session.execute(query)).one()
-        return int(row.head_sequence), str(row.head_hash)
+            heads = {m: (int(s), str(h)) for m, s, h in await session.execute(query)}
+        return heads
 
     async def heads(self) -> dict[str, tuple[int, str]]:
         async with self.db.read() as session:
