@@ -21,9 +21,20 @@ def hub(
 ) -> Iterator[dict[str, ServiceProcess]]:
     """All five services, started once for the session with `vkp serve NAME --port 0`."""
     processes: dict[str, ServiceProcess] = {}
+    env = {**collector_env, **auth_env}
     try:
+        # The registry and audit first: the others call them.
+        for name in ("registry", "audit"):
+            processes[name] = ServiceProcess(name, env)
+        for process in processes.values():
+            process.wait_serving()
+        env |= {
+            "VKP_REGISTRY_TARGET": processes["registry"].address,
+            "VKP_AUDIT_TARGET": processes["audit"].address,
+        }
         for name in SERVICES:
-            processes[name] = ServiceProcess(name, {**collector_env, **auth_env})
+            if name not in processes:
+                processes[name] = ServiceProcess(name, env)
         for process in processes.values():
             process.wait_serving()
         yield processes

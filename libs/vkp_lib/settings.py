@@ -55,6 +55,13 @@ class RuntimeSettings(BaseSettings):
         description="Redis, shared by the replicas (DPoP replay checks; lookup's cache). "
         "Without it, each process keeps its own.",
     )
+    registry_target: str = Field(
+        default="127.0.0.1:50051",
+        description="The registry, for the services that call it (host:port or dns:///name:port).",
+    )
+    audit_target: str = Field(
+        default="127.0.0.1:50055", description="The audit service, for the services that record."
+    )
     redis_key_prefix: str = Field(
         default="vkp:",
         description="Prefix of every Redis key the hub writes, so deployments can share a server.",

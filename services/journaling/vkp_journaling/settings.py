@@ -1,0 +1,33 @@
+"""The journaling service's own settings, from `VKP_JOURNALING_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class JournalingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VKP_JOURNALING_", extra="ignore", frozen=True)
+
+    workers: int = Field(default=4, ge=1, le=64, description="Deliveries at once per process.")
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="How long a worker holds a patient queue; a crash frees it."
+    )
+    max_attempts: int = Field(default=8, ge=1, description="Deliveries before a note is dead.")
+    max_age_seconds: float = Field(
+        default=86400.0, gt=0, description="Age after which a failing note is dead."
+    )
+    backoff_base_seconds: float = Field(default=0.5, gt=0, description="First retry delay.")
+    backoff_max_seconds: float = Field(default=60.0, gt=0, description="Longest retry delay.")
+    breaker_threshold: int = Field(
+        default=5, ge=1, description="Failures in a row that pause a municipality's EPJ."
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=2.0, gt=0, description="First pause of an open breaker (doubles up to 30 s)."
+    )
+    poll_seconds: float = Field(default=0.1, gt=0, description="Idle wait between looks for work.")
+    epj_secrets_dir: Path | None = Field(
+        default=None, description="A folder of EPJ credentials, one file per secret name."
+    )
