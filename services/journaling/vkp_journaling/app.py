@@ -6,8 +6,17 @@ import grpc
 
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp_journaling.access import ACCESS
+from vkp_journaling.endpoints import EndpointDirectory
+from vkp_journaling.epj import FhirAdapter
 from vkp_journaling.servicer import JournalingServicer
-from vkp_lib.identity.setup import build_authentication
+from vkp_journaling.settings import JournalingSettings
+from vkp_journaling.store import JournalStore
+from vkp_journaling.worker import AuditRelay, Delivery
+from vkp_lib.audit_client import AuditClient
+from vkp_lib.clients import insecure_channel
+from vkp_lib.db import Database
+from vkp_lib.db.settings import DatabaseSettings
+from vkp_lib.identity.setup import build_authentication, service_token_source
 from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
 
@@ -15,15 +24,44 @@ FULL_NAME = journaling_pb2.DESCRIPTOR.services_by_name["JournalingService"].full
 
 
 def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
-    def register(server: grpc.aio.Server) -> None:
-        journaling_pb2_grpc.add_JournalingServiceServicer_to_server(JournalingServicer(), server)
-
     authentication = build_authentication(ACCESS, auth, settings)
+    database, journaling = DatabaseSettings(), JournalingSettings()
+    db = Database.from_url(database.url_for("journaling"), name="journaling")
+    store = JournalStore(db)
+    tokens = service_token_source(auth, "journaling")
+    registry = insecure_channel(settings.registry_target, "vkp.registry.v1.RegistryService", tokens)
+    audit = insecure_channel(settings.audit_target, "vkp.audit.v1.AuditService", tokens)
+    adapter = FhirAdapter()
+    delivery = Delivery(
+        store,
+        EndpointDirectory(registry, secrets_dir=journaling.epj_secrets_dir),
+        adapter,
+        journaling,
+    )
+    relay = AuditRelay(store, AuditClient(audit))
+
+    async def open_store() -> None:
+        await db.start()
+        if database.migrate_on_start:
+            await store.migrate()
+
+    async def close_channels() -> None:
+        await adapter.close()
+        await registry.close()
+        await audit.close()
+
+    def register(server: grpc.aio.Server) -> None:
+        journaling_pb2_grpc.add_JournalingServiceServicer_to_server(
+            JournalingServicer(store), server
+        )
+
     return Service(
         name="journaling",
         full_name=FULL_NAME,
         register=register,
+        tasks=[delivery.run, relay.run],
+        readiness=[db.ready],
         authenticator=authentication.authenticator,
-        on_start=authentication.on_start,
-        on_close=authentication.on_close,
+        on_start=[*authentication.on_start, open_store],
+        on_close=[*authentication.on_close, close_channels, db.close],
     )

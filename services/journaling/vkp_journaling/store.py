@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -131,17 +132,17 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _entry(row: sa.Row[tuple[object, ...]]) -> Entry:
+def _entry(row: sa.Row[Any]) -> Entry:
     m = row._mapping
-    return Entry(
-        **{
-            name: (_utc(m[name]) if isinstance(m[name], datetime) else m[name])
-            for name in Entry.__dataclass_fields__
-        }
-    )
+    values: dict[str, Any] = {
+        name: (_utc(m[name]) if isinstance(m[name], datetime) else m[name])
+        for name in Entry.__dataclass_fields__
+    }
+    return Entry(**values)
 
 
-def _insert(dialect: str, table: sa.Table) -> sa.Insert:
+def _insert(dialect: str, table: sa.Table) -> Any:
+    """INSERT with ON CONFLICT for the database's dialect."""
     return postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
