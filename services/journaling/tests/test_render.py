@@ -298,8 +298,7 @@ def test_the_dispenser_alert_text() -> None:
 
 def test_the_measurement_text() -> None:
     assert narrative(sample_event("home_measurement"), CONTEXT) == (
-        "Måling: Heart rate 72 /min kl. 09:00. "
-        "Måler: Blodtrykksmåler (DISP-00042)."
+        "Måling: Heart rate 72 /min kl. 09:00. Måler: Blodtrykksmåler (DISP-00042)."
     )
 
 
