@@ -35,7 +35,7 @@ from vkp_cli.token import DEFAULT_ISSUER_DIR
 from vkp_lib.clients import insecure_channel
 from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
-from vkp_lib.sandbox import SANDBOX, Sandbox
+from vkp_lib.sandbox import EPJ_SIMULATOR_URL, SANDBOX, Sandbox
 from vkp_lib.status import error_info
 
 registry_app = typer.Typer(help="Administer the registry.", no_args_is_help=True)
@@ -93,7 +93,10 @@ def _request_id(*parts: str) -> str:
 
 
 async def seed(
-    stub: registry_pb2_grpc.RegistryServiceAsyncStub, metadata: Any, sandbox: Sandbox
+    stub: registry_pb2_grpc.RegistryServiceAsyncStub,
+    metadata: Any,
+    sandbox: Sandbox,
+    simulator_url: str = EPJ_SIMULATOR_URL,
 ) -> None:
     """Creates the sandbox in the registry; what exists already is left as it is (the request
     ids are derived from the names, so a repeat is answered as the first time)."""
@@ -152,7 +155,7 @@ async def seed(
                     parent=parent,
                     epj_endpoint=pb.EpjEndpoint(
                         adapter=pb.EPJ_ADAPTER_FHIR,
-                        base_url=place.epj_base_url(),
+                        base_url=place.epj_base_url(simulator_url),
                         delivery_mode=mode,
                         credentials_secret=place.credentials_secret,
                     ),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import grpc
 
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
@@ -29,26 +32,38 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
     db = Database.from_url(database.url_for("journaling"), name="journaling")
     store = JournalStore(db)
     tokens = service_token_source(auth, "journaling")
-    registry = insecure_channel(settings.registry_target, "vkp.registry.v1.RegistryService", tokens)
-    audit = insecure_channel(settings.audit_target, "vkp.audit.v1.AuditService", tokens)
-    adapter = FhirAdapter()
-    delivery = Delivery(
-        store,
-        EndpointDirectory(registry, secrets_dir=journaling.epj_secrets_dir),
-        adapter,
-        journaling,
-    )
-    relay = AuditRelay(store, AuditClient(audit))
+    # Made on start: gRPC channels and HTTP clients belong to the running event loop.
+    started: dict[str, Any] = {}
 
     async def open_store() -> None:
         await db.start()
         if database.migrate_on_start:
             await store.migrate()
+        registry = insecure_channel(
+            settings.registry_target, "vkp.registry.v1.RegistryService", tokens
+        )
+        audit = insecure_channel(settings.audit_target, "vkp.audit.v1.AuditService", tokens)
+        adapter = FhirAdapter()
+        endpoints = EndpointDirectory(registry, secrets_dir=journaling.epj_secrets_dir)
+        started.update(
+            registry=registry,
+            audit=audit,
+            adapter=adapter,
+            delivery=Delivery(store, endpoints, adapter, journaling),
+            relay=AuditRelay(store, AuditClient(audit)),
+        )
 
-    async def close_channels() -> None:
-        await adapter.close()
-        await registry.close()
-        await audit.close()
+    async def deliver(stopping: asyncio.Event) -> None:
+        await started["delivery"].run(stopping)
+
+    async def record(stopping: asyncio.Event) -> None:
+        await started["relay"].run(stopping)
+
+    async def close_clients() -> None:
+        if started:
+            await started["adapter"].close()
+            await started["registry"].close()
+            await started["audit"].close()
 
     def register(server: grpc.aio.Server) -> None:
         journaling_pb2_grpc.add_JournalingServiceServicer_to_server(
@@ -59,9 +74,9 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
         name="journaling",
         full_name=FULL_NAME,
         register=register,
-        tasks=[delivery.run, relay.run],
+        tasks=[deliver, record],
         readiness=[db.ready],
         authenticator=authentication.authenticator,
         on_start=[*authentication.on_start, open_store],
-        on_close=[*authentication.on_close, close_channels, db.close],
+        on_close=[*authentication.on_close, close_clients, db.close],
     )
