@@ -1,8 +1,9 @@
 """`vkp`: run the hub's services.
 
 vkp serve ingest --port 0     one service; prints the bound port on one line of stdout
-vkp run                       all five services as separate processes (development mode, with
-                              the development token issuer unless VKP_AUTH_ISSUER is set)
+vkp run                       all five services as separate processes and the EPJ simulator
+                              (development mode, with the development token issuer unless
+                              VKP_AUTH_ISSUER is set; the sandbox seeded in the registry)
 vkp token issue ...           tokens from the development issuer
 vkp registry ...              administer the registry
 vkp audit ...                 read, verify, export and checkpoint the audit log
@@ -59,6 +60,8 @@ class ServiceName(enum.StrEnum):
 
 
 DEFAULT_PORTS = {name: 50051 + i for i, name in enumerate(ServiceName)}
+#: The EPJ simulator's port: the sandbox's EPJ endpoints point at it.
+EPJ_SIMULATOR_PORT = 8085
 
 
 def _settings() -> tuple[RuntimeSettings, AuthSettings]:
@@ -147,6 +150,17 @@ async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | N
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
+    simulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vkp_epj_sim",
+        "--host",
+        host,
+        "--port",
+        str(EPJ_SIMULATOR_PORT),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
     table = Table(title="VKP hub")
     table.add_column("service")
     table.add_column("address")
@@ -155,6 +169,12 @@ async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | N
         line = await process.stdout.readline()
         address = f"{host}:{line.decode().strip()}" if line else "[red]failed to start[/red]"
         table.add_row(name.value, address)
+    assert simulator.stdout is not None
+    line = await simulator.stdout.readline()
+    table.add_row(
+        "EPJ simulator",
+        f"http://{host}:{line.decode().strip()}/" if line else "[red]failed to start[/red]",
+    )
     err.print(table)
     if issuer is not None:
         try:
@@ -174,10 +194,10 @@ async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | N
     failed = [exits[t] for t in done if t in exits]
     for name in failed:
         err.print(f"[red]{name.value} exited with {processes[name].returncode}[/red]")
-    for process in processes.values():
+    for process in [*processes.values(), simulator]:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-    codes = await asyncio.gather(*(p.wait() for p in processes.values()))
+    codes = await asyncio.gather(*(p.wait() for p in [*processes.values(), simulator]))
     return 1 if failed or any(codes) else 0
 
 
