@@ -23,7 +23,7 @@ def hub(
     processes: dict[str, ServiceProcess] = {}
     env = {**collector_env, **auth_env}
     try:
-        # The registry and audit first: the others call them.
+        # The registry and audit first, then journaling: the others call them.
         for name in ("registry", "audit"):
             processes[name] = ServiceProcess(name, env)
         for process in processes.values():
@@ -32,6 +32,9 @@ def hub(
             "VKP_REGISTRY_TARGET": processes["registry"].address,
             "VKP_AUDIT_TARGET": processes["audit"].address,
         }
+        processes["journaling"] = ServiceProcess("journaling", env)
+        processes["journaling"].wait_serving()
+        env["VKP_JOURNALING_TARGET"] = processes["journaling"].address
         for name in SERVICES:
             if name not in processes:
                 processes[name] = ServiceProcess(name, env)

@@ -59,6 +59,9 @@ class RuntimeSettings(BaseSettings):
         default="127.0.0.1:50051",
         description="The registry, for the services that call it (host:port or dns:///name:port).",
     )
+    journaling_target: str = Field(
+        default="127.0.0.1:50053", description="The journaling service, for ingest's relay."
+    )
     audit_target: str = Field(
         default="127.0.0.1:50055", description="The audit service, for the services that record."
     )

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import grpc
 
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from vkp.journaling.v1 import journaling_pb2_grpc
 from vkp_ingest.access import ACCESS
+from vkp_ingest.relay import AuditRelay, Relay
 from vkp_ingest.servicer import IngestServicer
-from vkp_lib.identity.setup import build_authentication
+from vkp_ingest.settings import IngestSettings
+from vkp_ingest.store import IngestStore
+from vkp_lib.audit_client import AuditClient
+from vkp_lib.clients import insecure_channel
+from vkp_lib.db import Database
+from vkp_lib.db.settings import DatabaseSettings
+from vkp_lib.identity.setup import build_authentication, service_token_source
+from vkp_lib.registry_client import AccessClient
 from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
 
@@ -15,15 +27,74 @@ FULL_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
 
 def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
-    def register(server: grpc.aio.Server) -> None:
-        ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(), server)
-
     authentication = build_authentication(ACCESS, auth, settings)
+    database, ingest = DatabaseSettings(), IngestSettings()
+    db = Database.from_url(database.url_for("ingest"), name="ingest")
+    store = IngestStore(db)
+    tokens = service_token_source(auth, "ingest")
+    # Made on start: gRPC channels belong to the running event loop.
+    started: dict[str, Any] = {}
+
+    async def open_store() -> None:
+        await db.start()
+        if database.migrate_on_start:
+            await store.migrate()
+        registry = insecure_channel(
+            settings.registry_target, "vkp.registry.v1.RegistryService", tokens
+        )
+        audit = insecure_channel(settings.audit_target, "vkp.audit.v1.AuditService", tokens)
+        journaling = insecure_channel(
+            settings.journaling_target, "vkp.journaling.v1.JournalingService", tokens
+        )
+        audit_client = AuditClient(audit)
+        started.update(
+            channels=[registry, audit, journaling],
+            access=AccessClient(registry),
+            audit=audit_client,
+            journaling=journaling_pb2_grpc.JournalingServiceStub(journaling),
+            relay=Relay(store, journaling, ingest),
+            audit_relay=AuditRelay(store, audit_client),
+        )
+
+    async def follow_registry(stopping: asyncio.Event) -> None:
+        await started["access"].run(stopping)
+
+    async def relay(stopping: asyncio.Event) -> None:
+        await started["relay"].run(stopping)
+
+    async def audit_relay(stopping: asyncio.Event) -> None:
+        await started["audit_relay"].run(stopping)
+
+    async def close_channels() -> None:
+        for channel in started.get("channels", []):
+            await channel.close()
+
+    allow_synthetic = (
+        ingest.allow_synthetic_ids
+        if ingest.allow_synthetic_ids is not None
+        else settings.development
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(
+            IngestServicer(
+                store,
+                lambda: started["access"],
+                lambda: started["audit"],
+                lambda: started["journaling"],
+                ingest,
+                allow_synthetic=allow_synthetic,
+            ),
+            server,
+        )
+
     return Service(
         name="ingest",
         full_name=FULL_NAME,
         register=register,
+        tasks=[follow_registry, relay, audit_relay],
+        readiness=[db.ready],
         authenticator=authentication.authenticator,
-        on_start=authentication.on_start,
-        on_close=authentication.on_close,
+        on_start=[*authentication.on_start, open_store],
+        on_close=[*authentication.on_close, close_channels, db.close],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vkp_lib.identity.access import HUB_SERVICE, AccessMap, Scope, Scopes
+from vkp_lib.identity.access import HUB_SERVICE, AccessMap, AnyOf, Scope, Scopes
 
 ADMIN = Scope(Scopes.ADMIN)
 EPJ = Scope(Scopes.EPJ)
@@ -12,7 +12,8 @@ ACCESS = AccessMap(
     {
         # Ingest's outbox relay.
         "Enqueue": HUB_SERVICE,
-        "GetEntry": ADMIN,
+        # Ingest reads the part of an event's status after QUEUED.
+        "GetEntry": AnyOf((ADMIN, HUB_SERVICE)),
         "ListEntries": ADMIN,
         "ListDeadLetters": ADMIN,
         "RetryEntry": ADMIN,

@@ -1,0 +1,267 @@
+"""The ingest service's storage: received events (their own outbox toward journaling), the
+idempotency of event ids, and the audit outbox.
+
+An event is unique per (vendor system, event id): `INSERT … ON CONFLICT DO NOTHING`, then the
+stored content hash decides between a repeat (the original receipt) and a reused id; a duplicate
+never rolls back the other events of a grouped commit. Each new event takes the next position
+from a one-row counter in its own transaction, so positions are in commit order across replicas;
+the relay sends in position order, which keeps each patient's events in order. One relay at a time
+holds the outbox (a lease row), whichever replica it runs in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vkp_lib.db import Database
+
+MIGRATIONS = "vkp_ingest.migrations"
+VERSION_TABLE = "alembic_version_ingest"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+metadata = sa.MetaData()
+events = sa.Table(
+    "ingest_events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("vendor_system", sa.String(300), nullable=False),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("client_id", sa.String(200), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("municipality", sa.String(9), nullable=False),
+    sa.Column("event", sa.LargeBinary, nullable=False),
+    sa.Column("traceparent", sa.String(55), nullable=False),
+    sa.Column("receive_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("sent", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("vendor_system", "event_id", name="uq_ingest_events_vendor_event"),
+)
+counter = sa.Table(
+    "ingest_counter",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+relay_lease = sa.Table(
+    "ingest_relay_lease",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+)
+audit_outbox = sa.Table(
+    "ingest_audit_outbox",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("record", sa.LargeBinary, nullable=False),
+    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    vendor_system: str
+    event_id: str
+    client_id: str
+    content_hash: str
+    municipality: str
+    event: bytes
+    traceparent: str
+
+
+@dataclass(frozen=True)
+class Registered:
+    """An event as stored: `replayed` when it was there before with the same content, `reused`
+    when its id was there with other content (nothing stored)."""
+
+    id: str
+    event_id: str
+    receive_time: datetime
+    replayed: bool = False
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: str
+    vendor_system: str
+    client_id: str
+    event: bytes
+    traceparent: str
+    receive_time: datetime
+    position: int
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class IngestStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _insert(self, table: sa.Table) -> Any:
+        return postgresql_insert(table) if self.db.dialect == "postgresql" else sqlite_insert(table)
+
+    async def migrate(self) -> None:
+        await self.db.migrate(MIGRATIONS, VERSION_TABLE)
+
+    async def register(
+        self, incoming: Sequence[Incoming], now: datetime, audits: dict[str, bytes]
+    ) -> list[Registered]:
+        """Stores the new events, and the audit record of each municipality that got new ones,
+        in one transaction; answers after the commit."""
+
+        async def work(session: AsyncSession) -> list[Registered]:
+            results: list[Registered] = []
+            created: set[str] = set()
+            for item in incoming:
+                position = await self._next_position(session)
+                new_id = str(uuid.uuid4())
+                inserted = await session.execute(
+                    self._insert(events)
+                    .values(
+                        id=new_id,
+                        vendor_system=item.vendor_system,
+                        event_id=item.event_id,
+                        client_id=item.client_id,
+                        content_hash=item.content_hash,
+                        municipality=item.municipality,
+                        event=item.event,
+                        traceparent=item.traceparent,
+                        receive_time=now,
+                        position=position,
+                        sent=False,
+                    )
+                    .on_conflict_do_nothing(index_elements=["vendor_system", "event_id"])
+                )
+                if inserted.rowcount:  # type: ignore[attr-defined]
+                    created.add(item.municipality)
+                    results.append(Registered(new_id, item.event_id, now))
+                    continue
+                stored = (
+                    await session.execute(
+                        sa.select(events.c.id, events.c.content_hash, events.c.receive_time).where(
+                            events.c.vendor_system == item.vendor_system,
+                            events.c.event_id == item.event_id,
+                        )
+                    )
+                ).one()
+                same = stored.content_hash == item.content_hash
+                results.append(
+                    Registered(
+                        stored.id,
+                        item.event_id,
+                        _utc(stored.receive_time),
+                        replayed=same,
+                        reused=not same,
+                    )
+                )
+            records = [
+                {"id": str(uuid.uuid4()), "record": audits[m], "create_time": now}
+                for m in sorted(created)
+                if m in audits
+            ]
+            if records:
+                await session.execute(sa.insert(audit_outbox), records)
+            return results
+
+        return await self.db.write(work)
+
+    async def _next_position(self, session: AsyncSession) -> int:
+        bumped = await session.execute(
+            sa.update(counter)
+            .where(counter.c.id == 1)
+            .values(position=counter.c.position + 1)
+            .returning(counter.c.position)
+        )
+        return int(bumped.scalar_one())
+
+    async def find(self, client_id: str, event_id: str) -> tuple[str, bool, datetime] | None:
+        """An event by its id, among those of the caller's vendor system: (id, sent, received)."""
+        systems = sa.select(events.c.vendor_system).where(events.c.client_id == client_id)
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    sa.select(events.c.id, events.c.sent, events.c.receive_time)
+                    .where(events.c.event_id == event_id, events.c.vendor_system.in_(systems))
+                    .limit(1)
+                )
+            ).one_or_none()
+        return (row.id, bool(row.sent), _utc(row.receive_time)) if row else None
+
+    # -- the relay ---------------------------------------------------------------------------
+
+    async def lease_outbox(self, owner: str, now: datetime, lease: timedelta) -> bool:
+        """Takes (or keeps) the relay's lease: only its holder sends, so order holds."""
+
+        async def work(session: AsyncSession) -> bool:
+            await session.execute(
+                self._insert(relay_lease)
+                .values(id=1, owner="", until=EPOCH)
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            taken = await session.execute(
+                sa.update(relay_lease)
+                .where(
+                    relay_lease.c.id == 1,
+                    sa.or_(relay_lease.c.owner == owner, relay_lease.c.until < now),
+                )
+                .values(owner=owner, until=now + lease)
+            )
+            return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+        return await self.db.write(work)
+
+    async def unsent(self, limit: int) -> list[Outgoing]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                sa.select(events)
+                .where(events.c.sent.is_(False))
+                .order_by(events.c.position)
+                .limit(limit)
+            )
+            return [
+                Outgoing(
+                    r.id,
+                    r.vendor_system,
+                    r.client_id,
+                    r.event,
+                    r.traceparent,
+                    _utc(r.receive_time),
+                    r.position,
+                )
+                for r in rows
+            ]
+
+    async def mark_sent(self, ids: Sequence[str]) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                sa.update(events).where(events.c.id.in_(list(ids))).values(sent=True)
+            )
+
+        await self.db.write(work)
+
+    async def audit_pending(self, limit: int = 200) -> list[tuple[str, bytes]]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                sa.select(audit_outbox.c.id, audit_outbox.c.record)
+                .order_by(audit_outbox.c.create_time)
+                .limit(limit)
+            )
+            return [(r.id, r.record) for r in rows]
+
+    async def audit_sent(self, ids: Sequence[str]) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(sa.delete(audit_outbox).where(audit_outbox.c.id.in_(list(ids))))
+
+        await self.db.write(work)

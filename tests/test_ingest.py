@@ -1,0 +1,423 @@
+"""Ingest end to end, on SQLite and on PostgreSQL, over real processes: the registry seeded with
+the sandbox (its agreements decide), the audit service, journaling (where the relay delivers), and
+ingest itself — validation, authorization, idempotency, crashes and a journaling outage."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
+from vkp.common.v1 import common_pb2, event_pb2
+from vkp.ingest.v1 import ingest_pb2 as pb
+from vkp.ingest.v1 import ingest_pb2_grpc
+from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
+from vkp.registry.v1 import registry_pb2_grpc
+from vkp_cli.registry import seed
+from vkp_lib.identity.access import Scopes
+from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.national_id import check_digits
+from vkp_lib.sandbox import (
+    DISPENSER,
+    FJORDVIK,
+    HOME_FOLLOW_UP,
+    NORDHEIM,
+    RESPONSE_CENTRE,
+    SANDBOX,
+    SUPERVISION,
+    SandboxVendorSystem,
+)
+from vkp_lib.status import bad_request, error_info
+from vkp_lib.testing.data import TEST_PEOPLE
+from vkp_lib.testing.events import sample_event
+from vkp_lib.testing.processes import ServiceProcess
+
+Metadata = tuple[tuple[str, str], ...]
+VENDOR_OF_KIND = {
+    "medication_dispense": DISPENSER,
+    "dispenser_alert": DISPENSER,
+    "supervision": SUPERVISION,
+    "alarm_step": RESPONSE_CENTRE,
+    "home_measurement": HOME_FOLLOW_UP,
+}
+
+
+@dataclass
+class Hub:
+    registry: ServiceProcess
+    audit: ServiceProcess
+    journaling: ServiceProcess
+    ingest: ServiceProcess
+    issuer: DevelopmentIssuer
+    ingest_env: dict[str, str]
+    journaling_env: dict[str, str]
+
+    def vendor(self, system: SandboxVendorSystem) -> Metadata:
+        token = self.issuer.vendor_token(
+            system.client_ids[0],
+            [Scopes.INGEST],
+            organization_number=system.vendor_organization_number,
+        )
+        return (("authorization", f"Bearer {token}"),)
+
+    @property
+    def admin(self) -> Metadata:
+        return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
+
+
+def _stop(*processes: ServiceProcess) -> None:
+    for process in processes:
+        process.send_sigterm()
+    for process in processes:
+        process.terminate()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    auth_env: dict[str, str],
+    dev_issuer: DevelopmentIssuer,
+    postgres_url: str,
+) -> Iterator[Hub]:
+    folder = tmp_path_factory.mktemp("ingest-hub")
+
+    def sqlite(name: str) -> str:
+        return f"sqlite+aiosqlite:///{folder / f'{name}.db'}"
+
+    registry = ServiceProcess("registry", {**auth_env, "VKP_DB_URL": sqlite("registry")})
+    audit = ServiceProcess("audit", {**auth_env, "VKP_DB_URL": sqlite("audit")})
+    started = [registry, audit]
+    hub: Hub | None = None
+    try:
+        registry.wait_serving()
+        audit.wait_serving()
+
+        async def seed_registry() -> None:
+            admin = (("authorization", f"Bearer {dev_issuer.vendor_token('o', [Scopes.ADMIN])}"),)
+            async with grpc.aio.insecure_channel(registry.address) as channel:
+                await seed(registry_pb2_grpc.RegistryServiceStub(channel), admin, SANDBOX)
+
+        asyncio.run(seed_registry())
+        env = {
+            **auth_env,
+            "VKP_REGISTRY_TARGET": registry.address,
+            "VKP_AUDIT_TARGET": audit.address,
+        }
+        journaling_env = {**env, "VKP_DB_URL": sqlite("journaling")}
+        journaling = ServiceProcess("journaling", journaling_env)
+        started.append(journaling)
+        journaling.wait_serving()
+        database = sqlite("ingest") if request.param == "sqlite" else postgres_url
+        ingest_env = {**env, "VKP_JOURNALING_TARGET": journaling.address, "VKP_DB_URL": database}
+        ingest = ServiceProcess("ingest", ingest_env)
+        started.append(ingest)
+        ingest.wait_serving()
+        hub = Hub(registry, audit, journaling, ingest, dev_issuer, ingest_env, journaling_env)
+        yield hub
+    finally:
+        _stop(*started)
+        if hub is not None:  # the processes a test restarted
+            _stop(hub.journaling, hub.ingest)
+
+
+@pytest.fixture
+async def stub(hub: Hub) -> AsyncIterator[ingest_pb2_grpc.IngestServiceAsyncStub]:
+    async with grpc.aio.insecure_channel(hub.ingest.address) as channel:
+        yield ingest_pb2_grpc.IngestServiceStub(channel)
+
+
+def event_of(
+    kind: str,
+    *,
+    person: int = 0,
+    municipality: str = FJORDVIK.organization_number,
+    minutes_ago: int = 5,
+) -> event_pb2.Event:
+    event = sample_event(
+        kind,
+        event_id=f"evt-{uuid.uuid4().hex[:12]}",
+        national_id=TEST_PEOPLE[person].national_id,
+        at=datetime.now(UTC) - timedelta(minutes=minutes_ago),
+    )
+    event.municipality = municipality
+    return event
+
+
+def reason_of(caught: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> tuple[str, str]:
+    info = error_info(caught.value)
+    assert info is not None
+    return caught.value.code().name, info.reason
+
+
+async def journal_entries(hub: Hub, national_id: str) -> list[journaling_pb2.Entry]:
+    async with grpc.aio.insecure_channel(hub.journaling.address) as channel:
+        found = await journaling_pb2_grpc.JournalingServiceStub(channel).ListEntries(
+            journaling_pb2.ListEntriesRequest(
+                municipality=FJORDVIK.organization_number,
+                patient=common_pb2.NationalId(value=national_id),
+                page_size=1000,
+            ),
+            metadata=hub.admin,
+        )
+    return list(found.entries)
+
+
+async def wait_entries(hub: Hub, national_id: str, names: set[str], seconds: float = 20) -> None:
+    ids = {n.removeprefix("events/") for n in names}
+    for _ in range(int(seconds / 0.1)):
+        found = {e.name.removeprefix("entries/") for e in await journal_entries(hub, national_id)}
+        if ids <= found:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the events did not reach journaling")
+
+
+# -- accepted ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(VENDOR_OF_KIND))
+async def test_a_valid_event_of_each_kind_is_registered(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub, kind: str
+) -> None:
+    event = event_of(kind)
+    answer = await stub.SubmitEvent(
+        pb.SubmitEventRequest(event=event), metadata=hub.vendor(VENDOR_OF_KIND[kind])
+    )
+    receipt = answer.receipt
+    assert (receipt.event_id, receipt.state, receipt.replayed) == (
+        event.event_id,
+        common_pb2.EVENT_STATE_REGISTERED,
+        False,
+    )
+    assert receipt.name.startswith("events/")
+
+
+# -- refused -----------------------------------------------------------------------------------
+
+
+def _bad_check_digit(value: str) -> str:
+    good = check_digits(value[:9])
+    assert good is not None
+    return value[:9] + good[0] + str((int(good[1]) + 1) % 10)
+
+
+INVALID = {
+    "a national id failing mod-11": (
+        lambda e: setattr(e.patient, "value", _bad_check_digit(e.patient.value)),
+        "INVALID_NATIONAL_ID",
+        "event.patient.value",
+    ),
+    "a D-number stated for a fødselsnummer": (
+        lambda e: setattr(e.patient, "type", common_pb2.NATIONAL_ID_TYPE_DNR),
+        "NATIONAL_ID_TYPE_MISMATCH",
+        "event.patient.type",
+    ),
+    "a time in the future": (
+        lambda e: e.occurred_time.FromDatetime(datetime.now(UTC) + timedelta(hours=2)),
+        "EVENT_IN_FUTURE",
+        "event.occurred_time",
+    ),
+    "a time older than the window": (
+        lambda e: e.occurred_time.FromDatetime(datetime.now(UTC) - timedelta(days=30)),
+        "EVENT_TOO_OLD",
+        "event.occurred_time",
+    ),
+    "a code of another code system": (
+        lambda e: setattr(e.home_measurement, "loinc_code", "4.1"),
+        "INVALID_FORMAT",
+        "event.home_measurement.loinc_code",
+    ),
+}
+
+
+@pytest.mark.parametrize(("mutate", "reason", "field"), INVALID.values(), ids=INVALID.keys())
+async def test_invalid_input_is_refused_with_its_reason(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub, mutate: object, reason: str, field: str
+) -> None:
+    event = event_of("home_measurement")
+    mutate(event)  # type: ignore[operator]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitEvent(
+            pb.SubmitEventRequest(event=event), metadata=hub.vendor(HOME_FOLLOW_UP)
+        )
+    assert reason_of(caught) == ("INVALID_ARGUMENT", reason)
+    bad = bad_request(caught.value)
+    assert bad is not None
+    assert [v.field for v in bad.field_violations] == [field]
+
+
+async def test_a_vendor_without_an_agreement_is_denied_with_the_registrys_reason(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    event = event_of("supervision", municipality=NORDHEIM.organization_number)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitEvent(pb.SubmitEventRequest(event=event), metadata=hub.vendor(SUPERVISION))
+    assert reason_of(caught) == ("PERMISSION_DENIED", "NO_ACCESS")
+    wrong_service = event_of("supervision")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitEvent(
+            pb.SubmitEventRequest(event=wrong_service), metadata=hub.vendor(DISPENSER)
+        )
+    assert reason_of(caught) == ("PERMISSION_DENIED", "NOT_ALLOWED")
+
+
+async def test_a_batch_with_one_bad_event_registers_the_rest(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    events = [event_of("medication_dispense", person=i) for i in range(4)]
+    events[2].patient.value = "123"
+    answer = await stub.SubmitEvents(
+        pb.SubmitEventsRequest(events=events), metadata=hub.vendor(DISPENSER)
+    )
+    kinds = [r.WhichOneof("outcome") for r in answer.results]
+    assert kinds == ["receipt", "receipt", "error", "receipt"]
+    error = answer.results[2].error
+    assert (error.reason, error.code) == (
+        "INVALID_NATIONAL_ID",
+        grpc.StatusCode.INVALID_ARGUMENT.value[0],
+    )
+    assert [v.field for v in error.field_violations] == ["events[2].patient.value"]
+
+
+# -- exactly once ------------------------------------------------------------------------------
+
+
+async def test_a_repeated_event_id_creates_one_event_and_one_journal_entry(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    person = 5
+    event = event_of("home_measurement", person=person)
+    request = pb.SubmitEventRequest(event=event)
+    first = (await stub.SubmitEvent(request, metadata=hub.vendor(HOME_FOLLOW_UP))).receipt
+    again = (await stub.SubmitEvent(request, metadata=hub.vendor(HOME_FOLLOW_UP))).receipt
+    assert (again.name, again.replayed) == (first.name, True)
+    concurrent = await asyncio.gather(
+        *(stub.SubmitEvent(request, metadata=hub.vendor(HOME_FOLLOW_UP)) for _ in range(20))
+    )
+    assert {answer.receipt.name for answer in concurrent} == {first.name}
+    other = pb.SubmitEventRequest()
+    other.event.CopyFrom(event)
+    other.event.home_measurement.value = 99
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitEvent(other, metadata=hub.vendor(HOME_FOLLOW_UP))
+    assert reason_of(caught) == ("ALREADY_EXISTS", "EVENT_ID_REUSED")
+    national_id = TEST_PEOPLE[person].national_id
+    await wait_entries(hub, national_id, {first.name})
+    await asyncio.sleep(0.5)  # give a wrong second entry the time to show
+    entries = [e for e in await journal_entries(hub, national_id) if e.event_id == event.event_id]
+    assert len(entries) == 1
+
+
+async def test_every_acknowledged_event_survives_a_sigkill_and_reaches_journaling_once(
+    hub: Hub,
+) -> None:
+    person = 6
+    sent = [event_of("home_measurement", person=person) for _ in range(30)]
+    acknowledged: list[str] = []
+    async with grpc.aio.insecure_channel(hub.ingest.address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        for start in range(0, len(sent), 10):
+            answer = await stub.SubmitEvents(
+                pb.SubmitEventsRequest(events=sent[start : start + 10]),
+                metadata=hub.vendor(HOME_FOLLOW_UP),
+            )
+            acknowledged += [r.receipt.name for r in answer.results]
+    hub.ingest.kill()  # right after the acknowledgements
+    hub.ingest = ServiceProcess("ingest", hub.ingest_env)
+    hub.ingest.wait_serving()
+    async with grpc.aio.insecure_channel(hub.ingest.address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        for event, name in zip(sent, acknowledged, strict=True):
+            status = await stub.GetEventStatus(
+                pb.GetEventStatusRequest(event_id=event.event_id),
+                metadata=hub.vendor(HOME_FOLLOW_UP),
+            )
+            assert status.status.name == name
+    national_id = TEST_PEOPLE[person].national_id
+    await wait_entries(hub, national_id, set(acknowledged))
+    entries = await journal_entries(hub, national_id)
+    ours = [e for e in entries if f"events/{e.name.removeprefix('entries/')}" in acknowledged]
+    assert len(ours) == len(acknowledged)
+    assert len({e.event_id for e in ours}) == len(acknowledged)
+
+
+async def test_events_wait_while_journaling_is_down_and_go_once_it_is_back(hub: Hub) -> None:
+    person = 7
+    _stop(hub.journaling)
+    events = [event_of("home_measurement", person=person) for _ in range(5)]
+    async with grpc.aio.insecure_channel(hub.ingest.address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        answer = await stub.SubmitEvents(
+            pb.SubmitEventsRequest(events=events), metadata=hub.vendor(HOME_FOLLOW_UP)
+        )
+        names = {r.receipt.name for r in answer.results}
+        await asyncio.sleep(1.0)  # the relay tries, and waits
+        status = await stub.GetEventStatus(
+            pb.GetEventStatusRequest(event_id=events[0].event_id),
+            metadata=hub.vendor(HOME_FOLLOW_UP),
+        )
+        assert status.status.state == common_pb2.EVENT_STATE_REGISTERED
+    # Journaling is back (at a new port: ingest is restarted to find it; the events are durable).
+    hub.journaling = ServiceProcess("journaling", hub.journaling_env)
+    hub.journaling.wait_serving()
+    hub.ingest_env["VKP_JOURNALING_TARGET"] = hub.journaling.address
+    _stop(hub.ingest)
+    hub.ingest = ServiceProcess("ingest", hub.ingest_env)
+    hub.ingest.wait_serving()
+    await wait_entries(hub, TEST_PEOPLE[person].national_id, names)
+    entries = await journal_entries(hub, TEST_PEOPLE[person].national_id)
+    assert len([e for e in entries if f"events/{e.name.removeprefix('entries/')}" in names]) == 5
+
+
+async def test_an_accepted_batch_and_a_denial_are_each_one_audit_record(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    batch = [event_of("dispenser_alert", person=p) for p in (0, 1)]
+    await stub.SubmitEvents(pb.SubmitEventsRequest(events=batch), metadata=hub.vendor(DISPENSER))
+    denied = event_of("supervision", person=2, municipality=NORDHEIM.organization_number)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.SubmitEvent(
+            pb.SubmitEventRequest(event=denied), metadata=hub.vendor(SUPERVISION)
+        )
+
+    async def records(municipality: str, national_id: str) -> list[audit_pb2.AuditRecord]:
+        reader = hub.issuer.vendor_token(
+            "auditor", [Scopes.AUDIT_READ], organization_number=municipality
+        )
+        async with grpc.aio.insecure_channel(hub.audit.address) as channel:
+            found = await audit_pb2_grpc.AuditServiceStub(channel).Query(
+                audit_pb2.QueryRequest(
+                    municipality=municipality,
+                    patient=common_pb2.NationalId(value=national_id),
+                    page_size=1000,
+                ),
+                metadata=(("authorization", f"Bearer {reader}"),),
+            )
+        return list(found.records)
+
+    for _ in range(40):  # the accepted batch's record goes through the audit outbox
+        allowed = [
+            r
+            for r in await records(FJORDVIK.organization_number, TEST_PEOPLE[1].national_id)
+            if r.actor.client_id == DISPENSER.client_ids[0]
+            and {p.value for p in r.patients}
+            == {TEST_PEOPLE[0].national_id, TEST_PEOPLE[1].national_id}
+        ]
+        if allowed:
+            break
+        await asyncio.sleep(0.1)
+    assert len(allowed) == 1
+    assert allowed[0].outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
+    refusals = [
+        r
+        for r in await records(NORDHEIM.organization_number, TEST_PEOPLE[2].national_id)
+        if r.outcome == audit_pb2.AUDIT_OUTCOME_DENIED
+    ]
+    assert [r.outcome_reason for r in refusals][-1:] == ["NO_ACCESS"]
