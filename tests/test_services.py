@@ -175,19 +175,20 @@ def test_a_call_without_a_token_is_unauthenticated(
             assert info.reason == "TOKEN_MISSING"
 
 
-def test_a_well_formed_event_passes_the_rules_and_reaches_the_placeholder(
+def test_a_well_formed_event_passes_the_rules_and_reaches_the_access_decision(
     hub: dict[str, ServiceProcess], dev_issuer: DevelopmentIssuer
 ) -> None:
+    """The hub's registry here knows no vendor: the event gets as far as the registry's no."""
     with hub["ingest"].channel() as channel, pytest.raises(grpc.RpcError) as caught:
         ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
             ingest_pb2.SubmitEventRequest(event=sample_event("supervision")),
             timeout=10,
             metadata=ingest_token(dev_issuer),
         )
-    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     info = error_info(caught.value)
     assert info is not None
-    assert (info.reason, info.domain) == ("NOT_IMPLEMENTED", "ingest.vkp")
+    assert (info.reason, info.domain) == ("UNKNOWN_ORGANIZATION", "ingest.vkp")
 
 
 def test_a_malformed_event_is_answered_invalid_argument_naming_the_field(
@@ -356,13 +357,14 @@ def test_tokens_from_vkp_token_issue_are_accepted_by_the_hub(
     check_alarm = ingest_pb2.CheckOpenAlarmRequest()
     with hub["ingest"].channel() as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
-        # Past authentication: the placeholder, or the field rules of an empty request.
+        # Past authentication: the registry's decision (which knows no vendor here), or the field
+        # rules of an empty request.
         calls: list[tuple[Callable[[], object], grpc.StatusCode]] = [
             (
                 lambda: stub.SubmitEvent(
                     request, timeout=10, metadata=(("authorization", f"Bearer {plain}"),)
                 ),
-                grpc.StatusCode.UNIMPLEMENTED,
+                grpc.StatusCode.PERMISSION_DENIED,
             ),
             (
                 lambda: stub.SubmitEvent(
@@ -370,7 +372,7 @@ def test_tokens_from_vkp_token_issue_are_accepted_by_the_hub(
                     timeout=10,
                     metadata=(("authorization", f"DPoP {bound}"), ("dpop", proof)),
                 ),
-                grpc.StatusCode.UNIMPLEMENTED,
+                grpc.StatusCode.PERMISSION_DENIED,
             ),
             (
                 lambda: stub.CheckOpenAlarm(
@@ -383,6 +385,9 @@ def test_tokens_from_vkp_token_issue_are_accepted_by_the_hub(
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() is expected, caught.value.details()
+            info = error_info(caught.value)
+            assert info is not None
+            assert info.reason in ("UNKNOWN_ORGANIZATION", "INVALID_FORMAT"), info.reason
 
 
 def test_a_service_whose_key_set_cannot_be_read_does_not_start(auth_env: dict[str, str]) -> None:
