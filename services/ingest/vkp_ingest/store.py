@@ -122,46 +122,69 @@ class IngestStore:
         in one transaction; answers after the commit."""
 
         async def work(session: AsyncSession) -> list[Registered]:
+            keys = sa.tuple_(events.c.vendor_system, events.c.event_id).in_(
+                [(i.vendor_system, i.event_id) for i in incoming]
+            )
+            found = sa.select(
+                events.c.id,
+                events.c.vendor_system,
+                events.c.event_id,
+                events.c.content_hash,
+                events.c.receive_time,
+            ).where(keys)
+            known = {(r.vendor_system, r.event_id) for r in await session.execute(found)}
+            fresh: dict[tuple[str, str], Incoming] = {}
+            for item in incoming:
+                if (item.vendor_system, item.event_id) not in known:
+                    fresh.setdefault((item.vendor_system, item.event_id), item)
+            ours: dict[str, str] = {}  # the id this call gave each new event
+            if fresh:
+                last = await self._next_position(session, len(fresh))
+                rows = []
+                for offset, (key, item) in enumerate(fresh.items()):
+                    new_id = str(uuid.uuid4())
+                    ours[new_id] = key[1]
+                    rows.append(
+                        {
+                            "id": new_id,
+                            "vendor_system": item.vendor_system,
+                            "event_id": item.event_id,
+                            "client_id": item.client_id,
+                            "content_hash": item.content_hash,
+                            "municipality": item.municipality,
+                            "event": item.event,
+                            "traceparent": item.traceparent,
+                            "receive_time": now,
+                            "position": last - len(fresh) + 1 + offset,
+                            "sent": False,
+                        }
+                    )
+                # A concurrent writer (another replica) may have stored one meanwhile: nothing
+                # then, and the hash below tells a repeat from a reused id.
+                await session.execute(
+                    self._insert(events).on_conflict_do_nothing(
+                        index_elements=["vendor_system", "event_id"]
+                    ),
+                    rows,
+                )
+            stored = {(r.vendor_system, r.event_id): r for r in await session.execute(found)}
             results: list[Registered] = []
             created: set[str] = set()
+            seen: set[str] = set()
             for item in incoming:
-                position = await self._next_position(session)
-                new_id = str(uuid.uuid4())
-                inserted = await session.execute(
-                    self._insert(events)
-                    .values(
-                        id=new_id,
-                        vendor_system=item.vendor_system,
-                        event_id=item.event_id,
-                        client_id=item.client_id,
-                        content_hash=item.content_hash,
-                        municipality=item.municipality,
-                        event=item.event,
-                        traceparent=item.traceparent,
-                        receive_time=now,
-                        position=position,
-                        sent=False,
-                    )
-                    .on_conflict_do_nothing(index_elements=["vendor_system", "event_id"])
-                )
-                if inserted.rowcount:  # type: ignore[attr-defined]
+                row = stored[(item.vendor_system, item.event_id)]
+                new = row.id in ours and row.id not in seen
+                seen.add(row.id)
+                if new:
                     created.add(item.municipality)
-                    results.append(Registered(new_id, item.event_id, now))
+                    results.append(Registered(row.id, item.event_id, now))
                     continue
-                stored = (
-                    await session.execute(
-                        sa.select(events.c.id, events.c.content_hash, events.c.receive_time).where(
-                            events.c.vendor_system == item.vendor_system,
-                            events.c.event_id == item.event_id,
-                        )
-                    )
-                ).one()
-                same = stored.content_hash == item.content_hash
+                same = row.content_hash == item.content_hash
                 results.append(
                     Registered(
-                        stored.id,
+                        row.id,
                         item.event_id,
-                        _utc(stored.receive_time),
+                        _utc(row.receive_time),
                         replayed=same,
                         reused=not same,
                     )
@@ -177,11 +200,12 @@ class IngestStore:
 
         return await self.db.write(work)
 
-    async def _next_position(self, session: AsyncSession) -> int:
+    async def _next_position(self, session: AsyncSession, count: int) -> int:
+        """Takes `count` positions; returns the last (in the row lock, so in commit order)."""
         bumped = await session.execute(
             sa.update(counter)
             .where(counter.c.id == 1)
-            .values(position=counter.c.position + 1)
+            .values(position=counter.c.position + count)
             .returning(counter.c.position)
         )
         return int(bumped.scalar_one())
