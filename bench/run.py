@@ -14,6 +14,9 @@ batch of 500, against decoding the same message (validation_bench.py).
 audit: records committed per second when 16 callers each await theirs (as lookup will), into a
 real audit process on SQLite, against the no-op RPC (audit_bench.py).
 
+ingest: SubmitEvent at the same concurrency, durable with a vendor token, and SubmitEvents of
+500 back to back, into a real ingest process on SQLite (ingest_bench.py).
+
 identity: verifying a vendor token (the first time, and again from the cache), a service token,
 and a DPoP proof (identity_bench.py).
 """
@@ -35,6 +38,7 @@ import grpc
 from audit_bench import measure_audit
 from google.protobuf import empty_pb2
 from identity_bench import identity_table
+from ingest_bench import measure_ingest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from rich.console import Console
@@ -182,11 +186,13 @@ def main() -> None:
     for column in ("server", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p99 vs baseline"):
         table.add_column(column, justify="right" if column != "server" else "left")
     audit = measure_audit(args.seconds, args.concurrency)
+    ingest, batches = measure_ingest(args.seconds, args.concurrency)
     rows = (
         ("bare grpc.aio (baseline)", base),
         ("vkp runner", runner),
         ("vkp runner, vendor token (bearer)", with_auth),
         ("audit Record, awaited, durable (SQLite)", audit),
+        ("ingest SubmitEvent, durable, auth on (SQLite)", ingest),
     )
     for name, (rate, p50, p99) in rows:
         table.add_row(
@@ -201,6 +207,14 @@ def main() -> None:
     console.print(table)
     console.print(validation_table(args.seconds, 1 / base[0]))
     console.print(identity)
+    events, median, slowest = batches
+    batch_table = Table(title="ingest SubmitEvents of 500, back to back, durable (SQLite)")
+    for column in ("events/s", "median ms per batch", "slowest ms", "events/s vs no-op req/s"):
+        batch_table.add_column(column, justify="right")
+    batch_table.add_row(
+        f"{events:,.0f}", f"{median:.0f}", f"{slowest:.0f}", f"{events / base[0]:.2f}"
+    )
+    console.print(batch_table)
 
 
 if __name__ == "__main__":

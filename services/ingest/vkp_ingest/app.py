@@ -10,6 +10,7 @@ import grpc
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2_grpc
 from vkp_ingest.access import ACCESS
+from vkp_ingest.registrar import Registrar
 from vkp_ingest.relay import AuditRelay, Relay
 from vkp_ingest.servicer import IngestServicer
 from vkp_ingest.settings import IngestSettings
@@ -31,6 +32,7 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
     database, ingest = DatabaseSettings(), IngestSettings()
     db = Database.from_url(database.url_for("ingest"), name="ingest")
     store = IngestStore(db)
+    registrar = Registrar(store)
     tokens = service_token_source(auth, "ingest")
     # Made on start: gRPC channels belong to the running event loop.
     started: dict[str, Any] = {}
@@ -79,6 +81,7 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(
             IngestServicer(
                 store,
+                lambda: registrar,
                 lambda: started["access"],
                 lambda: started["audit"],
                 lambda: started["journaling"],
@@ -92,7 +95,7 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
         name="ingest",
         full_name=FULL_NAME,
         register=register,
-        tasks=[follow_registry, relay, audit_relay],
+        tasks=[registrar.run, follow_registry, relay, audit_relay],
         readiness=[db.ready],
         authenticator=authentication.authenticator,
         on_start=[*authentication.on_start, open_store],

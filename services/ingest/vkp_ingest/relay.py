@@ -73,12 +73,13 @@ class Relay:
 
     async def send(self) -> int:
         """Sends the oldest unsent events, if this relay holds the outbox; how many."""
+        batch = await self.store.unsent(self.settings.relay_batch)
+        if not batch:  # nothing to send: no write for the lease either
+            return 0
         lease = timedelta(seconds=self.settings.relay_lease_seconds)
         if not await self.store.lease_outbox(self._owner, self._clock(), lease):
             return 0
-        batch = await self.store.unsent(self.settings.relay_batch)
-        if not batch:
-            return 0
+        batch = await self.store.unsent(self.settings.relay_batch)  # what the holder may send
         await self._stub.Enqueue(jpb.EnqueueRequest(items=[_item(e) for e in batch]))
         await self.store.mark_sent([e.id for e in batch])
         return len(batch)

@@ -23,6 +23,7 @@ from vkp.ingest.v1 import ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp.registry.v1 import registry_pb2
 from vkp_ingest.checks import check_event
+from vkp_ingest.registrar import Registrar
 from vkp_ingest.settings import IngestSettings
 from vkp_ingest.store import Incoming, IngestStore, Registered
 from vkp_lib.audit_client import AuditClient, new_record_id
@@ -94,6 +95,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
         self,
         store: IngestStore,
+        registrar: Callable[[], Registrar],
         access: Callable[[], AccessClient],
         audit: Callable[[], AuditClient],
         journaling: Callable[[], journaling_pb2_grpc.JournalingServiceAsyncStub],
@@ -103,6 +105,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
+        self._registrar = registrar
         self._access = access
         self._audit = audit
         self._journaling = journaling
@@ -218,7 +221,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 ).SerializeToString()
                 for municipality, batch in by_municipality.items()
             }
-            stored = await self.store.register([item for _, item in accepted], now, audits)
+            stored = await self._registrar().register([item for _, item in accepted], audits)
             for (index, _), registered in zip(accepted, stored, strict=True):
                 results[index] = self._receipt(registered)
         if denied:

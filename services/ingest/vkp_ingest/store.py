@@ -89,6 +89,10 @@ class Registered:
     replayed: bool = False
     reused: bool = False
 
+    @property
+    def new(self) -> bool:
+        return not (self.replayed or self.reused)
+
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -120,6 +124,15 @@ class IngestStore:
     ) -> list[Registered]:
         """Stores the new events, and the audit record of each municipality that got new ones,
         in one transaction; answers after the commit."""
+        (results,) = await self.register_many([(incoming, audits)], now)
+        return results
+
+    async def register_many(
+        self, requests: Sequence[tuple[Sequence[Incoming], dict[str, bytes]]], now: datetime
+    ) -> list[list[Registered]]:
+        """Several requests' events in one transaction: each request's audit record of a
+        municipality is stored when that request registered a new event there."""
+        incoming = [item for items, _ in requests for item in items]
 
         async def work(session: AsyncSession) -> list[Registered]:
             keys = sa.tuple_(events.c.vendor_system, events.c.event_id).in_(
@@ -169,14 +182,12 @@ class IngestStore:
                 )
             stored = {(r.vendor_system, r.event_id): r for r in await session.execute(found)}
             results: list[Registered] = []
-            created: set[str] = set()
             seen: set[str] = set()
             for item in incoming:
                 row = stored[(item.vendor_system, item.event_id)]
                 new = row.id in ours and row.id not in seen
                 seen.add(row.id)
                 if new:
-                    created.add(item.municipality)
                     results.append(Registered(row.id, item.event_id, now))
                     continue
                 same = row.content_hash == item.content_hash
@@ -189,16 +200,27 @@ class IngestStore:
                         reused=not same,
                     )
                 )
-            records = [
-                {"id": str(uuid.uuid4()), "record": audits[m], "create_time": now}
-                for m in sorted(created)
-                if m in audits
-            ]
+            records = []
+            position = 0
+            for items, audits in requests:
+                mine = results[position : position + len(items)]
+                position += len(items)
+                created = {i.municipality for i, r in zip(items, mine, strict=True) if r.new}
+                records += [
+                    {"id": str(uuid.uuid4()), "record": audits[m], "create_time": now}
+                    for m in sorted(created)
+                    if m in audits
+                ]
             if records:
                 await session.execute(sa.insert(audit_outbox), records)
             return results
 
-        return await self.db.write(work)
+        flat = await self.db.write(work)
+        split, position = [], 0
+        for items, _ in requests:
+            split.append(flat[position : position + len(items)])
+            position += len(items)
+        return split
 
     async def _next_position(self, session: AsyncSession, count: int) -> int:
         """Takes `count` positions; returns the last (in the row lock, so in commit order)."""
