@@ -135,8 +135,15 @@ class IngestStore:
         incoming = [item for items, _ in requests for item in items]
 
         async def work(session: AsyncSession) -> list[Registered]:
-            keys = sa.tuple_(events.c.vendor_system, events.c.event_id).in_(
-                [(i.vendor_system, i.event_id) for i in incoming]
+            # Per vendor system, so SQLite searches the unique index (a row-value IN scans).
+            by_system: dict[str, list[str]] = {}
+            for i in incoming:
+                by_system.setdefault(i.vendor_system, []).append(i.event_id)
+            keys = sa.or_(
+                *(
+                    sa.and_(events.c.vendor_system == system, events.c.event_id.in_(ids))
+                    for system, ids in by_system.items()
+                )
             )
             found = sa.select(
                 events.c.id,
