@@ -25,6 +25,7 @@ from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.sandbox import FJORDVIK, HOME_FOLLOW_UP, SANDBOX
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
+from vkp_lib.testing.plugin import postgres_database
 from vkp_lib.testing.processes import ServiceProcess
 
 Figures = tuple[float, float, float]
@@ -82,8 +83,18 @@ async def _batches(address: str, token: str, seconds: float) -> Figures:
     return events / elapsed, statistics.median(latencies) * 1000, max(latencies) * 1000
 
 
-def measure_ingest(seconds: float, concurrency: int) -> tuple[Figures, Figures]:
-    """(unary req/s, p50 ms, p99 ms) and (batch events/s, median ms, max ms per batch)."""
+def measure_ingest(
+    seconds: float, concurrency: int, backend: str = "sqlite"
+) -> tuple[Figures, Figures]:
+    """(unary req/s, p50 ms, p99 ms) and (batch events/s, median ms, max ms per batch), with
+    ingest's database on SQLite or on a PostgreSQL database of its own."""
+    if backend == "postgresql":
+        with postgres_database() as url:
+            return _measure(seconds, concurrency, url)
+    return _measure(seconds, concurrency, None)
+
+
+def _measure(seconds: float, concurrency: int, ingest_url: str | None) -> tuple[Figures, Figures]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         issuer = DevelopmentIssuer.open(root / "issuer")
@@ -115,7 +126,8 @@ def measure_ingest(seconds: float, concurrency: int) -> tuple[Figures, Figures]:
                 "VKP_AUDIT_TARGET": audit.address,
                 "VKP_JOURNALING_TARGET": "127.0.0.1:9",
             }
-            ingest = ServiceProcess("ingest", {**db("ingest"), **targets})
+            ingest_db = {"VKP_DB_URL": ingest_url} if ingest_url else {}
+            ingest = ServiceProcess("ingest", {**db("ingest"), **targets, **ingest_db})
             started.append(ingest)
             ingest.wait_serving()
             token = issuer.vendor_token(HOME_FOLLOW_UP.client_ids[0], [Scopes.INGEST])

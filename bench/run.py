@@ -187,12 +187,14 @@ def main() -> None:
         table.add_column(column, justify="right" if column != "server" else "left")
     audit = measure_audit(args.seconds, args.concurrency)
     ingest, batches = measure_ingest(args.seconds, args.concurrency)
+    ingest_pg, batches_pg = measure_ingest(args.seconds, args.concurrency, "postgresql")
     rows = (
         ("bare grpc.aio (baseline)", base),
         ("vkp runner", runner),
         ("vkp runner, vendor token (bearer)", with_auth),
         ("audit Record, awaited, durable (SQLite)", audit),
         ("ingest SubmitEvent, durable, auth on (SQLite)", ingest),
+        ("ingest SubmitEvent, durable, auth on (PostgreSQL)", ingest_pg),
     )
     for name, (rate, p50, p99) in rows:
         table.add_row(
@@ -207,13 +209,13 @@ def main() -> None:
     console.print(table)
     console.print(validation_table(args.seconds, 1 / base[0]))
     console.print(identity)
-    events, median, slowest = batches
-    batch_table = Table(title="ingest SubmitEvents of 500, back to back, durable (SQLite)")
-    for column in ("events/s", "median ms per batch", "slowest ms", "events/s vs no-op req/s"):
-        batch_table.add_column(column, justify="right")
-    batch_table.add_row(
-        f"{events:,.0f}", f"{median:.0f}", f"{slowest:.0f}", f"{events / base[0]:.2f}"
-    )
+    batch_table = Table(title="ingest SubmitEvents of 500, back to back, durable")
+    for column in ("database", "events/s", "median ms per batch", "slowest ms", "vs no-op req/s"):
+        batch_table.add_column(column, justify="left" if column == "database" else "right")
+    for backend, (events, median, slowest) in (("SQLite", batches), ("PostgreSQL", batches_pg)):
+        batch_table.add_row(
+            backend, f"{events:,.0f}", f"{median:.0f}", f"{slowest:.0f}", f"{events / base[0]:.2f}"
+        )
     console.print(batch_table)
 
 

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -192,6 +193,10 @@ def _postgres_database() -> Iterator[str]:
         yield f"{POSTGRES_SERVER}/{name}"
     finally:
         _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+#: A PostgreSQL database of its own for the `with` block (benchmarks use it too).
+postgres_database = contextlib.contextmanager(_postgres_database)
 
 
 @pytest.fixture(scope="session")
