@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,8 @@ class ServiceProcess:
         self.close()
 
     def close(self) -> None:
+        """Closes the pipes and removes the data folder (the log stays for `logs`)."""
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
