@@ -129,3 +129,13 @@ async def test_retry_puts_a_dead_letter_back_and_refuses_a_living_entry(
     assert [e.entry_id for e in dead.entries] == [only.entry_id]
     back = await store.retry(only.entry_id, NOW)
     assert (back.state, back.attempts) == ("QUEUED", 0)
+
+
+async def test_an_idle_queue_is_seen_by_a_read_before_any_claim(store: JournalStore) -> None:
+    assert not await store.any_due(NOW)
+    first = entry()
+    await store.enqueue([first], NOW)
+    assert await store.any_due(NOW)
+    assert not await store.any_due(NOW, paused=[PLACE])
+    assert await store.claim("w", NOW, LEASE) is not None
+    assert not await store.any_due(NOW)  # leased

@@ -267,6 +267,15 @@ class JournalStore:
             .limit(1)
         )
 
+    async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool:
+        """Whether some queue's head is due and unleased: a read, so idle workers cost no write."""
+        head_due = self._head().scalar_subquery()
+        query = sa.select(queues.c.patient).where(queues.c.lease_until < now, head_due <= now)
+        if paused:
+            query = query.where(queues.c.municipality.not_in(list(paused)))
+        async with self.db.read() as session:
+            return (await session.execute(query.limit(1))).first() is not None
+
     async def claim(
         self,
         owner: str,

@@ -87,7 +87,10 @@ class Delivery:
     async def step(self, owner: str) -> bool:
         """Leases one due patient queue and delivers its due notes; False when none was due."""
         lease = timedelta(seconds=self.settings.lease_seconds)
-        claimed = await self.store.claim(owner, self._clock(), lease, paused=self._paused())
+        paused = self._paused()
+        if not await self.store.any_due(self._clock(), paused=paused):
+            return False
+        claimed = await self.store.claim(owner, self._clock(), lease, paused=paused)
         if claimed is None:
             return False
         municipality, patient = claimed
