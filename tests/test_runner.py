@@ -201,7 +201,17 @@ async def test_request_id_of_the_caller_is_kept_and_sent_back(start: Any) -> Non
     _, channel = await start()
     call = unary(channel, "Echo")(S(value="hi"), metadata=((REQUEST_ID_KEY, "req-42"),))
     assert (await call).value == "hi"
-    assert dict(await call.initial_metadata())[REQUEST_ID_KEY] == "req-42"
+    assert dict(await call.trailing_metadata())[REQUEST_ID_KEY] == "req-42"
+
+
+async def test_a_failed_call_sends_its_request_id_back_too(start: Any) -> None:
+    _, channel = await start()
+    call = unary(channel, "Invalid")(S(), metadata=((REQUEST_ID_KEY, "req-9"),))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    trailing = dict(caught.value.trailing_metadata() or ())
+    assert trailing[REQUEST_ID_KEY] == "req-9"
+    assert error_info(caught.value) is not None  # the status details are still there
 
 
 async def test_malformed_request_id_is_replaced_by_a_new_one(start: Any) -> None:
@@ -210,7 +220,7 @@ async def test_malformed_request_id_is_replaced_by_a_new_one(start: Any) -> None
         S(value="hi"), metadata=((REQUEST_ID_KEY, "not a valid id; " + "x" * 200),)
     )
     await call
-    sent_back = dict(await call.initial_metadata())[REQUEST_ID_KEY]
+    sent_back = dict(await call.trailing_metadata())[REQUEST_ID_KEY]
     assert isinstance(sent_back, str)
     assert len(sent_back) == 32
     assert sent_back.isalnum()

@@ -115,7 +115,8 @@ def _status_code(context: Context, error: BaseException | None) -> str:
 
 class RequestLogInterceptor(grpc.aio.ServerInterceptor):
     """Gives every call a request id (the caller's `x-request-id`, or a new one), sends it back in
-    the initial metadata, binds it to the logs of the call, and logs one line when it ends: at
+    the trailing metadata (sending initial metadata early costs a separate write: a third of a
+    no-op RPC's throughput), binds it to the logs of the call, and logs one line when it ends: at
     INFO when it failed, at DEBUG when it succeeded (traces and metrics count those; a JSON line
     for every call would cost a third of a no-op server's throughput)."""
 
@@ -145,7 +146,7 @@ class RequestLogInterceptor(grpc.aio.ServerInterceptor):
 
         async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
             request_id, start = begin(context)
-            await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
             error: BaseException | None = None
             try:
                 return await call()
@@ -157,7 +158,7 @@ class RequestLogInterceptor(grpc.aio.ServerInterceptor):
 
         async def around_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
             request_id, start = begin(context)
-            await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
             error: BaseException | None = None
             try:
                 async for response in call():
@@ -199,7 +200,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             )
             code = grpc.StatusCode.INTERNAL
             status = rich_status(code, "internal error", reason="INTERNAL", domain=self._domain)
-        await context.abort(code, status.message, trailing_metadata(status))
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        echo = ((REQUEST_ID_KEY, request_id),) if isinstance(request_id, str) else ()
+        await context.abort(code, status.message, trailing_metadata(status) + echo)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
