@@ -71,7 +71,13 @@ class AccessClient:
             action=action,  # type: ignore[arg-type]
         )
         for _ in range(40):
-            decision = (await self._stub.CheckAccess(request)).decision
+            try:
+                decision = (await self._stub.CheckAccess(request)).decision
+            except grpc.aio.AioRpcError as exc:
+                log.warning("registry not reached", code=exc.code().name, details=exc.details())
+                raise Unavailable(
+                    "REGISTRY_UNAVAILABLE", "the registry cannot be asked now; try again"
+                ) from None
             # A decision made before a change this client has seen (a replica behind the one
             # the feed comes from) is never used: ask again until the registry catches up.
             if decision.revision >= self.applied_revision:
