@@ -17,16 +17,14 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, canonical, from_canonical, link
 from vkp_audit.domain.model import AuditRecord, Checkpoint
-from vkp_lib.db import Database
+from vkp_lib.db import Database, aware, insert
 from vkp_lib.errors import InvalidArgument
 from vkp_lib.logging import get_logger
 
@@ -86,10 +84,6 @@ class Appended:
 class Page:
     records: list[AuditRecord]
     next_page_token: str
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _page_token(record: AuditRecord, filters: str) -> str:
@@ -192,10 +186,10 @@ class AuditStore:
         heads = {m: (int(s), str(h)) for m, s, h in await session.execute(query)}
         missing = [m for m in municipalities if m not in heads]
         if missing:
-            postgresql = self.db.dialect == "postgresql"
-            insert = postgresql_insert(chains) if postgresql else sqlite_insert(chains)
             await session.execute(
-                insert.on_conflict_do_nothing(index_elements=["municipality"]),
+                insert(self.db.dialect, chains).on_conflict_do_nothing(
+                    index_elements=["municipality"]
+                ),
                 [{"municipality": m, "head_sequence": 0, "head_hash": GENESIS} for m in missing],
             )
             heads = {m: (int(s), str(h)) for m, s, h in await session.execute(query)}
@@ -287,7 +281,7 @@ class AuditStore:
             ):
                 named.setdefault(int(sequence), set()).add(national_id)
             rows = [
-                StoredRecord(int(s), b, h, Index(_utc(t), c, frozenset(named.get(int(s), ()))))
+                StoredRecord(int(s), b, h, Index(aware(t), c, frozenset(named.get(int(s), ()))))
                 for s, b, h, t, c in await session.execute(query)
             ]
             previous = GENESIS
@@ -311,7 +305,7 @@ class AuditStore:
                     c.municipality,
                     c.sequence,
                     c.head_hash,
-                    _utc(c.sign_time),
+                    aware(c.sign_time),
                     c.key_id,
                     c.signature,
                 )
@@ -335,7 +329,7 @@ class AuditStore:
             row.municipality,
             row.sequence,
             row.head_hash,
-            _utc(row.sign_time),
+            aware(row.sign_time),
             row.key_id,
             row.signature,
         )
@@ -357,7 +351,7 @@ class AuditStore:
                     existing.municipality,
                     existing.sequence,
                     existing.head_hash,
-                    _utc(existing.sign_time),
+                    aware(existing.sign_time),
                     existing.key_id,
                     existing.signature,
                 )

@@ -15,14 +15,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_lib.db import Database
+from vkp_lib.db import Database, aware, insert, rowcount
 
 MIGRATIONS = "vkp_ingest.migrations"
 VERSION_TABLE = "alembic_version_ingest"
@@ -105,16 +102,9 @@ class Outgoing:
     position: int
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 class IngestStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def _insert(self, table: sa.Table) -> Any:
-        return postgresql_insert(table) if self.db.dialect == "postgresql" else sqlite_insert(table)
 
     async def migrate(self) -> None:
         await self.db.migrate(MIGRATIONS, VERSION_TABLE)
@@ -182,7 +172,7 @@ class IngestStore:
                 # A concurrent writer (another replica) may have stored one meanwhile: nothing
                 # then, and the hash below tells a repeat from a reused id.
                 await session.execute(
-                    self._insert(events).on_conflict_do_nothing(
+                    insert(self.db.dialect, events).on_conflict_do_nothing(
                         index_elements=["vendor_system", "event_id"]
                     ),
                     rows,
@@ -202,7 +192,7 @@ class IngestStore:
                     Registered(
                         row.id,
                         item.event_id,
-                        _utc(row.receive_time),
+                        aware(row.receive_time),
                         replayed=same,
                         reused=not same,
                     )
@@ -250,7 +240,7 @@ class IngestStore:
                     .limit(1)
                 )
             ).one_or_none()
-        return (row.id, bool(row.sent), _utc(row.receive_time)) if row else None
+        return (row.id, bool(row.sent), aware(row.receive_time)) if row else None
 
     # -- the relay ---------------------------------------------------------------------------
 
@@ -259,7 +249,7 @@ class IngestStore:
 
         async def work(session: AsyncSession) -> bool:
             await session.execute(
-                self._insert(relay_lease)
+                insert(self.db.dialect, relay_lease)
                 .values(id=1, owner="", until=EPOCH)
                 .on_conflict_do_nothing(index_elements=["id"])
             )
@@ -271,7 +261,7 @@ class IngestStore:
                 )
                 .values(owner=owner, until=now + lease)
             )
-            return bool(taken.rowcount)  # type: ignore[attr-defined]
+            return rowcount(taken) > 0
 
         return await self.db.write(work)
 
@@ -290,7 +280,7 @@ class IngestStore:
                     r.client_id,
                     r.event,
                     r.traceparent,
-                    _utc(r.receive_time),
+                    aware(r.receive_time),
                     r.position,
                 )
                 for r in rows

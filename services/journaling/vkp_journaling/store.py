@@ -19,11 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_lib.db import Database
+from vkp_lib.db import Database, aware, insert, rowcount
 from vkp_lib.errors import FailedPrecondition, InvalidArgument, NotFound
 
 MIGRATIONS = "vkp_journaling.migrations"
@@ -126,24 +124,13 @@ class Page:
     next_page_token: str
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _entry(row: sa.Row[Any]) -> Entry:
     m = row._mapping
     values: dict[str, Any] = {
-        name: (_utc(m[name]) if isinstance(m[name], datetime) else m[name])
+        name: (aware(m[name]) if isinstance(m[name], datetime) else m[name])
         for name in Entry.__dataclass_fields__
     }
     return Entry(**values)
-
-
-def _insert(dialect: str, table: sa.Table) -> Any:
-    """INSERT with ON CONFLICT for the database's dialect."""
-    return postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
 def _page_token(after: tuple[str, str], filters: str) -> str:
@@ -196,7 +183,7 @@ class JournalStore:
                     continue
                 sequence = await self._next_sequence(session, item.municipality, item.patient)
                 inserted = await session.execute(
-                    _insert(self.db.dialect, entries)
+                    insert(self.db.dialect, entries)
                     .values(
                         entry_id=item.entry_id,
                         municipality=item.municipality,
@@ -223,7 +210,7 @@ class JournalStore:
                     )
                     .on_conflict_do_nothing(index_elements=["entry_id"])
                 )
-                created = bool(inserted.rowcount)  # type: ignore[attr-defined]
+                created = rowcount(inserted) > 0
                 known[item.entry_id] = "QUEUED"
                 results.append(Enqueued(item.entry_id, created, "QUEUED"))
             return results
@@ -232,7 +219,7 @@ class JournalStore:
 
     async def _next_sequence(self, session: AsyncSession, municipality: str, patient: str) -> int:
         await session.execute(
-            _insert(self.db.dialect, queues)
+            insert(self.db.dialect, queues)
             .values(
                 municipality=municipality,
                 patient=patient,
@@ -364,7 +351,7 @@ class JournalStore:
                 .where(entries.c.entry_id == entry_id, entries.c.state.in_(WAITING), leased)
                 .values(**values)
             )
-            return bool(done.rowcount)  # type: ignore[attr-defined]
+            return rowcount(done) > 0
 
         return await self.db.write(work)
 

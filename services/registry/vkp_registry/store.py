@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_lib.db import Database
+from vkp_lib.db import Database, aware, rowcount
 from vkp_lib.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vkp_registry.domain.model import (
     Agreement,
@@ -290,7 +290,7 @@ class RegistryStore:
             return [
                 Change(
                     revision=row.revision,
-                    commit_time=_utc(row.commit_time),
+                    commit_time=aware(row.commit_time),
                     type=ChangeType(row.change_type),
                     resource_name=row.resource_name,
                     resource=_load(row.resource_type, row.body) if row.body else None,
@@ -451,7 +451,7 @@ class RegistryStore:
     async def delete(self, kind: Kind, name: str) -> int:
         async def work(session: AsyncSession) -> int:
             deleted = await session.execute(sa.delete(kind.table).where(kind.table.c.name == name))
-            if deleted.rowcount == 0:  # type: ignore[attr-defined]
+            if rowcount(deleted) == 0:
                 raise NotFound(kind.missing, f"{name} does not exist")
             revision, _ = await self._record(session, ChangeType.DELETED, name, None, kind)
             return revision
@@ -494,7 +494,3 @@ class RegistryStore:
             )
         )
         return rows.first() is not None
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
