@@ -13,7 +13,6 @@ it, and the columns beside it (time, client id, the patients' index) only find t
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, canonical, from_canonical, link
 from vkp_audit.domain.model import AuditRecord, Checkpoint
+from vkp_lib import paging
 from vkp_lib.db import Database, aware, insert
-from vkp_lib.errors import InvalidArgument
 from vkp_lib.logging import get_logger
 
 MIGRATIONS = "vkp_audit.migrations"
@@ -86,27 +85,8 @@ class Page:
     next_page_token: str
 
 
-def _page_token(record: AuditRecord, filters: str) -> str:
-    raw = json.dumps(
-        {"t": record.occurred_time.isoformat(), "s": record.sequence, "f": filters}
-    ).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _position(token: str, filters: str) -> tuple[datetime, int] | None:
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        position = (datetime.fromisoformat(data["t"]), int(data["s"]))
-        same = data["f"] == filters
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN", "page_token is not one this query gave"
-        ) from None
-    if not same:
-        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token belongs to other filters")
-    return position
+def _after(parts: list[str]) -> tuple[datetime, int]:
+    return datetime.fromisoformat(parts[0]), int(parts[1])
 
 
 class AuditStore:
@@ -213,7 +193,7 @@ class AuditStore:
     ) -> Page:
         """Records of a municipality, newest first, by patient, actor and time."""
         filters = json.dumps([municipality, national_id, client_id, str(since), str(until)])
-        position = _position(page_token, filters)
+        after = paging.position(page_token, filters, _after)
         size = page_size or DEFAULT_PAGE_SIZE
         query = sa.select(records.c.body, records.c.hash).where(
             records.c.municipality == municipality
@@ -232,13 +212,11 @@ class AuditStore:
             query = query.where(records.c.occurred_time >= since)
         if until is not None:
             query = query.where(records.c.occurred_time < until)
-        if position is not None:
+        if after is not None:
             query = query.where(
                 sa.or_(
-                    records.c.occurred_time < position[0],
-                    sa.and_(
-                        records.c.occurred_time == position[0], records.c.sequence < position[1]
-                    ),
+                    records.c.occurred_time < after[0],
+                    sa.and_(records.c.occurred_time == after[0], records.c.sequence < after[1]),
                 )
             )
         query = query.order_by(records.c.occurred_time.desc(), records.c.sequence.desc())
@@ -246,7 +224,9 @@ class AuditStore:
             rows = list(await session.execute(query.limit(size + 1)))
         found = [from_canonical(body, stored_hash) for body, stored_hash in rows[:size]]
         more = len(rows) > size
-        return Page(found, _page_token(found[-1], filters) if more else "")
+        last = found[-1] if more else None
+        mark = [last.occurred_time.isoformat(), str(last.sequence)] if last else []
+        return Page(found, paging.page_token(mark, filters) if last else "")
 
     async def chain(
         self, municipality: str, from_sequence: int, to_sequence: int

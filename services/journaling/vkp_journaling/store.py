@@ -11,7 +11,6 @@ never hold up the patient's other notes. A dead entry leaves its queue.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vkp_lib import paging
 from vkp_lib.db import Database, aware, insert, rowcount
-from vkp_lib.errors import FailedPrecondition, InvalidArgument, NotFound
+from vkp_lib.errors import FailedPrecondition, NotFound
 
 MIGRATIONS = "vkp_journaling.migrations"
 VERSION_TABLE = "alembic_version_journaling"
@@ -131,26 +131,6 @@ def _entry(row: sa.Row[Any]) -> Entry:
         for name in Entry.__dataclass_fields__
     }
     return Entry(**values)
-
-
-def _page_token(after: tuple[str, str], filters: str) -> str:
-    raw = json.dumps({"a": list(after), "f": filters}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _after(token: str, filters: str) -> tuple[str, str] | None:
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after, same = (str(data["a"][0]), str(data["a"][1])), data["f"] == filters
-    except (ValueError, KeyError, TypeError, IndexError):
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN", "page_token is not one this list gave"
-        ) from None
-    if not same:
-        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token belongs to other filters")
-    return after
 
 
 class JournalStore:
@@ -439,7 +419,7 @@ class JournalStore:
     ) -> Page:
         """Entries of a municipality: by patient in queue order, else newest first."""
         filters = json.dumps([municipality, patient, state])
-        after = _after(page_token, filters)
+        after = paging.position(page_token, filters, lambda parts: (parts[0], parts[1]))
         size = page_size or DEFAULT_PAGE_SIZE
         query = sa.select(entries).where(entries.c.municipality == municipality)
         if state:
@@ -467,7 +447,7 @@ class JournalStore:
         mark = (
             ("", str(last.sequence)) if patient else (last.create_time.isoformat(), last.entry_id)
         )
-        return Page(found, _page_token(mark, filters))
+        return Page(found, paging.page_token(mark, filters))
 
     async def retry(self, entry_id: str, now: datetime) -> Entry:
         """Puts a dead entry back in its patient's queue, at its place."""

@@ -10,7 +10,6 @@ which `WatchChanges` and every replica's access snapshot follow.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,8 +21,9 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vkp_lib import paging
 from vkp_lib.db import Database, aware, rowcount
-from vkp_lib.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vkp_lib.errors import AlreadyExists, FailedPrecondition, NotFound
 from vkp_registry.domain.model import (
     Agreement,
     Change,
@@ -201,29 +201,6 @@ class Page:
     next_page_token: str
 
 
-def _page_token(after: str, filters: str) -> str:
-    raw = json.dumps({"after": after, "filters": filters}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _after(page_token: str, filters: str) -> str:
-    if not page_token:
-        return ""
-    try:
-        raw = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4))
-        token = json.loads(raw)
-        after, seen = token["after"], token["filters"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN", "page_token is not one this list gave"
-        ) from None
-    if seen != filters or not isinstance(after, str):
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN", "page_token belongs to a list with other filters"
-        )
-    return after
-
-
 class RegistryStore:
     """The registry's resources and change feed in its database."""
 
@@ -334,7 +311,7 @@ class RegistryStore:
         filters: str = "",
     ) -> Page:
         size = page_size or DEFAULT_PAGE_SIZE
-        after = _after(page_token, filters)
+        after = paging.position(page_token, filters, lambda parts: parts[0]) or ""
         query = sa.select(kind.table.c.name, kind.table.c.body).order_by(kind.table.c.name)
         for condition in where:
             query = query.where(condition)
@@ -344,7 +321,7 @@ class RegistryStore:
             rows = list(await session.execute(query.limit(size + 1)))
         items = [_load(kind.type_name, body) for _, body in rows[:size]]
         more = len(rows) > size
-        return Page(items, _page_token(rows[size - 1][0], filters) if more else "")
+        return Page(items, paging.page_token([rows[size - 1][0]], filters) if more else "")
 
     async def create(
         self,
