@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 from opentelemetry import metrics
 
-from vkp_audit.appender import Appender
 from vkp_audit.domain.chain import Verification, verify
 from vkp_audit.domain.model import AuditRecord, Checkpoint
 from vkp_audit.signing import CheckpointSigner
 from vkp_audit.store import Appended, AuditStore
 from vkp_lib.errors import FailedPrecondition
+from vkp_lib.grouping import GroupCommit
 from vkp_lib.logging import get_logger
 
 log = get_logger("vkp.audit")
@@ -32,7 +32,10 @@ class AuditLog:
     ) -> None:
         self.store = store
         self.signer = signer
-        self.appender = Appender(store, clock=clock)
+        # One append at a time; records that arrive while it commits go together in the next.
+        self.appender: GroupCommit[Sequence[AuditRecord], list[Appended]] = GroupCommit(
+            self._append_batches, size=len, max_size=2000, stopping_reason="AUDIT_STOPPING"
+        )
         self._clock = clock
         self.intact: dict[str, bool] = {}
         meter = metrics.get_meter("vkp.audit", meter_provider=meter_provider)
@@ -49,7 +52,15 @@ class AuditLog:
         ]
 
     async def record(self, records: Sequence[AuditRecord]) -> list[Appended]:
-        return await self.appender.append(records)
+        return await self.appender.submit(records)
+
+    async def _append_batches(self, batches: list[Sequence[AuditRecord]]) -> list[list[Appended]]:
+        placed = await self.store.append([r for batch in batches for r in batch], self._clock())
+        split, start = [], 0
+        for batch in batches:
+            split.append(placed[start : start + len(batch)])
+            start += len(batch)
+        return split
 
     async def verify(
         self, municipality: str, from_sequence: int = 0, to_sequence: int = 0

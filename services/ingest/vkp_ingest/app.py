@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -10,15 +11,15 @@ import grpc
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2_grpc
 from vkp_ingest.access import ACCESS
-from vkp_ingest.registrar import Registrar
 from vkp_ingest.relay import AuditRelay, Relay
 from vkp_ingest.servicer import IngestServicer
 from vkp_ingest.settings import IngestSettings
-from vkp_ingest.store import IngestStore
+from vkp_ingest.store import IngestStore, Registered, Request
 from vkp_lib.audit_client import AuditClient
 from vkp_lib.clients import insecure_channel
 from vkp_lib.db import Database
 from vkp_lib.db.settings import DatabaseSettings
+from vkp_lib.grouping import GroupCommit
 from vkp_lib.identity.setup import build_authentication, service_token_source
 from vkp_lib.registry_client import AccessClient
 from vkp_lib.runner import Service
@@ -32,7 +33,13 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
     database, ingest = DatabaseSettings(), IngestSettings()
     db = Database.from_url(database.url_for("ingest"), name="ingest")
     store = IngestStore(db)
-    registrar = Registrar(store)
+    # One registration at a time; requests that arrive while it commits go together in the next.
+    registrar: GroupCommit[Request, list[Registered]] = GroupCommit(
+        lambda requests: store.register_many(requests, datetime.now(UTC)),
+        size=lambda request: len(request[0]),
+        max_size=2000,
+        stopping_reason="INGEST_STOPPING",
+    )
     tokens = service_token_source(auth, "ingest")
     # Made on start: gRPC channels belong to the running event loop.
     started: dict[str, Any] = {}

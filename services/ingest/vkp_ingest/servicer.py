@@ -23,12 +23,12 @@ from vkp.ingest.v1 import ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp.registry.v1 import registry_pb2
 from vkp_ingest.checks import check_event
-from vkp_ingest.registrar import Registrar
 from vkp_ingest.settings import IngestSettings
-from vkp_ingest.store import Incoming, IngestStore, Registered
+from vkp_ingest.store import Incoming, IngestStore, Registered, Request
 from vkp_lib.audit_client import AuditClient, new_record_id
 from vkp_lib.auth import Principal, current_principal
 from vkp_lib.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, VkpError
+from vkp_lib.grouping import GroupCommit
 from vkp_lib.logging import get_logger
 from vkp_lib.registry_client import AccessClient
 from vkp_lib.rpc import Context
@@ -95,7 +95,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
         self,
         store: IngestStore,
-        registrar: Callable[[], Registrar],
+        registrar: Callable[[], GroupCommit[Request, list[Registered]]],
         access: Callable[[], AccessClient],
         audit: Callable[[], AuditClient],
         journaling: Callable[[], journaling_pb2_grpc.JournalingServiceAsyncStub],
@@ -221,7 +221,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 ).SerializeToString()
                 for municipality, batch in by_municipality.items()
             }
-            stored = await self._registrar().register([item for _, item in accepted], audits)
+            stored = await self._registrar().submit(([item for _, item in accepted], audits))
             for (index, _), registered in zip(accepted, stored, strict=True):
                 results[index] = self._receipt(registered)
         if denied:

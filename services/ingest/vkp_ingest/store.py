@@ -91,6 +91,10 @@ class Registered:
         return not (self.replayed or self.reused)
 
 
+#: One request's events and the audit record of each municipality they are for.
+Request = tuple[Sequence[Incoming], dict[str, bytes]]
+
+
 @dataclass(frozen=True)
 class Outgoing:
     id: str
@@ -118,7 +122,7 @@ class IngestStore:
         return results
 
     async def register_many(
-        self, requests: Sequence[tuple[Sequence[Incoming], dict[str, bytes]]], now: datetime
+        self, requests: Sequence[Request], now: datetime
     ) -> list[list[Registered]]:
         """Several requests' events in one transaction: each request's audit record of a
         municipality is stored when that request registered a new event there."""
