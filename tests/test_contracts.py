@@ -183,10 +183,10 @@ def test_an_event_without_a_payload_is_refused() -> None:
     ],
 )
 def test_a_service_code_that_does_not_fit_the_payload_is_refused(
-    kind: str, service_code: int
+    kind: str, service_code: common_pb2.ServiceCode.ValueType
 ) -> None:
     event = sample_event(kind)
-    event.service_code = service_code  # type: ignore[assignment]
+    event.service_code = service_code
     violations = field_violations(event)
     assert [v.field for v in violations] == [""]
     assert "service_code does not fit the payload" in violations[0].description

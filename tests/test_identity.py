@@ -97,7 +97,7 @@ class KeySetServer:
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
-                pass
+                """Keeps the key server's access log out of the test output."""
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}/jwks.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -255,10 +255,14 @@ INVALID = {
 
 @pytest.mark.parametrize(("mutate", "reason", "field"), INVALID.values(), ids=INVALID.keys())
 async def test_invalid_input_is_refused_with_its_reason(
-    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub, mutate: object, reason: str, field: str
+    hub: Hub,
+    stub: ingest_pb2_grpc.IngestServiceAsyncStub,
+    mutate: Callable[[event_pb2.Event], object],
+    reason: str,
+    field: str,
 ) -> None:
     event = event_of("home_measurement")
-    mutate(event)  # type: ignore[operator]
+    mutate(event)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.SubmitEvent(
             pb.SubmitEventRequest(event=event), metadata=hub.vendor(HOME_FOLLOW_UP)

@@ -59,7 +59,9 @@ class Registry:
     admin: Metadata
     service: Metadata
 
-    async def municipality(self, *, state: int = 0) -> pb.Municipality:
+    async def municipality(
+        self, *, state: pb.MunicipalityState.ValueType = pb.MUNICIPALITY_STATE_UNSPECIFIED
+    ) -> pb.Municipality:
         for _ in range(20):  # a kommunenummer another test took: draw again
             try:
                 created = await self.stub.CreateMunicipality(
@@ -68,7 +70,7 @@ class Registry:
                             organization_number=org(),
                             municipality_number=kommunenummer(),
                             display_name="Testvik kommune",
-                            state=state,  # type: ignore[arg-type]
+                            state=state,
                         )
                     ),
                     metadata=self.admin,
@@ -107,8 +109,8 @@ class Registry:
         municipality: pb.Municipality,
         system: pb.VendorSystem,
         *,
-        codes: tuple[int, ...] = (MD,),
-        actions: tuple[int, ...] = (JOURNAL, LOOKUP),
+        codes: tuple[common_pb2.ServiceCode.ValueType, ...] = (MD,),
+        actions: tuple[pb.AccessAction.ValueType, ...] = (JOURNAL, LOOKUP),
         validity: Any = None,
     ) -> pb.Agreement:
         return (
@@ -117,8 +119,8 @@ class Registry:
                     parent=municipality.name,
                     agreement=pb.Agreement(
                         vendor_system=system.name,
-                        service_codes=list(codes),  # type: ignore[arg-type]
-                        actions=list(actions),  # type: ignore[arg-type]
+                        service_codes=codes,
+                        actions=actions,
                         validity=validity,
                     ),
                 ),
@@ -127,13 +129,17 @@ class Registry:
         ).agreement
 
     async def decide(
-        self, client_id: str, municipality: str, code: int = MD, action: int = JOURNAL
+        self,
+        client_id: str,
+        municipality: str,
+        code: common_pb2.ServiceCode.ValueType = MD,
+        action: pb.AccessAction.ValueType = JOURNAL,
     ) -> pb.AccessDecision:
         request = pb.CheckAccessRequest(
             client_id=client_id,
             municipality=municipality,
-            service_code=code,  # type: ignore[arg-type]
-            action=action,  # type: ignore[arg-type]
+            service_code=code,
+            action=action,
         )
         return (await self.stub.CheckAccess(request, metadata=self.service)).decision
 
@@ -484,7 +490,11 @@ async def test_an_agreement_in_force_allows_with_the_partner_profile_patterns(
 
 
 async def _denial(
-    registry: Registry, client_id: str, municipality: str, code: int = MD, action: int = JOURNAL
+    registry: Registry,
+    client_id: str,
+    municipality: str,
+    code: common_pb2.ServiceCode.ValueType = MD,
+    action: pb.AccessAction.ValueType = JOURNAL,
 ) -> str:
     decision = await registry.decide(client_id, municipality, code, action)
     assert not decision.allowed

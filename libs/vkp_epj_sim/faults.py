@@ -114,7 +114,7 @@ class Faults:
             raise Injected(settings.error_status, "injected error")
         if settings.timeout:
             # The transport has no event to wait on: look every few milliseconds.
-            while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
+            while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110 - the transport offers no event to await for its closing
                 await asyncio.sleep(_HOLD_POLL_SECONDS)
             raise ClientGone
 

@@ -46,7 +46,7 @@ class SimulatorConfig:
 
 
 class ConfigError(ValueError):
-    pass
+    """A simulator configuration the sandbox cannot honour."""
 
 
 def check_config(config: SimulatorConfig) -> None:

@@ -139,7 +139,7 @@ def _condition_sql(condition: Condition) -> tuple[str, list[str]]:
         terms.append(sql)
         args += token_args
     return (
-        f"r.pk IN (SELECT pk FROM search_index WHERE name = ? AND ({' OR '.join(terms)}))",  # noqa: S608
+        f"r.pk IN (SELECT pk FROM search_index WHERE name = ? AND ({' OR '.join(terms)}))",  # noqa: S608 - only fixed fragments and ? placeholders are interpolated; values are bound
         args,
     )
 
@@ -296,7 +296,7 @@ class Store:
     ) -> list[sqlite3.Row]:
         token_sql, token_args = _token_sql(token)
         return connection.execute(
-            "SELECT pk, id, version, last_updated FROM resources"  # noqa: S608
+            "SELECT pk, id, version, last_updated FROM resources"  # noqa: S608 - only fixed fragments and ? placeholders are interpolated; values are bound
             " WHERE municipality = ? AND type = ? AND pk IN ("
             f"  SELECT pk FROM search_index WHERE name = 'identifier' AND {token_sql}"
             "  UNION SELECT pk FROM conditional_keys"
@@ -401,13 +401,13 @@ class Store:
 
         def work(connection: sqlite3.Connection) -> tuple[int, list[Stored]]:
             total = connection.execute(
-                f"SELECT COUNT(*) FROM resources r WHERE {where}",  # noqa: S608
+                f"SELECT COUNT(*) FROM resources r WHERE {where}",  # noqa: S608 - only fixed fragments and ? placeholders are interpolated; values are bound
                 args,
             ).fetchone()[0]
             if query.summary_count or query.count == 0:
                 return total, []
             rows = connection.execute(
-                f"SELECT r.* FROM resources r WHERE {where} ORDER BY r.pk LIMIT ? OFFSET ?",  # noqa: S608
+                f"SELECT r.* FROM resources r WHERE {where} ORDER BY r.pk LIMIT ? OFFSET ?",  # noqa: S608 - only fixed fragments and ? placeholders are interpolated; values are bound
                 [*args, query.count, query.offset],
             ).fetchall()
             return total, [_stored(r) for r in rows]
@@ -434,7 +434,7 @@ class Store:
 
         def work(connection: sqlite3.Connection) -> dict[str, Json]:
             rows = connection.execute(
-                f"SELECT id, body FROM resources WHERE type = 'Patient' AND id IN ({marks})",  # noqa: S608
+                f"SELECT id, body FROM resources WHERE type = 'Patient' AND id IN ({marks})",  # noqa: S608 - only fixed fragments and ? placeholders are interpolated; values are bound
                 wanted,
             ).fetchall()
             return {r["id"]: json.loads(r["body"]) for r in rows}

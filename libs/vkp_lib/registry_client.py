@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import grpc
 
+from vkp.common.v1 import common_pb2
 from vkp.registry.v1 import registry_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_lib.errors import Unavailable
@@ -56,7 +57,11 @@ class AccessClient:
         )
 
     async def check(
-        self, client_id: str, municipality: str, service_code: int, action: int
+        self,
+        client_id: str,
+        municipality: str,
+        service_code: common_pb2.ServiceCode.ValueType,
+        action: pb.AccessAction.ValueType,
     ) -> pb.AccessDecision:
         """The registry's decision for this access (ask the registry if not remembered)."""
         key = (client_id, municipality, service_code, action)
@@ -67,8 +72,8 @@ class AccessClient:
         request = pb.CheckAccessRequest(
             client_id=client_id,
             municipality=municipality,
-            service_code=service_code,  # type: ignore[arg-type]
-            action=action,  # type: ignore[arg-type]
+            service_code=service_code,
+            action=action,
         )
         for _ in range(40):
             try:

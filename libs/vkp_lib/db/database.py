@@ -144,8 +144,8 @@ class Database:
         if self._database_file is not None:
             self._database_file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            async with self._write_engine.connect():
-                pass
+            async with self._write_engine.connect() as connection:
+                await connection.execute(select(1))
         except Exception as error:
             raise StartupError(
                 f"cannot open the {self.name} database at {self.url} ({type(error).__name__})"
@@ -392,7 +392,7 @@ def _end_failed_statement_span(context: ExceptionContext) -> None:
     span: trace.Span | None = getattr(execution, "_otel_span", None)
     if execution is None or span is None:
         return
-    execution._otel_span = None  # type: ignore[attr-defined]
+    execution._otel_span = None  # type: ignore[attr-defined]  # the instrumentation's private attribute
     span.set_status(trace.Status(trace.StatusCode.ERROR, type(context.original_exception).__name__))
     span.end()
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from joserfc.jwk import Key, KeySet
@@ -55,24 +56,22 @@ class KeySource:
     def location(self) -> str:
         return str(self._file) if self._file is not None else str(self._url)
 
-    async def _read(self) -> dict[str, object]:
+    async def _read(self) -> Any:
         if self._file is not None:
             text = await asyncio.to_thread(self._file.read_text)
-            data: dict[str, object] = json.loads(text)
-            return data
+            return json.loads(text)
         assert self._url is not None
         async with httpx.AsyncClient(timeout=self._timeout) as client:
             response = await client.get(self._url, headers={"accept": "application/json"})
             response.raise_for_status()
-            fetched: dict[str, object] = response.json()
-            return fetched
+            return response.json()
 
     async def _refresh(self) -> None:
         self._last_attempt = time.monotonic()
         self.refreshes += 1
         try:
             data = await self._read()
-            key_set = KeySet.import_key_set(data)  # type: ignore[arg-type]
+            key_set = KeySet.import_key_set(data)
         except (OSError, ValueError, httpx.HTTPError) as exc:
             log.warning("key set not read", source=self.location, error=type(exc).__name__)
             if self._loaded_at is None:

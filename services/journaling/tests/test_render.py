@@ -51,7 +51,7 @@ ALERT_CODES = "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
 DISPENSE_EVENTS = "http://ehelse.no/fhir/CodeSystem/vkp-medicationdispense-events-v090"
 ENCOUNTER_MODES = "http://ehelse.no/fhir/CodeSystem/vkp-encounter-mode-v090"
 ENCOUNTER_REASONS = "http://ehelse.no/fhir/CodeSystem/vkp-encounter-reason-v090"
-D_NUMBER = synthetic_national_id(random.Random(2026), kind=NationalIdKind.DNR)  # noqa: S311
+D_NUMBER = synthetic_national_id(random.Random(2026), kind=NationalIdKind.DNR)  # noqa: S311 - synthetic data, not secrecy
 
 
 def _timestamp(when: datetime) -> Timestamp:

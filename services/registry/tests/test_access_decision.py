@@ -15,6 +15,7 @@ from vkp_registry.domain.model import (
     Municipality,
     MunicipalityState,
     PartnerProfile,
+    Resource,
     ServiceCode,
     VendorSystem,
 )
@@ -27,10 +28,10 @@ AGREEMENT = Agreement(
 )
 
 
-def snapshot(*resources: object) -> AccessSnapshot:
+def snapshot(*resources: Resource) -> AccessSnapshot:
     s = AccessSnapshot()
     for revision, resource in enumerate(resources, start=1):
-        s.apply(Change(revision, NOW, ChangeType.CREATED, resource.name, resource))  # type: ignore[attr-defined, arg-type]
+        s.apply(Change(revision, NOW, ChangeType.CREATED, resource.name, resource))
     return s
 
 

@@ -6,6 +6,8 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 
-def _resource(name: str, *columns: sa.Column) -> None:  # type: ignore[type-arg]
+def _resource(name: str, *columns: sa.Column[Any]) -> None:
     op.create_table(
         name,
         sa.Column("name", sa.String(300), primary_key=True),
