@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from vkp.common.v1 import common_pb2, event_pb2
 from vkp_lib.testing.data import TEST_PEOPLE
+from vkp_lib.timestamps import timestamp
 
 #: The organisation number of the municipality the sample events belong to (mod-11 valid).
 MUNICIPALITY = "312229544"
@@ -21,12 +20,6 @@ PAYLOAD_KINDS = (
 )
 
 
-def _timestamp(when: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
-
-
 def sample_event(
     kind: str, *, event_id: str = "evt-0001", national_id: str = "", at: datetime | None = None
 ) -> event_pb2.Event:
@@ -37,7 +30,7 @@ def sample_event(
         municipality=MUNICIPALITY,
         patient=common_pb2.NationalId(value=national_id or TEST_PEOPLE[0].national_id),
         device=common_pb2.DeviceReference(device_id="DISP-00042", display="Medisindispenser"),
-        occurred_time=_timestamp(when),
+        occurred_time=timestamp(when),
         severity=common_pb2.SEVERITY_NORMAL,
     )
     if kind == "medication_dispense":
@@ -45,8 +38,8 @@ def sample_event(
         event.medication_dispense.CopyFrom(
             event_pb2.MedicationDispense(
                 event_code="1.1",
-                planned_time=_timestamp(when),
-                actual_time=_timestamp(when + timedelta(minutes=3)),
+                planned_time=timestamp(when),
+                actual_time=timestamp(when + timedelta(minutes=3)),
                 medication_text="Morgendose",
             )
         )
@@ -54,7 +47,7 @@ def sample_event(
         event.service_code = common_pb2.SERVICE_CODE_MD
         event.severity = common_pb2.SEVERITY_SERIOUS
         event.dispenser_alert.CopyFrom(
-            event_pb2.DispenserAlert(alert_code="1.1", planned_time=_timestamp(when))
+            event_pb2.DispenserAlert(alert_code="1.1", planned_time=timestamp(when))
         )
     elif kind == "supervision":
         event.service_code = common_pb2.SERVICE_CODE_DT
@@ -64,12 +57,12 @@ def sample_event(
                 mode_code="0",
                 reason_code="1",
                 period=common_pb2.Period(
-                    start_time=_timestamp(when), end_time=_timestamp(when + timedelta(minutes=1))
+                    start_time=timestamp(when), end_time=timestamp(when + timedelta(minutes=1))
                 ),
                 location="Soverom",
                 observations=[
                     event_pb2.SupervisionObservation(
-                        alert_code="4.20", observed_time=_timestamp(when)
+                        alert_code="4.20", observed_time=timestamp(when)
                     )
                 ],
                 text="Ligger i sengen, puster rolig.",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from datetime import UTC
 
 from vkp.audit.v1 import audit_pb2 as pb
 from vkp.common.v1 import common_pb2
@@ -18,6 +16,7 @@ from vkp_audit.domain.model import (
     NationalIdType,
     Patient,
 )
+from vkp_lib.timestamps import timestamp
 
 ACTIONS = {
     pb.AUDIT_ACTION_READ: AuditAction.READ,
@@ -44,14 +43,6 @@ SERVICE_CODE_NAMES = {
     if value != common_pb2.SERVICE_CODE_UNSPECIFIED
 }
 SERVICE_CODE_PB = {v: k for k, v in SERVICE_CODE_NAMES.items()}
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def record_from_pb(r: pb.AuditRecord) -> AuditRecord:

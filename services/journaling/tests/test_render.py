@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from vkp.common.v1 import common_pb2, event_pb2
 from vkp_journaling.render import (
@@ -32,6 +31,7 @@ from vkp_journaling.render import (
 from vkp_lib.national_id import NationalIdKind, synthetic_national_id
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
+from vkp_lib.timestamps import timestamp
 
 GOLDEN = Path(__file__).parent / "golden"
 RENDERED_KINDS = ("medication_dispense", "dispenser_alert", "supervision", "home_measurement")
@@ -52,12 +52,6 @@ DISPENSE_EVENTS = "http://ehelse.no/fhir/CodeSystem/vkp-medicationdispense-event
 ENCOUNTER_MODES = "http://ehelse.no/fhir/CodeSystem/vkp-encounter-mode-v090"
 ENCOUNTER_REASONS = "http://ehelse.no/fhir/CodeSystem/vkp-encounter-reason-v090"
 D_NUMBER = synthetic_national_id(random.Random(2026), kind=NationalIdKind.DNR)  # noqa: S311 - synthetic data, not secrecy
-
-
-def _timestamp(when: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
 
 
 def _resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -343,7 +337,7 @@ def test_a_planned_time_on_another_day_shows_its_date() -> None:
     event = sample_event("medication_dispense")
     event.medication_dispense.event_code = "2.1"
     event.medication_dispense.planned_time.CopyFrom(
-        _timestamp(datetime(2026, 11, 28, 7, 0, tzinfo=UTC))
+        timestamp(datetime(2026, 11, 28, 7, 0, tzinfo=UTC))
     )
     assert narrative(event, CONTEXT).startswith(
         "Forhåndsutmating av medisin uten assistanse kl. 09:03 (planlagt 28.11.2026 08:00): "

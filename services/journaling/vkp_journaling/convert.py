@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from datetime import UTC
 
 from vkp.common.v1 import common_pb2
 from vkp.journaling.v1 import journaling_pb2 as pb
 from vkp_journaling.store import Entry, NewEntry
+from vkp_lib.timestamps import timestamp
 
 KINDS = {
     "medication_dispense": pb.PAYLOAD_KIND_MEDICATION_DISPENSE,
@@ -19,14 +18,6 @@ KINDS = {
 }
 STATES = {name.removeprefix("EVENT_STATE_"): value for name, value in common_pb2.EventState.items()}
 STATE_NAMES = {value: name for name, value in STATES.items()}
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def new_entry(item: pb.EnqueueItem) -> NewEntry:

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from vkp.common.v1 import common_pb2
 from vkp.registry.v1 import registry_pb2 as pb
+from vkp_lib.timestamps import timestamp
 from vkp_registry.domain.model import (
     Action,
     Adapter,
@@ -69,14 +70,6 @@ CHANGE_TYPE_PB = {
     ChangeType.UPDATED: pb.CHANGE_TYPE_UPDATED,
     ChangeType.DELETED: pb.CHANGE_TYPE_DELETED,
 }
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def when(message: Timestamp) -> datetime:
