@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from vkp_lib.testing.collector import Collector
-from vkp_lib.testing.processes import ServiceProcess
+from vkp_lib.testing.processes import ServiceProcess, stop_all
 from vkp_lib.testing.sensitive import SensitiveData
 
 pytest_plugins = ["pytester"]
@@ -42,9 +42,7 @@ def hub(
             process.wait_serving()
         yield processes
     finally:
-        for process in processes.values():
-            process.send_sigterm()  # all at once, so they drain in parallel
-        codes = {name: p.terminate() for name, p in processes.items()}
+        codes = dict(zip(processes, stop_all(*processes.values()), strict=True))
     data = SensitiveData.of()
     leaks = [leak for p in processes.values() for leak in data.find(p.logs(), f"{p.name} logs")]
     assert not leaks, f"health data in service logs: {leaks}"

@@ -12,7 +12,6 @@ from pathlib import Path
 import grpc
 import httpx
 
-from tests.test_ingest import _stop
 from vkp.common.v1 import common_pb2
 from vkp.ingest.v1 import ingest_pb2 as pb
 from vkp.ingest.v1 import ingest_pb2_grpc
@@ -24,7 +23,7 @@ from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.sandbox import DISPENSER, FJORDVIK, SANDBOX
 from vkp_lib.testing.events import sample_event
-from vkp_lib.testing.processes import ServiceProcess
+from vkp_lib.testing.processes import ServiceProcess, stop_all
 
 
 async def test_a_vendors_event_becomes_a_note_in_the_epj_and_its_status_says_journaled(
@@ -93,5 +92,5 @@ async def test_a_vendors_event_becomes_a_note_in_the_epj_and_its_status_says_jou
         assert "Medisin ikke utlevert til planlagt tid" in page
         assert patient.national_id not in page
     finally:
-        _stop(*started)
+        stop_all(*started)
         epj.stop()

@@ -36,7 +36,7 @@ from vkp_lib.sandbox import (
 from vkp_lib.status import bad_request, error_info
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
-from vkp_lib.testing.processes import ServiceProcess
+from vkp_lib.testing.processes import ServiceProcess, stop_all
 
 Metadata = tuple[tuple[str, str], ...]
 VENDOR_OF_KIND = {
@@ -69,13 +69,6 @@ class Hub:
     @property
     def admin(self) -> Metadata:
         return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
-
-
-def _stop(*processes: ServiceProcess) -> None:
-    for process in processes:
-        process.send_sigterm()
-    for process in processes:
-        process.terminate()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -122,9 +115,9 @@ def hub(
         hub = Hub(registry, audit, journaling, ingest, dev_issuer, ingest_env, journaling_env)
         yield hub
     finally:
-        _stop(*started)
+        stop_all(*started)
         if hub is not None:  # the processes a test restarted
-            _stop(hub.journaling, hub.ingest)
+            stop_all(hub.journaling, hub.ingest)
 
 
 @pytest.fixture
@@ -370,7 +363,7 @@ async def test_every_acknowledged_event_survives_a_sigkill_and_reaches_journalin
 
 async def test_events_wait_while_journaling_is_down_and_go_once_it_is_back(hub: Hub) -> None:
     person = 7
-    _stop(hub.journaling)
+    stop_all(hub.journaling)
     events = [event_of("home_measurement", person=person) for _ in range(5)]
     async with grpc.aio.insecure_channel(hub.ingest.address) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
@@ -388,7 +381,7 @@ async def test_events_wait_while_journaling_is_down_and_go_once_it_is_back(hub: 
     hub.journaling = ServiceProcess("journaling", hub.journaling_env)
     hub.journaling.wait_serving()
     hub.ingest_env["VKP_JOURNALING_TARGET"] = hub.journaling.address
-    _stop(hub.ingest)
+    stop_all(hub.ingest)
     hub.ingest = ServiceProcess("ingest", hub.ingest_env)
     hub.ingest.wait_serving()
     await wait_entries(hub, TEST_PEOPLE[person].national_id, names)

@@ -28,7 +28,7 @@ from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.sandbox import BJORKEDAL, DISPENSER, FJORDVIK, SANDBOX
 from vkp_lib.testing.events import sample_event
-from vkp_lib.testing.processes import ServiceProcess
+from vkp_lib.testing.processes import ServiceProcess, stop_all
 
 Metadata = tuple[tuple[str, str], ...]
 RENDERED = ("medication_dispense", "dispenser_alert", "supervision", "home_measurement")
@@ -69,13 +69,6 @@ class Hub:
         return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
 
 
-def _stop(*processes: ServiceProcess) -> None:
-    for process in processes:
-        process.send_sigterm()
-    for process in processes:
-        process.terminate()
-
-
 @pytest.fixture(scope="module")
 def hub(
     tmp_path_factory: pytest.TempPathFactory,
@@ -110,7 +103,7 @@ def hub(
         }
         yield Hub(epj, registry, audit, dev_issuer, env)
     finally:
-        _stop(registry, audit)
+        stop_all(registry, audit)
         epj.stop()
 
 
@@ -127,7 +120,7 @@ def journaling(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     try:
         yield process
     finally:
-        _stop(process)
+        stop_all(process)
 
 
 @pytest.fixture
@@ -393,7 +386,7 @@ async def test_per_patient_order_holds_with_failures_and_two_replicas_on_postgre
             assert in_epj == sorted(expected, key=lambda i: sequence[i]), national_id
             assert len(in_epj) == len(expected)  # each once
     finally:
-        _stop(first, second)
+        stop_all(first, second)
 
 
 # -- a crash during delivery -------------------------------------------------------------------
@@ -425,6 +418,6 @@ async def test_a_sigkill_during_delivery_then_a_restart_journals_every_entry_onc
     try:
         await wait_for(restarted, hub, [i.entry_id for i in sent], common_pb2.EVENT_STATE_JOURNALED)
     finally:
-        _stop(restarted)
+        stop_all(restarted)
     for queued in sent:
         assert len(await notes(epj, "Observation", queued.entry_id)) == 1
