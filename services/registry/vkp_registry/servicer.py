@@ -102,7 +102,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             m,
             request_id=request.request_id,
             method="CreateMunicipality",
-            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True).hex()),
+            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True)),
             check=number_free,
         )
         await self._applied(created.revision)
@@ -165,7 +165,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             Vendor(given.organization_number, given.display_name),
             request_id=request.request_id,
             method="CreateVendor",
-            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True).hex()),
+            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True)),
         )
         await self._applied(created.revision)
         return pb.CreateVendorResponse(vendor=convert.vendor_to_pb(created))
@@ -227,7 +227,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             system,
             request_id=request.request_id,
             method="CreateVendorSystem",
-            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True).hex()),
+            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True)),
             check=check,
         )
         await self._applied(created.revision)
@@ -297,7 +297,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             endpoint,
             request_id=request.request_id,
             method="CreateEpjEndpoint",
-            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True).hex()),
+            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True)),
             check=check,
         )
         await self._applied(created.revision)
@@ -389,7 +389,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             agreement,
             request_id=request.request_id,
             method="CreateAgreement",
-            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True).hex()),
+            request_fingerprint=fingerprint(request.SerializeToString(deterministic=True)),
             check=check,
         )
         await self._applied(created.revision)

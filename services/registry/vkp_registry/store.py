@@ -11,7 +11,6 @@ which `WatchChanges` and every replica's access snapshot follow.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -190,9 +189,9 @@ def _load(type_name: str, body: str) -> Any:
     return KINDS[type_name].adapter.validate_json(body)
 
 
-def fingerprint(*parts: object) -> str:
+def fingerprint(content: bytes) -> str:
     """A stable hash of a request's content, to tell a retry from a reused request id."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(content).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ class RegistryStore:
     # -- the change feed ---------------------------------------------------------------------
 
     async def _record(
-        self, session: AsyncSession, change: ChangeType, name: str, resource: R | None, kind: Kind
+        self, session: AsyncSession, change: ChangeType, name: str, kind: Kind
     ) -> tuple[int, datetime]:
         bumped = await session.execute(
             sa.update(revision_table)
@@ -351,9 +350,7 @@ class RegistryStore:
                 raise AlreadyExists(kind.exists, f"{resource.name} exists")
             if check is not None:
                 await check(session)
-            revision, now = await self._record(
-                session, ChangeType.CREATED, resource.name, resource, kind
-            )
+            revision, now = await self._record(session, ChangeType.CREATED, resource.name, kind)
             times = {"create_time": now} if hasattr(resource, "create_time") else {}
             if hasattr(resource, "update_time"):
                 times["update_time"] = now
@@ -403,7 +400,6 @@ class RegistryStore:
                 session,
                 ChangeType.UPDATED if current is not None else ChangeType.CREATED,
                 name,
-                changed,
                 kind,
             )
             updated = replace(changed, revision=revision, update_time=now)
@@ -430,7 +426,7 @@ class RegistryStore:
             deleted = await session.execute(sa.delete(kind.table).where(kind.table.c.name == name))
             if rowcount(deleted) == 0:
                 raise NotFound(kind.missing, f"{name} does not exist")
-            revision, _ = await self._record(session, ChangeType.DELETED, name, None, kind)
+            revision, _ = await self._record(session, ChangeType.DELETED, name, kind)
             return revision
 
         return await self._write(work)
