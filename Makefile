@@ -4,8 +4,13 @@ SHELL := /bin/bash
 
 VENV := .venv
 BIN := $(VENV)/bin
-# uv from PATH, else the one pip installed for python3 (`pip install uv`).
-UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# The uv that installs the hub, pinned here alone (`.ci/run` gets it through `make install`):
+# `uv` from PATH, else `python3 -m uv`, else this version pip-installed into a small git-ignored
+# virtualenv of its own.
+UV_VERSION := 0.13.8
+UV_BOOTSTRAP := .uv-bootstrap
+UV ?= $(shell command -v uv 2>/dev/null || { python3 -m uv --version >/dev/null 2>&1 && echo python3 -m uv; } || echo $(UV_BOOTSTRAP)/bin/uv)
+PYTHON_MISSING := make install needs Python 3.11 as python3.11 on PATH (Debian: apt-get install python3.11; or pyenv install 3.11)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # The contracts as last released: buf breaking compares protos/ against it.
@@ -18,9 +23,15 @@ help: ## List the targets
 
 install: $(BIN)/vkp ## Create .venv and install the hub with its locked dependencies
 
-$(BIN)/vkp: pyproject.toml uv.lock
+$(BIN)/vkp: pyproject.toml uv.lock | $(filter $(UV_BOOTSTRAP)/bin/uv,$(UV))
+	@command -v python3.11 >/dev/null 2>&1 || { echo "$(PYTHON_MISSING)" >&2; exit 1; }
 	$(UV) sync --frozen --python python3.11
 	@touch $@
+
+$(UV_BOOTSTRAP)/bin/uv:
+	@command -v python3.11 >/dev/null 2>&1 || { echo "$(PYTHON_MISSING)" >&2; exit 1; }
+	python3.11 -m venv $(UV_BOOTSTRAP)
+	$(UV_BOOTSTRAP)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 generate: install ## Regenerate the Python code of the contracts into libs/gen
 	$(BIN)/python scripts/generate.py
