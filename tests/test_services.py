@@ -4,6 +4,8 @@ propagation."""
 
 from __future__ import annotations
 
+import json
+import random
 import subprocess
 import sys
 import threading
@@ -158,6 +160,91 @@ def test_every_rpc_of_the_contract_is_served_through_the_interceptors(
         ("INVALID_ARGUMENT", "INVALID_FORMAT"),
         ("INVALID_ARGUMENT", "INVALID_ORGANIZATION_NUMBER"),
     }, answers
+
+
+#: Bytes no message decodes: field 0 with wire type 7, then noise.
+GARBAGE = b"\x07\xff\xfe" + random.Random(13).randbytes(61)
+
+
+def _log_lines(process: ServiceProcess) -> list[dict[str, object]]:
+    lines: list[dict[str, object]] = []
+    for line in process.logs().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            lines.append({"level": "raw", "event": line})
+    return lines
+
+
+def _call_with_bytes(
+    channel: grpc.Channel, path: str, method: MethodDescriptor, payload: bytes, metadata: Metadata
+) -> None:
+    if method.server_streaming:
+        stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(path)
+        list(stream(payload, timeout=10, metadata=metadata))
+    else:
+        raw_call(channel, path, payload, metadata)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_bytes_that_do_not_decode_are_invalid_argument_malformed_request_for_every_rpc(
+    hub: dict[str, ServiceProcess], dev_issuer: DevelopmentIssuer, name: str
+) -> None:
+    """Not UNKNOWN with a traceback: the caller's fault, with an ErrorInfo, the request id in the
+    trailing metadata and one warning line in the service's log per call."""
+    service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
+    access = ACCESS_MAPS[name]
+    before = len(_log_lines(hub[name]))
+    with hub[name].channel() as channel:
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            request_id = f"garbage-{method.name}"
+            metadata = (
+                *credentials(dev_issuer, access.requirement(path)),
+                ("x-request-id", request_id),
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                _call_with_bytes(channel, path, method, GARBAGE, metadata)
+            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, method.name
+            info = error_info(caught.value)
+            assert info is not None, method.name
+            assert (info.reason, info.domain) == ("MALFORMED_REQUEST", f"{name}.vkp")
+            assert method.input_type.full_name in (caught.value.details() or "")
+            trailing: dict[str, object] = {
+                m.key: m.value for m in caught.value.trailing_metadata() or ()
+            }
+            assert trailing.get("x-request-id") == request_id
+    # The warning is written before the answer goes out.
+    new = _log_lines(hub[name])[before:]
+    warnings = [line for line in new if line.get("event") == "malformed request"]
+    assert len(warnings) == len(service.methods)
+    assert {line["level"] for line in warnings} == {"warning"}
+    assert {line.get("request_id") for line in warnings} == {
+        f"garbage-{m.name}" for m in service.methods
+    }
+    assert not [line for line in new if line.get("level") in ("error", "raw")]
+
+
+def _garbage_to_health(channel: grpc.Channel) -> None:
+    raw_call(channel, "/grpc.health.v1.Health/Check", GARBAGE)
+
+
+def _garbage_to_reflection(channel: grpc.Channel) -> None:
+    path = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    stream: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(path)
+    list(stream(iter([GARBAGE]), timeout=10))
+
+
+@pytest.mark.parametrize("call", [_garbage_to_health, _garbage_to_reflection])
+def test_bytes_that_do_not_decode_are_malformed_for_health_and_reflection_too(
+    hub: dict[str, ServiceProcess], call: Callable[[grpc.Channel], None]
+) -> None:
+    with hub["ingest"].channel() as channel, pytest.raises(grpc.RpcError) as caught:
+        call(channel)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(caught.value)
+    assert info is not None
+    assert info.reason == "MALFORMED_REQUEST"
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -4,7 +4,8 @@
 2. request id and one structured log line per call,
 3. error mapping: domain errors to status codes with ErrorInfo; anything unexpected to INTERNAL,
 4. authentication: the principal of the call, into a context variable,
-5. validation: the field rules of the contracts (protovalidate) on every request message.
+5. validation: a request that does not decode is refused (MALFORMED_REQUEST), and the field
+   rules of the contracts (protovalidate) are checked on every request message.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import grpc
 import structlog
 
 from vkp_lib.auth import Authenticator, set_principal
-from vkp_lib.errors import VkpError
+from vkp_lib.errors import InvalidArgument, VkpError
 from vkp_lib.logging import get_logger
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.status import rich_status, status_of, trailing_metadata
@@ -264,29 +265,72 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, around_unary, around_stream)
 
 
+class _Malformed:
+    """What a request that does not decode becomes, so the call fails as the caller's fault."""
+
+    __slots__ = ("expected",)
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize`, returning a `_Malformed` instead of raising on bytes that do not decode (gRPC
+    itself would answer UNKNOWN and log a traceback at error level)."""
+    if deserialize is None:
+        return None
+    message_type = getattr(deserialize, "__self__", None)
+    descriptor = getattr(message_type, "DESCRIPTOR", None)
+    malformed = _Malformed(getattr(descriptor, "full_name", "the method's request message"))
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # DecodeError, or what the upb parser raises on deeper nonsense
+            return malformed
+
+    return parse
+
+
+def _refuse_malformed(request: Any) -> None:
+    if isinstance(request, _Malformed):
+        log.warning("malformed request")
+        raise InvalidArgument(
+            "MALFORMED_REQUEST", f"the request does not decode as a {request.expected}"
+        )
+
+
+def _check(request: Any) -> None:
+    _refuse_malformed(request)
+    validate(request)
+
+
 class ValidationInterceptor(grpc.aio.ServerInterceptor):
-    """Checks every request message against the field rules of its contract before the servicer
-    sees it: a message that breaks one is answered INVALID_ARGUMENT with a BadRequest (raised
-    here, mapped by the error interceptor outside)."""
+    """Checks every request message before the servicer sees it: bytes that do not decode are
+    answered INVALID_ARGUMENT `MALFORMED_REQUEST` (for every method, health and reflection too),
+    and a message that breaks a field rule of its contract INVALID_ARGUMENT with a BadRequest
+    (raised here, mapped by the error interceptor outside)."""
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES):
-            return handler
-        des, ser = handler.request_deserializer, handler.response_serializer
+        if handler is None:
+            return None
+        open_method = handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES)
+        check = _refuse_malformed if open_method else _check
+        des, ser = _tolerant(handler.request_deserializer), handler.response_serializer
 
         async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
             async for request in requests:
-                validate(request)
+                check(request)
                 yield request
 
         if handler.unary_unary:
             uu: Any = handler.unary_unary
 
             async def unary_unary(request: Any, context: Context) -> Any:
-                validate(request)
+                check(request)
                 return await uu(request, context)
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, des, ser)
@@ -294,7 +338,7 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
             us: Any = handler.unary_stream
 
             async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                validate(request)
+                check(request)
                 result = us(request, context)
                 if inspect.isasyncgen(result):
                     async for response in result:

@@ -35,7 +35,8 @@ class AuditServiceStub:
     CreateCheckpoint.
 
     ErrorInfo reasons (domain audit.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_PAGE_TOKEN
     PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
     MISSING_SCOPE
@@ -87,7 +88,8 @@ class AuditServiceServicer:
     CreateCheckpoint.
 
     ErrorInfo reasons (domain audit.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_PAGE_TOKEN
     PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
     MISSING_SCOPE
@@ -180,7 +182,8 @@ class AuditService:
     CreateCheckpoint.
 
     ErrorInfo reasons (domain audit.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_PAGE_TOKEN
     PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
     MISSING_SCOPE

@@ -36,7 +36,8 @@ class AuditServiceStub:
     CreateCheckpoint.
 
     ErrorInfo reasons (domain audit.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_PAGE_TOKEN
       PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
                            MISSING_SCOPE
@@ -77,7 +78,8 @@ class AuditServiceAsyncStub(AuditServiceStub):
     CreateCheckpoint.
 
     ErrorInfo reasons (domain audit.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_PAGE_TOKEN
       PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
                            MISSING_SCOPE
@@ -114,7 +116,8 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     CreateCheckpoint.
 
     ErrorInfo reasons (domain audit.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_PAGE_TOKEN
       PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
                            MISSING_SCOPE

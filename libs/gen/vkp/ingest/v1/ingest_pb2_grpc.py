@@ -38,7 +38,8 @@ class IngestServiceStub:
     (RESOURCE_EXHAUSTED).
 
     ErrorInfo reasons (domain ingest.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
     allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
     EVENT_IN_FUTURE, EVENT_TOO_OLD
@@ -91,7 +92,8 @@ class IngestServiceServicer:
     (RESOURCE_EXHAUSTED).
 
     ErrorInfo reasons (domain ingest.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
     allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
     EVENT_IN_FUTURE, EVENT_TOO_OLD
@@ -177,7 +179,8 @@ class IngestService:
     (RESOURCE_EXHAUSTED).
 
     ErrorInfo reasons (domain ingest.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
     allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
     EVENT_IN_FUTURE, EVENT_TOO_OLD

@@ -39,7 +39,8 @@ class IngestServiceStub:
     (RESOURCE_EXHAUSTED).
 
     ErrorInfo reasons (domain ingest.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
                            allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
                            EVENT_IN_FUTURE, EVENT_TOO_OLD
@@ -82,7 +83,8 @@ class IngestServiceAsyncStub(IngestServiceStub):
     (RESOURCE_EXHAUSTED).
 
     ErrorInfo reasons (domain ingest.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
                            allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
                            EVENT_IN_FUTURE, EVENT_TOO_OLD
@@ -121,7 +123,8 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     (RESOURCE_EXHAUSTED).
 
     ErrorInfo reasons (domain ingest.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_NATIONAL_ID (mod-11, or a synthetic id where they are not
                            allowed), INVALID_ORGANIZATION_NUMBER, NATIONAL_ID_TYPE_MISMATCH,
                            EVENT_IN_FUTURE, EVENT_TOO_OLD

@@ -37,7 +37,8 @@ class JournalingServiceStub:
     events/{id}).
 
     ErrorInfo reasons (domain journaling.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_PAGE_TOKEN
     NOT_FOUND            ENTRY_NOT_FOUND
     FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
@@ -104,7 +105,8 @@ class JournalingServiceServicer:
     events/{id}).
 
     ErrorInfo reasons (domain journaling.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_PAGE_TOKEN
     NOT_FOUND            ENTRY_NOT_FOUND
     FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
@@ -226,7 +228,8 @@ class JournalingService:
     events/{id}).
 
     ErrorInfo reasons (domain journaling.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_PAGE_TOKEN
     NOT_FOUND            ENTRY_NOT_FOUND
     FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),

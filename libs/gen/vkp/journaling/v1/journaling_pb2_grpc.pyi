@@ -38,7 +38,8 @@ class JournalingServiceStub:
     events/{id}).
 
     ErrorInfo reasons (domain journaling.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_PAGE_TOKEN
       NOT_FOUND            ENTRY_NOT_FOUND
       FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
@@ -88,7 +89,8 @@ class JournalingServiceAsyncStub(JournalingServiceStub):
     events/{id}).
 
     ErrorInfo reasons (domain journaling.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_PAGE_TOKEN
       NOT_FOUND            ENTRY_NOT_FOUND
       FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
@@ -134,7 +136,8 @@ class JournalingServiceServicer(metaclass=_abc_1.ABCMeta):
     events/{id}).
 
     ErrorInfo reasons (domain journaling.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_PAGE_TOKEN
       NOT_FOUND            ENTRY_NOT_FOUND
       FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),

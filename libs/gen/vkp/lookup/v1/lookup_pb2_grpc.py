@@ -38,7 +38,8 @@ class LookupServiceStub:
     bounded time, flagged in Freshness.
 
     ErrorInfo reasons (domain lookup.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
     PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
     NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
@@ -94,7 +95,8 @@ class LookupServiceServicer:
     bounded time, flagged in Freshness.
 
     ErrorInfo reasons (domain lookup.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
     PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
     NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
@@ -190,7 +192,8 @@ class LookupService:
     bounded time, flagged in Freshness.
 
     ErrorInfo reasons (domain lookup.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
     PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
     NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE

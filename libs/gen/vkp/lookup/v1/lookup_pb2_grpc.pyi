@@ -39,7 +39,8 @@ class LookupServiceStub:
     bounded time, flagged in Freshness.
 
     ErrorInfo reasons (domain lookup.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
       PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
@@ -82,7 +83,8 @@ class LookupServiceAsyncStub(LookupServiceStub):
     bounded time, flagged in Freshness.
 
     ErrorInfo reasons (domain lookup.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
       PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
@@ -121,7 +123,8 @@ class LookupServiceServicer(metaclass=_abc_1.ABCMeta):
     bounded time, flagged in Freshness.
 
     ErrorInfo reasons (domain lookup.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
       PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE

@@ -42,7 +42,8 @@ class RegistryServiceStub:
     vendors/{organization_number}/systems/{system_id}
 
     ErrorInfo reasons (domain registry.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
     INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
     NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
@@ -199,7 +200,8 @@ class RegistryServiceServicer:
     vendors/{organization_number}/systems/{system_id}
 
     ErrorInfo reasons (domain registry.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
     INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
     NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
@@ -533,7 +535,8 @@ class RegistryService:
     vendors/{organization_number}/systems/{system_id}
 
     ErrorInfo reasons (domain registry.vkp):
-    INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+    INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+    INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
     INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
     NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,

@@ -43,7 +43,8 @@ class RegistryServiceStub:
       vendors/{organization_number}/systems/{system_id}
 
     ErrorInfo reasons (domain registry.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
                            INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
       NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
@@ -138,7 +139,8 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
       vendors/{organization_number}/systems/{system_id}
 
     ErrorInfo reasons (domain registry.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
                            INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
       NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
@@ -229,7 +231,8 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
       vendors/{organization_number}/systems/{system_id}
 
     ErrorInfo reasons (domain registry.vkp):
-      INVALID_ARGUMENT     INVALID_FORMAT (a field rule; BadRequest names the fields),
+      INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
+                           INVALID_FORMAT (a field rule; BadRequest names the fields),
                            INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_MUNICIPALITY_NUMBER,
                            INVALID_PAGE_TOKEN, INVALID_UPDATE_MASK
       NOT_FOUND            MUNICIPALITY_NOT_FOUND, VENDOR_NOT_FOUND, VENDOR_SYSTEM_NOT_FOUND,
