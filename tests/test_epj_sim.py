@@ -1,12 +1,14 @@
 """The EPJ simulator as a real process over real HTTP: its capabilities, the searches the
-lookup makes, reads, transactions of conditional creates (atomic, also when two arrive at once),
-each fault mode as a client meets it, the counters, the page of notes, the seed, and its log."""
+lookup makes (also of long value lists), reads, transactions of conditional creates (atomic,
+also when two arrive at once), each fault mode as a client meets it, the counters, the page of
+notes, the seed, and its log."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import html
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +30,8 @@ from vkp_epj_sim.codes import (
     SERVICE_TYPE_SYSTEM,
     VISIT_PLAN_CODE,
 )
+from vkp_epj_sim.listeners import MAX_REQUEST_LINE
+from vkp_epj_sim.search import MAX_COUNT, MAX_PARAMETERS, MAX_VALUES
 from vkp_epj_sim.seed import CORE_SERVICE_TYPES, SeedPatient
 from vkp_epj_sim.testing import SimulatorProcess
 from vkp_lib.national_id import parse_national_id
@@ -458,6 +462,152 @@ async def test_an_unknown_municipality_or_resource_type_is_404(client: httpx.Asy
 async def test_an_unsupported_search_parameter_is_400(client: httpx.AsyncClient) -> None:
     problem(await client.get(f"/{FJORD}/fhir/Patient", params={"name": "x"}), 400)
     problem(await client.get(f"/{FJORD}/fhir/Patient", params={"identifier:of-type": "x"}), 400)
+
+
+# -- long value lists: a comma ORs up to MAX_VALUES values ---------------------------------------
+
+
+def identifier_values(asked: list[SeedPatient], count: int) -> str:
+    """`count` identifiers OR-ed: those of the patients asked for, then national ids of other
+    seeds' patients (synthetic too), which no patient served here has."""
+    served = {p.national_id for p in PATIENTS}
+    others = (
+        p
+        for seed in itertools.count(1)
+        for p in sandbox_patients(seed)
+        if p.national_id not in served
+    )
+    chosen = itertools.islice(itertools.chain(asked, others), count)
+    return ",".join(identifier(p) for p in chosen)
+
+
+def with_fillers(asked: list[str], count: int, make: str) -> str:
+    """`count` values OR-ed: those asked for, then ones made from `make` that match nothing."""
+    return ",".join([*asked, *(make.format(n) for n in range(count - len(asked)))])
+
+
+async def search_by(
+    client: httpx.AsyncClient, form: str, url: str, params: dict[str, str]
+) -> httpx.Response:
+    """The search in the form asked for: `post` ([type]/_search, a form body) or `get`."""
+    if form == "post":
+        return await client.post(f"{url}/_search", data=params)
+    return await client.get(url, params=params)
+
+
+@pytest.mark.parametrize("form", ["post", "get"])
+async def test_an_identifier_search_of_500_values_finds_exactly_the_patients_asked_for(
+    client: httpx.AsyncClient, form: str
+) -> None:
+    asked = PATIENTS[::2]
+    values = identifier_values(asked, 500)
+    bundle = searchset(await search_by(client, form, "/Patient", {"identifier": values}))
+    assert bundle["total"] == len(asked)
+    assert sorted(p["id"] for p in resources(bundle)) == sorted(p.id for p in asked)
+
+
+@pytest.mark.parametrize("form", ["post", "get"])
+async def test_an_identifier_search_of_the_maximum_values_is_answered_in_its_municipality(
+    client: httpx.AsyncClient, form: str
+) -> None:
+    values = identifier_values(PATIENTS, MAX_VALUES)
+    params = {"identifier": values, "_count": str(MAX_COUNT)}
+    bundle = searchset(await search_by(client, form, f"/{FJORD}/fhir/Patient", params))
+    expected = sorted(p.id for p in PATIENTS if p.municipality == FJORD)
+    assert sorted(p["id"] for p in resources(bundle)) == expected
+
+
+@pytest.mark.parametrize("form", ["post", "get"])
+async def test_one_value_over_the_maximum_is_refused_400_too_costly_naming_the_maximum(
+    client: httpx.AsyncClient, form: str
+) -> None:
+    values = identifier_values(PATIENTS, MAX_VALUES + 1)
+    response = await search_by(client, form, f"/{FJORD}/fhir/Patient", {"identifier": values})
+    [issue] = problem(response, 400)["issue"]
+    assert issue["code"] == "too-costly"
+    assert str(MAX_VALUES) in issue["diagnostics"]
+    assert PATIENTS[0].national_id not in response.text
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "parameter", "element"),
+    [
+        ("Patient", "_id", "id"),
+        ("EpisodeOfCare", "patient", "patient"),
+        ("CarePlan", "subject", "subject"),
+        ("Flag", "patient", "subject"),
+        ("RelatedPerson", "patient", "patient"),
+    ],
+)
+async def test_id_and_reference_searches_of_the_maximum_values_find_what_was_asked_for(
+    client: httpx.AsyncClient, resource_type: str, parameter: str, element: str
+) -> None:
+    asked = [p for p in PATIENTS if p.municipality == FJORD][::2]
+    if parameter == "_id":
+        values = with_fillers([p.id for p in asked], MAX_VALUES, f"{FJORD}-x{{}}")
+    else:
+        values = with_fillers([p.reference for p in asked], MAX_VALUES, f"Patient/{FJORD}-x{{}}")
+    url = f"/{FJORD}/fhir/{resource_type}"
+    params = {parameter: values, "_count": str(MAX_COUNT)}
+    found = resources(searchset(await client.post(f"{url}/_search", data=params)))
+    every = resources(searchset(await client.get(url, params={"_count": str(MAX_COUNT)})))
+    wanted = {p.id for p in asked} if parameter == "_id" else {p.reference for p in asked}
+
+    def selected(resource: Json) -> bool:
+        value = resource[element]
+        return (value if parameter == "_id" else value["reference"]) in wanted
+
+    expected = [r["id"] for r in every if selected(r)]
+    assert expected
+    assert sorted(r["id"] for r in found) == sorted(expected)
+
+
+async def test_a_search_of_the_maximum_parameters_is_answered_and_one_more_is_400_too_costly(
+    client: httpx.AsyncClient,
+) -> None:
+    url = f"/{FJORD}/fhir/Patient/_search"
+    repeated = [identifier(MD_PATIENT)] * MAX_PARAMETERS
+    bundle = searchset(await client.post(url, data={"identifier": repeated}))
+    assert [p["id"] for p in resources(bundle)] == [MD_PATIENT.id]
+    response = await client.post(url, data={"identifier": [*repeated, identifier(MD_PATIENT)]})
+    [issue] = problem(response, 400)["issue"]
+    assert issue["code"] == "too-costly"
+    assert str(MAX_PARAMETERS) in issue["diagnostics"]
+
+
+async def test_a_count_of_other_than_ascii_digits_is_400_and_a_huge_one_is_the_maximum(
+    client: httpx.AsyncClient,
+) -> None:
+    url = f"/{FJORD}/fhir/Patient"
+    problem(await client.get(url, params={"_count": "\N{SUPERSCRIPT TWO}"}), 400)
+    problem(await client.get(url, params={"_getpagesoffset": "\N{ARABIC-INDIC DIGIT ONE}"}), 400)
+    bundle = searchset(await client.get(url, params={"_count": "9" * 5000}))
+    assert (
+        len(resources(bundle)) == bundle["total"] == sum(p.municipality == FJORD for p in PATIENTS)
+    )
+
+
+async def test_a_request_line_over_the_limit_is_refused_and_none_of_it_reaches_the_log(
+    sim: SimulatorProcess,
+) -> None:
+    values = identifier_values(PATIENTS, MAX_VALUES * 2).replace("|", "%7C")
+    assert len(values) > MAX_REQUEST_LINE
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    try:
+        writer.write(f"GET /{FJORD}/fhir/Patient?identifier={values} HTTP/1.1\r\n".encode())
+        writer.write(b"Host: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert status_line.split()[1] == b"400"
+    logs = sim.logs()  # aiohttp logs the refusal before it answers
+    assert "request failed in the server" in logs
+    sensitive = SensitiveData()
+    for patient in PATIENTS:
+        sensitive.add_national_id(patient.national_id)
+    assert sensitive.find(logs, "the simulator's log") == []
 
 
 # -- transactions -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from vkp_epj_sim.codes import FHIR_JSON, FHIR_VERSION
 from vkp_epj_sim.records import checked
-from vkp_epj_sim.search import LOOKUP_TYPES, parameters
+from vkp_epj_sim.search import LOOKUP_TYPES, MAX_PARAMETERS, MAX_VALUES, parameters
 
 Json = dict[str, Any]
 SOFTWARE = "VKP EPJ simulator"
@@ -43,7 +43,9 @@ def capability_statement(base_url: str, description: str, date: str) -> Json:
                     "mode": "server",
                     "documentation": (
                         "Search with GET [type]?params or POST [type]/_search (form body); "
-                        "_count, _summary=count and _id on every type. Transactions: POST "
+                        "_count, _summary=count and _id on every type; at most "
+                        f"{MAX_VALUES} comma-separated (OR) values per parameter and "
+                        f"{MAX_PARAMETERS} parameters per search. Transactions: POST "
                         "[base] with a transaction Bundle of creates of any resource type, "
                         "each optionally conditional on ifNoneExist=identifier=system|value. "
                         "Other types than those listed have identifier, patient, subject and "

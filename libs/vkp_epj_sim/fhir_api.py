@@ -250,7 +250,7 @@ class FhirApi:
         try:
             query = parse_query(resource_type, params)
         except SearchError as exc:
-            raise FhirError(400, "invalid", str(exc)) from None
+            raise FhirError(400, exc.code, str(exc)) from None
         total, found = await self._store.search(municipality, query)
         base = self._search_base(request, municipality)
         bundle: Json = {

@@ -1,13 +1,40 @@
 """A listening socket served by an aiohttp app of its own, which can be closed and reopened on
 the same port: closed, new connections are refused and open ones are closed, as when an EPJ's
-server is down."""
+server is down.
+
+A request line may be up to `MAX_REQUEST_LINE` long, so a GET search of `MAX_VALUES` national
+ids is read; a longer one is refused (400) by aiohttp, whose log of it is cut to the error's
+kind: the text it logs holds the start of the line, a query string's values with it.
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable
 
 from aiohttp import web
+
+#: The longest request line read (method, URL, version): a GET search of the most values a
+#: parameter may have (`MAX_VALUES` national ids with their system) fits.
+MAX_REQUEST_LINE = 64 * 1024
+
+
+class _KindOnly(logging.Filter):
+    """Logs a request aiohttp failed to read or answer by its error's kind, never its text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            record.msg, record.args = (
+                "request failed in the server: %s",
+                (type(record.exc_info[1]).__name__,),
+            )
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_server_log = logging.getLogger("vkp_epj_sim.server")
+_server_log.addFilter(_KindOnly())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -42,7 +69,13 @@ class Listener:
     async def open(self) -> int:
         if self._runner is not None:
             return self.port
-        runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=self._grace)
+        runner = web.AppRunner(
+            self._make_app(),
+            access_log=None,
+            logger=_server_log,
+            max_line_size=MAX_REQUEST_LINE,
+            shutdown_timeout=self._grace,
+        )
         await runner.setup()
         try:
             sock = _bind(self.host, self.port)

@@ -6,7 +6,8 @@ lookup reads have the parameters it uses; any other type (the notes the hub writ
 `identifier`, `patient`, `subject` and `status`. Token values are `code`, `system|code`,
 `system|` or `|code`; reference values `Type/id`, `id` or an absolute URL ending in `Type/id`;
 a comma means OR, a repeated parameter AND. Modifiers and unknown parameters are refused (400),
-so a search is never silently wider than its caller meant. Pure: no I/O.
+so a search is never silently wider than its caller meant; so are more than `MAX_VALUES` values
+of one parameter or `MAX_PARAMETERS` parameters (400, `too-costly`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ RESULT_PARAMETERS = frozenset({"_count", "_summary", "_format", "_pretty", "_tot
 PAGE_PARAMETERS = frozenset({"_getpages", "_getpagesoffset"})
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
+#: The most values one parameter ORs together (`a,b,c`), and the most parameters that select
+#: in one search (a repeated parameter ANDs); a search asking for more is refused (400,
+#: `too-costly`), so its cost has a bound.
+MAX_VALUES = 1000
+MAX_PARAMETERS = 100
 
 #: The types whose parameters the capability statement lists one by one.
 LOOKUP_TYPES = tuple(_SPECIFIC)
@@ -68,6 +74,15 @@ LOOKUP_TYPES = tuple(_SPECIFIC)
 
 class SearchError(ValueError):
     """The search cannot be run; the message says why without repeating any value."""
+
+    #: The OperationOutcome's issue code.
+    code = "invalid"
+
+
+class TooCostly(SearchError):
+    """The search asks for more values or parameters than the simulator answers."""
+
+    code = "too-costly"
 
 
 def parameters(resource_type: str) -> dict[str, Parameter]:
@@ -122,9 +137,23 @@ def _reference(value: str) -> Token:
 
 
 def _number(name: str, value: str, low: int, high: int) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise SearchError(f"{name} must be a whole number")
-    return max(low, min(high, int(value)))
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(high)):  # above high; int() refuses thousands of digits
+        return high
+    return max(low, min(high, int(digits)))
+
+
+def _values(name: str, value: str) -> list[str]:
+    """A parameter's values (a comma means OR); TooCostly when there are over MAX_VALUES."""
+    values = value.split(",", MAX_VALUES)
+    if len(values) > MAX_VALUES:
+        raise TooCostly(
+            f"{name} has more than {MAX_VALUES} values; at most {MAX_VALUES} (comma-separated) "
+            "values per parameter are searched, so split the search"
+        )
+    return values
 
 
 def parse_query(resource_type: str, params: Sequence[tuple[str, str]]) -> Query:
@@ -147,15 +176,17 @@ def parse_query(resource_type: str, params: Sequence[tuple[str, str]]) -> Query:
             raise SearchError("search modifiers are not supported")
         elif not value:
             raise SearchError(f"parameter {name} has no value")
+        elif name not in known and name != "_id":
+            raise SearchError(f"{resource_type} has no search parameter {name}")
+        elif len(conditions) == MAX_PARAMETERS:
+            raise TooCostly(f"at most {MAX_PARAMETERS} search parameters select in one search")
         elif name == "_id":
-            ids = tuple(Token(None, v) for v in value.split(","))
+            ids = tuple(Token(None, v) for v in _values(name, value))
             conditions.append(Condition(name, "id", ids))
-        elif name in known:
+        else:
             kind = known[name][0]
             read = _token if kind == "token" else _reference
-            conditions.append(Condition(name, kind, tuple(read(v) for v in value.split(","))))
-        else:
-            raise SearchError(f"{resource_type} has no search parameter {name}")
+            conditions.append(Condition(name, kind, tuple(read(v) for v in _values(name, value))))
     return Query(resource_type, tuple(conditions), count, offset, summary_count)
 
 

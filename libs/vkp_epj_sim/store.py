@@ -115,7 +115,9 @@ def _stored(row: sqlite3.Row) -> Stored:
     )
 
 
-# SQL is put together from fixed fragments and placeholders only; every value is bound.
+# SQL is put together from fixed fragments and placeholders only; every value is bound. A
+# parameter's values (up to search.MAX_VALUES) are bound as one JSON array read by json_each,
+# so neither SQLite's expression depth (a chain of ORs) nor its number of variables bounds them.
 
 
 def _token_sql(token: Token) -> tuple[str, list[str]]:
@@ -129,19 +131,34 @@ def _token_sql(token: Token) -> tuple[str, list[str]]:
     return "(" + " AND ".join(parts) + ")", args
 
 
+#: The resources with an index entry of a name (bound second) and any of the values (a JSON
+#: array of [system or null for any, value]); CROSS JOIN keeps the values the outer loop, so each
+#: is one lookup in search_index_by_value.
+_ANY_VALUE = (
+    "SELECT s.pk FROM json_each(?) AS t CROSS JOIN search_index AS s"
+    " WHERE s.name = ? AND s.value = json_extract(t.value, '$[1]')"
+    " AND s.system = coalesce(json_extract(t.value, '$[0]'), s.system)"
+)
+#: The resources with an index entry of a name and any of the systems (a JSON array): `system|`.
+_ANY_SYSTEM = (
+    "SELECT pk FROM search_index WHERE name = ? AND system IN (SELECT value FROM json_each(?))"
+)
+
+
 def _condition_sql(condition: Condition) -> tuple[str, list[str]]:
     if condition.kind == "id":
-        marks = ", ".join("?" for _ in condition.values)
-        return f"r.id IN ({marks})", [str(t.code) for t in condition.values]
-    terms, args = [], [condition.name]
-    for token in condition.values:
-        sql, token_args = _token_sql(token)
-        terms.append(sql)
-        args += token_args
-    return (
-        f"r.pk IN (SELECT pk FROM search_index WHERE name = ? AND ({' OR '.join(terms)}))",  # noqa: S608 - only fixed fragments and ? placeholders are interpolated; values are bound
-        args,
-    )
+        ids = [t.code for t in condition.values]
+        return "r.id IN (SELECT value FROM json_each(?))", [json.dumps(ids)]
+    pairs = [[t.system, t.code] for t in condition.values if t.code is not None]
+    systems = [t.system for t in condition.values if t.code is None]
+    selects, args = [], []
+    if pairs:
+        selects.append(_ANY_VALUE)
+        args += [json.dumps(pairs), condition.name]
+    if systems:
+        selects.append(_ANY_SYSTEM)
+        args += [condition.name, json.dumps(systems)]
+    return f"r.pk IN ({' UNION ALL '.join(selects)})", args
 
 
 def _where(municipality: str | None, query: Query) -> tuple[str, list[Any]]:
