@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from vkp.lookup.v1 import lookup_pb2
 from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_lib.clients import insecure_channel, service_config
 from vkp_lib.errors import InvalidArgument
+from vkp_lib.national_id import is_valid_organization_number, synthetic_organization_number
 from vkp_lib.rpc import Context
 from vkp_lib.testing.events import PAYLOAD_KINDS, sample_event
 from vkp_lib.validation import field_violations, validate
@@ -165,6 +167,33 @@ def test_an_organisation_number_not_of_nine_digits_is_refused() -> None:
     event = sample_event("dispenser_alert")
     event.municipality = "31222954"
     assert violations_of(event) == {"municipality": "INVALID_ORGANIZATION_NUMBER"}
+
+
+def test_the_contracts_organisation_number_rule_is_the_mod_11_check() -> None:
+    """The predefined rule computes the check digit in CEL; it agrees with the registry's
+    `is_valid_organization_number` on every number tried."""
+    rng = random.Random(11)
+    event = sample_event("dispenser_alert")
+    numbers = [f"{rng.randrange(10**9):09d}" for _ in range(3000)]
+    numbers += [synthetic_organization_number(rng) for _ in range(300)]
+    disagreements = []
+    for number in numbers:
+        event.municipality = number
+        if (not violations_of(event)) != is_valid_organization_number(number):
+            disagreements.append(number)
+    assert disagreements == []
+    assert sum(is_valid_organization_number(n) for n in numbers) > 500  # both kinds were tried
+
+
+def test_an_organisation_number_with_a_wrong_check_digit_names_the_field() -> None:
+    event = sample_event("dispenser_alert")
+    event.municipality = event.municipality[:8] + str((int(event.municipality[8]) + 1) % 10)
+    with pytest.raises(InvalidArgument) as caught:
+        validate(event)
+    assert caught.value.reason == "INVALID_ORGANIZATION_NUMBER"
+    assert [(v.field, v.description) for v in caught.value.violations] == [
+        ("municipality", "the check digit (mod-11) does not match")
+    ]
 
 
 def test_an_event_without_a_payload_is_refused() -> None:

@@ -23,6 +23,7 @@ INVALID_FORMAT = "INVALID_FORMAT"
 REASONS_BY_RULE = {
     "vkp.national_id": "INVALID_NATIONAL_ID",
     "vkp.organization_number": "INVALID_ORGANIZATION_NUMBER",
+    "vkp.organization_number.check_digit": "INVALID_ORGANIZATION_NUMBER",
     "vkp.municipality_number": "INVALID_MUNICIPALITY_NUMBER",
 }
 

@@ -8,8 +8,9 @@ is therefore written in Edition 2023. A field uses one like this:
 
   string organization_number = 1 [(buf.validate.field).string.(vkp.common.v1.organization_number) = true];
 
-The rules check the form of a value. The check digits (mod-11) of national ids and
-organisation numbers are checked by the services, since CEL cannot compute them.
+The rules check the form of a value, and an organisation number's check digit (mod-11). A
+national id's check digits are checked by the services, which also know whether synthetic ids
+are allowed.
 """
 
 from buf.validate import validate_pb2 as _validate_pb2
@@ -28,7 +29,9 @@ CLIENT_ID_FIELD_NUMBER: _builtins.int
 national_id: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """A Norwegian national id of a person: 11 digits (fødselsnummer, D-number or FH-number)."""
 organization_number: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
-"""A Norwegian organisation number: 9 digits."""
+"""A Norwegian organisation number: 9 digits, the last the mod-11 check digit of the first
+eight (weights 3 2 7 6 5 4 3 2; a remainder of 1 leaves no valid check digit).
+"""
 municipality_number: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """A kommunenummer: 4 digits."""
 resource_id: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
