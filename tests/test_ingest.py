@@ -5,10 +5,12 @@ ingest itself — validation, authorization, idempotency, crashes and a journali
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -18,11 +20,11 @@ from vkp.common.v1 import common_pb2, event_pb2
 from vkp.ingest.v1 import ingest_pb2 as pb
 from vkp.ingest.v1 import ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
-from vkp.registry.v1 import registry_pb2_grpc
+from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_cli.registry import seed
 from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
-from vkp_lib.national_id import check_digits
+from vkp_lib.national_id import check_digits, synthetic_organization_number
 from vkp_lib.sandbox import (
     DISPENSER,
     FJORDVIK,
@@ -238,6 +240,11 @@ INVALID = {
         "EVENT_TOO_OLD",
         "event.occurred_time",
     ),
+    "a municipality whose check digit is wrong": (
+        lambda e: setattr(e, "municipality", FJORDVIK.organization_number[:8] + "6"),
+        "INVALID_ORGANIZATION_NUMBER",
+        "event.municipality",
+    ),
     "a code of another code system": (
         lambda e: setattr(e.home_measurement, "loinc_code", "4.1"),
         "INVALID_FORMAT",
@@ -279,6 +286,116 @@ async def test_a_vendor_without_an_agreement_is_denied_with_the_registrys_reason
             pb.SubmitEventRequest(event=wrong_service), metadata=hub.vendor(DISPENSER)
         )
     assert reason_of(caught) == ("PERMISSION_DENIED", "NOT_ALLOWED")
+
+
+async def _denial_of(
+    stub: ingest_pb2_grpc.IngestServiceAsyncStub, event: event_pb2.Event, metadata: Metadata
+) -> tuple[str, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitEvent(pb.SubmitEventRequest(event=event), metadata=metadata)
+    code, reason = reason_of(caught)
+    assert code == "PERMISSION_DENIED"
+    return reason, caught.value.details() or ""
+
+
+async def _registry_update(hub: Hub, call: Callable[[Any], Awaitable[object]]) -> None:
+    async with grpc.aio.insecure_channel(hub.registry.address) as channel:
+        await call(registry_pb2_grpc.RegistryServiceStub(channel))
+
+
+async def test_each_denial_says_what_its_reason_means(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    rng = random.Random(hub.ingest.port)
+    suspended, revoked, unknown = (synthetic_organization_number(rng) for _ in range(3))
+
+    async def arrange(registry: registry_pb2_grpc.RegistryServiceAsyncStub) -> None:
+        for number, org in (("4601", suspended), ("4602", revoked)):
+            await registry.CreateMunicipality(
+                registry_pb2.CreateMunicipalityRequest(
+                    municipality=registry_pb2.Municipality(
+                        organization_number=org, municipality_number=number, display_name="Test"
+                    )
+                ),
+                metadata=hub.admin,
+            )
+        suspend = registry_pb2.UpdateMunicipalityRequest(
+            municipality=registry_pb2.Municipality(
+                name=f"municipalities/{suspended}", state=registry_pb2.MUNICIPALITY_STATE_SUSPENDED
+            )
+        )
+        suspend.update_mask.paths.append("state")
+        await registry.UpdateMunicipality(suspend, metadata=hub.admin)
+        agreement = await registry.CreateAgreement(
+            registry_pb2.CreateAgreementRequest(
+                parent=f"municipalities/{revoked}",
+                agreement_id="dispenser",
+                agreement=registry_pb2.Agreement(
+                    vendor_system=DISPENSER.name,
+                    service_codes=[common_pb2.SERVICE_CODE_MD],
+                    actions=[registry_pb2.ACCESS_ACTION_JOURNAL],
+                ),
+            ),
+            metadata=hub.admin,
+        )
+        revoke = registry_pb2.UpdateAgreementRequest(
+            agreement=registry_pb2.Agreement(
+                name=agreement.agreement.name, state=registry_pb2.AGREEMENT_STATE_REVOKED
+            )
+        )
+        revoke.update_mask.paths.append("state")
+        await registry.UpdateAgreement(revoke, metadata=hub.admin)
+
+    await _registry_update(hub, arrange)
+    stranger = hub.issuer.vendor_token("nobody-we-know", [Scopes.INGEST])
+    dispense = "medication_dispense"
+    denials = {
+        "unknown client": await _denial_of(
+            stub, event_of(dispense), (("authorization", f"Bearer {stranger}"),)
+        ),
+        "unknown municipality": await _denial_of(
+            stub, event_of(dispense, municipality=unknown), hub.vendor(DISPENSER)
+        ),
+        "suspended municipality": await _denial_of(
+            stub, event_of(dispense, municipality=suspended), hub.vendor(DISPENSER)
+        ),
+        "agreement not active": await _denial_of(
+            stub, event_of(dispense, municipality=revoked), hub.vendor(DISPENSER)
+        ),
+        "no agreement": await _denial_of(
+            stub,
+            event_of("supervision", municipality=NORDHEIM.organization_number),
+            hub.vendor(SUPERVISION),
+        ),
+        "service not in the agreement": await _denial_of(
+            stub, event_of("supervision"), hub.vendor(DISPENSER)
+        ),
+    }
+    assert denials == {
+        "unknown client": (
+            "UNKNOWN_ORGANIZATION",
+            "this client id belongs to no vendor system registered with the hub",
+        ),
+        "unknown municipality": (
+            "UNKNOWN_ORGANIZATION",
+            "the municipality is not registered with the hub",
+        ),
+        "suspended municipality": ("NOT_ACTIVE", "the municipality is suspended in the hub"),
+        "agreement not active": (
+            "NOT_ACTIVE",
+            "the municipality's agreement with this vendor system is not active "
+            "(revoked, suspended, or outside its validity)",
+        ),
+        "no agreement": (
+            "NO_ACCESS",
+            "the municipality has no agreement with this vendor system",
+        ),
+        "service not in the agreement": (
+            "NOT_ALLOWED",
+            "the municipality's agreement with this vendor system does not allow it to "
+            "journal service DT",
+        ),
+    }
 
 
 async def test_a_batch_with_one_bad_event_registers_the_rest(

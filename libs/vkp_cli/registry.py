@@ -32,6 +32,7 @@ from vkp.common.v1 import common_pb2
 from vkp.registry.v1 import registry_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_cli.token import DEFAULT_ISSUER_DIR
+from vkp_lib import denials
 from vkp_lib.clients import insecure_channel
 from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
@@ -371,15 +372,6 @@ def revoke(
     out.print(f"revoked {updated.agreement.name} (revision {updated.agreement.revision})")
 
 
-EXPLANATIONS = {
-    pb.DENIAL_REASON_NOT_ACTIVE: "the municipality is suspended, or the agreement is revoked, "
-    "suspended or outside its validity",
-    pb.DENIAL_REASON_NOT_ALLOWED: "an agreement exists, but not for this service code and action",
-    pb.DENIAL_REASON_NO_ACCESS: "the municipality has no agreement with this vendor system",
-    pb.DENIAL_REASON_UNKNOWN_ORGANIZATION: "the municipality or the client id is not known",
-}
-
-
 @registry_app.command()
 def explain(
     client_id: Annotated[str, typer.Option(help="The vendor system's client id.")],
@@ -405,8 +397,8 @@ def explain(
         out.print(f"[green]allowed[/green] by {decision.agreement}")
         out.print(f"  EPJ service types that count as {service.upper()}: {patterns}")
     else:
-        reason = pb.DenialReason.Name(decision.denial_reason).removeprefix("DENIAL_REASON_")
-        out.print(f"[red]denied: {reason}[/red] — {EXPLANATIONS[decision.denial_reason]}")
+        why = denials.explain(decision, request.service_code, request.action)
+        out.print(f"[red]denied: {denials.reason(decision)}[/red] — {why}")
         if decision.agreement:
             out.print(f"  agreement: {decision.agreement}")
     if decision.vendor_system:

@@ -25,9 +25,10 @@ from vkp.registry.v1 import registry_pb2
 from vkp_ingest.checks import check_event
 from vkp_ingest.settings import IngestSettings
 from vkp_ingest.store import Incoming, IngestStore, Registered, Request
+from vkp_lib import denials
 from vkp_lib.audit_client import AuditClient, new_record_id
 from vkp_lib.auth import Principal, current_principal
-from vkp_lib.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, VkpError
+from vkp_lib.errors import AlreadyExists, InvalidArgument, NotFound, VkpError
 from vkp_lib.grouping import GroupCommit
 from vkp_lib.logging import get_logger
 from vkp_lib.registry_client import AccessClient
@@ -172,12 +173,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 registry_pb2.ACCESS_ACTION_JOURNAL,
             )
             if not decision.allowed:
-                reason = registry_pb2.DenialReason.Name(decision.denial_reason).removeprefix(
-                    "DENIAL_REASON_"
+                refusal = denials.denied(
+                    decision, event.service_code, registry_pb2.ACCESS_ACTION_JOURNAL
                 )
-                results[index] = PermissionDenied(
-                    reason, "the municipality has not allowed this system to journal this service"
-                )
+                results[index] = refusal
                 denied.append(
                     _audit(
                         principal,
@@ -185,7 +184,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                         event.municipality,
                         [event],
                         audit_pb2.AUDIT_OUTCOME_DENIED,
-                        reason,
+                        refusal.reason,
                         now,
                     )
                 )

@@ -60,6 +60,17 @@ def test_an_unknown_client_or_municipality_is_an_unknown_organization() -> None:
     assert other.denial_reason is DenialReason.UNKNOWN_ORGANIZATION
 
 
+def test_an_unknown_municipality_names_the_known_system_and_an_unknown_client_nothing() -> None:
+    """So the caller can say which of the two is unknown."""
+    s = snapshot(PLACE, SYSTEM, AGREEMENT)
+    unknown_client = s.decide(
+        "someone-else", PLACE.organization_number, ServiceCode.MD, Action.JOURNAL, NOW
+    )
+    unknown_place = s.decide("dosetta", "971130008", ServiceCode.MD, Action.JOURNAL, NOW)
+    assert (unknown_client.vendor_system, unknown_client.municipality_number) == ("", "")
+    assert (unknown_place.vendor_system, unknown_place.municipality_number) == (SYSTEM.name, "")
+
+
 def test_a_suspended_municipality_is_not_active_even_with_an_agreement() -> None:
     suspended = Municipality("964120005", "4699", "Fjordvik", MunicipalityState.SUSPENDED)
     assert decide(snapshot(suspended, SYSTEM, AGREEMENT)) is DenialReason.NOT_ACTIVE

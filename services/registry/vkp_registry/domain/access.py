@@ -90,15 +90,17 @@ class AccessSnapshot:
         place = self.municipalities.get(municipality)
         system_name = self.system_of_client.get(client_id)
         system = self.systems.get(system_name) if system_name else None
-        if place is None or system is None:
+        if system is None:
             return Decision(False, DenialReason.UNKNOWN_ORGANIZATION, revision=self.revision)
         denied = Decision(
             False,
             vendor_system=system.name,
             vendor_organization_number=system.vendor_organization_number,
-            municipality_number=place.municipality_number,
             revision=self.revision,
         )
+        if place is None:  # a known system: the municipality is what is unknown
+            return replace(denied, denial_reason=DenialReason.UNKNOWN_ORGANIZATION)
+        denied = replace(denied, municipality_number=place.municipality_number)
         if place.state is not MunicipalityState.ACTIVE:
             return replace(denied, denial_reason=DenialReason.NOT_ACTIVE)
         between = sorted(
