@@ -26,7 +26,7 @@ from vkp_lib.sandbox import FJORDVIK, HOME_FOLLOW_UP, SANDBOX
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.plugin import postgres_database
-from vkp_lib.testing.processes import ServiceProcess
+from vkp_lib.testing.processes import NOWHERE, ServiceProcess
 
 Figures = tuple[float, float, float]
 
@@ -116,7 +116,12 @@ def _measure(seconds: float, concurrency: int, ingest_url: str | None) -> tuple[
             async def seeded() -> None:
                 async with grpc.aio.insecure_channel(registry.address) as channel:
                     stub = registry_pb2_grpc.RegistryServiceStub(channel)
-                    await seed(stub, (("authorization", f"Bearer {admin}"),), SANDBOX)
+                    await seed(
+                        stub,
+                        (("authorization", f"Bearer {admin}"),),
+                        SANDBOX,
+                        simulator_url=f"http://{NOWHERE}",
+                    )
 
             asyncio.run(seeded())
             # Journaling is not started: its relay waits (with backoff), so this measures ingest's
@@ -124,7 +129,7 @@ def _measure(seconds: float, concurrency: int, ingest_url: str | None) -> tuple[
             targets = {
                 "VKP_REGISTRY_TARGET": registry.address,
                 "VKP_AUDIT_TARGET": audit.address,
-                "VKP_JOURNALING_TARGET": "127.0.0.1:9",
+                "VKP_JOURNALING_TARGET": NOWHERE,
             }
             ingest_db = {"VKP_DB_URL": ingest_url} if ingest_url else {}
             ingest = ServiceProcess("ingest", {**db("ingest"), **targets, **ingest_db})

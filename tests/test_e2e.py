@@ -44,7 +44,12 @@ async def test_a_vendors_event_becomes_a_note_in_the_epj_and_its_status_says_jou
         audit.wait_serving()
         admin = (("authorization", f"Bearer {dev_issuer.vendor_token('o', [Scopes.ADMIN])}"),)
         async with grpc.aio.insecure_channel(registry.address) as channel:
-            await seed(registry_pb2_grpc.RegistryServiceStub(channel), admin, SANDBOX, epj.url)
+            await seed(
+                registry_pb2_grpc.RegistryServiceStub(channel),
+                admin,
+                SANDBOX,
+                simulator_url=epj.url,
+            )
         env = {
             **auth_env,
             "VKP_REGISTRY_TARGET": registry.address,

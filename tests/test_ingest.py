@@ -22,6 +22,7 @@ from vkp.ingest.v1 import ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_cli.registry import seed
+from vkp_epj_sim.testing import SimulatorProcess
 from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.national_id import check_digits, synthetic_organization_number
@@ -86,18 +87,22 @@ def hub(
     def sqlite(name: str) -> str:
         return f"sqlite+aiosqlite:///{folder / f'{name}.db'}"
 
+    # The EPJ endpoints point at a simulator of the test's own, where journaling delivers.
+    epj = SimulatorProcess(folder / "epj")
     registry = ServiceProcess("registry", {**auth_env, "VKP_DB_URL": sqlite("registry")})
     audit = ServiceProcess("audit", {**auth_env, "VKP_DB_URL": sqlite("audit")})
     started = [registry, audit]
     hub: Hub | None = None
     try:
+        epj.wait_ready()
         registry.wait_serving()
         audit.wait_serving()
 
         async def seed_registry() -> None:
             admin = (("authorization", f"Bearer {dev_issuer.vendor_token('o', [Scopes.ADMIN])}"),)
             async with grpc.aio.insecure_channel(registry.address) as channel:
-                await seed(registry_pb2_grpc.RegistryServiceStub(channel), admin, SANDBOX)
+                stub = registry_pb2_grpc.RegistryServiceStub(channel)
+                await seed(stub, admin, SANDBOX, simulator_url=epj.url)
 
         asyncio.run(seed_registry())
         env = {
@@ -120,6 +125,7 @@ def hub(
         stop_all(*started)
         if hub is not None:  # the processes a test restarted
             stop_all(hub.journaling, hub.ingest)
+        epj.stop()
 
 
 @pytest.fixture

@@ -127,14 +127,22 @@ def serve_command(
         telemetry.shutdown()
 
 
-async def _seed_sandbox(address: str, issuer: DevelopmentIssuer) -> None:
+async def _seed_sandbox(address: str, issuer: DevelopmentIssuer, simulator_url: str) -> None:
     token = issuer.vendor_token("vkp-run", [Scopes.ADMIN])
     async with insecure_channel(address, "vkp.registry.v1.RegistryService") as channel:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
-        await seed(stub, (("authorization", f"Bearer {token}"),), SANDBOX)
+        await seed(
+            stub, (("authorization", f"Bearer {token}"),), SANDBOX, simulator_url=simulator_url
+        )
 
 
-async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | None) -> int:
+async def _run_all(
+    host: str,
+    ports: dict[ServiceName, int],
+    epj_port: int,
+    env: dict[str, str],
+    issuer: DevelopmentIssuer | None,
+) -> int:
     processes: dict[ServiceName, asyncio.subprocess.Process] = {}
     for name in ServiceName:
         processes[name] = await asyncio.create_subprocess_exec(
@@ -146,7 +154,7 @@ async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | N
             "--host",
             host,
             "--port",
-            str(DEFAULT_PORTS[name]),
+            str(ports[name]),
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
@@ -157,7 +165,7 @@ async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | N
         "--host",
         host,
         "--port",
-        str(EPJ_SIMULATOR_PORT),
+        str(epj_port),
         stdout=asyncio.subprocess.PIPE,
         env=env,
     )
@@ -177,8 +185,11 @@ async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | N
     )
     err.print(table)
     if issuer is not None:
+        local = _local(host)
         try:
-            await _seed_sandbox(f"{host}:{DEFAULT_PORTS[ServiceName.registry]}", issuer)
+            await _seed_sandbox(
+                f"{local}:{ports[ServiceName.registry]}", issuer, f"http://{local}:{epj_port}"
+            )
             err.print("sandbox seeded in the registry (vkp registry list municipalities)")
         except grpc.aio.AioRpcError as exc:
             err.print(f"[red]the sandbox could not be seeded:[/red] {exc.code().name}")
@@ -201,9 +212,23 @@ async def _run_all(host: str, env: dict[str, str], issuer: DevelopmentIssuer | N
     return 1 if failed or any(codes) else 0
 
 
+def _local(host: str) -> str:
+    """Where a process on this machine reaches a server listening on `host`."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
 @app.command()
 def run(
     host: Annotated[str, typer.Option(help="Address the services listen on.")] = "127.0.0.1",
+    first_port: Annotated[
+        int,
+        typer.Option(
+            min=1, max=65530, help="Port of the registry; the other four take the next ones."
+        ),
+    ] = DEFAULT_PORTS[ServiceName.registry],
+    epj_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port of the EPJ simulator.")
+    ] = EPJ_SIMULATOR_PORT,
     issuer_dir: Annotated[
         Path, typer.Option(help="The development issuer's folder (made on first use).")
     ] = DEFAULT_ISSUER_DIR,
@@ -212,7 +237,13 @@ def run(
 
     Unless VKP_AUTH_ISSUER is set, the hub runs in development mode and trusts the development
     token issuer (`vkp token issue` signs tokens it accepts)."""
+    ports = {name: first_port + i for i, name in enumerate(ServiceName)}
+    local = _local(host)
     env = dict(os.environ)
+    env |= {
+        f"VKP_{name.value.upper()}_TARGET": f"{local}:{ports[name]}"
+        for name in (ServiceName.registry, ServiceName.journaling, ServiceName.audit)
+    }
     issuer = None
     if "VKP_AUTH_ISSUER" not in env:
         issuer = DevelopmentIssuer.open(issuer_dir)
@@ -220,4 +251,4 @@ def run(
         err.print(f"development mode: tokens from `vkp token issue` (keys in {issuer_dir})")
     os.environ.update(env)
     _settings()
-    raise typer.Exit(asyncio.run(_run_all(host, env, issuer)))
+    raise typer.Exit(asyncio.run(_run_all(host, ports, epj_port, env, issuer)))

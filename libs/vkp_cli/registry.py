@@ -97,10 +97,12 @@ async def seed(
     stub: registry_pb2_grpc.RegistryServiceAsyncStub,
     metadata: Any,
     sandbox: Sandbox,
-    simulator_url: str = EPJ_SIMULATOR_URL,
+    *,
+    simulator_url: str,
 ) -> None:
-    """Creates the sandbox in the registry; what exists already is left as it is (the request
-    ids are derived from the names, so a repeat is answered as the first time)."""
+    """Creates the sandbox in the registry, its EPJ endpoints on the simulator at
+    `simulator_url`; what exists already is left as it is (the request ids are derived from the
+    names, so a repeat is answered as the first time)."""
 
     async def create(call: Awaitable[Any]) -> None:
         try:
@@ -201,6 +203,9 @@ async def seed(
 @registry_app.command(name="seed")
 def seed_command(
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Seed the sandbox.")] = False,
+    epj_url: Annotated[
+        str, typer.Option(help="The EPJ simulator the sandbox's EPJ endpoints point at.")
+    ] = EPJ_SIMULATOR_URL,
     target: Target = DEFAULT_TARGET,
     token: Token = "",
     issuer_dir: IssuerDir = DEFAULT_ISSUER_DIR,
@@ -208,7 +213,11 @@ def seed_command(
     """Fill the registry with the sandbox (idempotent)."""
     if not sandbox:
         raise typer.BadParameter("only --sandbox can be seeded", param_hint="--sandbox")
-    _run(target, _admin_token(token, issuer_dir), lambda s, m: seed(s, m, SANDBOX))
+    _run(
+        target,
+        _admin_token(token, issuer_dir),
+        lambda s, m: seed(s, m, SANDBOX, simulator_url=epj_url),
+    )
     out.print(
         f"sandbox seeded: {len(SANDBOX.municipalities)} municipalities, "
         f"{len(SANDBOX.vendor_systems)} vendor systems, {len(SANDBOX.agreements())} agreements"

@@ -14,6 +14,8 @@
 - `postgres_url`: a PostgreSQL database of the test run on 127.0.0.1:5432, dropped at the end.
 - `database_url`: each test twice, on a SQLite file of its own and on a PostgreSQL database of
   its own (dropped after the test).
+- The default ports of a running hub (`make run`: 50051-50055, 8085) are watched for the whole
+  run (`vkp_lib.testing.ports`): a test that connects to one fails, and so does the run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -39,10 +42,12 @@ from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.logging import configure_structlog, json_formatter
 from vkp_lib.telemetry import RedactingSpanExporter, Redactor
 from vkp_lib.testing.collector import Collector
+from vkp_lib.testing.ports import PortGuard
 from vkp_lib.testing.sensitive import Leak, SensitiveData
 
 _exporter = InMemorySpanExporter()
 _collector: Collector | None = None
+_ports: PortGuard | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,6 +60,46 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _collector is not None:
         _collector.stop()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _ports
+    if _ports is None:  # an inner session (pytester) leaves the outer one's guard be
+        _ports = PortGuard()
+        _ports.start()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _ports is not None and _ports.watched:
+        _ports.stop()
+        if _ports.touched:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _ports is None:
+        return
+    if _ports.touched:
+        ports = sorted(set(_ports.touched))
+        terminalreporter.write_line(
+            f"FAILED: the tests connected to the default ports of a hub: {ports}", red=True
+        )
+    if _ports.taken:
+        terminalreporter.write_line(
+            f"default ports in use (a hub is running?), not watched: {_ports.taken}", yellow=True
+        )
+
+
+@pytest.fixture(autouse=True)
+def default_ports_untouched() -> Iterator[None]:
+    """Fails a test that connected to a default port of a running hub."""
+    before = len(_ports.touched) if _ports else 0
+    yield
+    touched = _ports.touched[before:] if _ports else []
+    if touched:
+        pytest.fail(
+            f"connected to the default ports of a hub: {sorted(set(touched))}", pytrace=False
+        )
 
 
 class _Capture(logging.Handler):

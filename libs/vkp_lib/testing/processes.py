@@ -16,13 +16,22 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-#: Fast shutdown timing for tests; the production defaults are longer.
+#: An address where nothing listens (the discard port): where a test process is sent for every
+#: service the test did not start, so it never falls back to the default ports (50051-50055) of a
+#: hub someone is running on the same machine.
+NOWHERE = "127.0.0.1:9"
+
+#: Fast shutdown timing for tests (the production defaults are longer), and no other service
+#: unless the test names it.
 TEST_ENV = {
     "VKP_SHUTDOWN_DRAIN_SECONDS": "0.2",
     "VKP_SHUTDOWN_GRACE_SECONDS": "3",
     "VKP_LOG_LEVEL": "DEBUG",
     "OTEL_METRICS_EXPORTER": "none",
     "OTEL_BSP_SCHEDULE_DELAY": "50",
+    "VKP_REGISTRY_TARGET": NOWHERE,
+    "VKP_JOURNALING_TARGET": NOWHERE,
+    "VKP_AUDIT_TARGET": NOWHERE,
 }
 
 
