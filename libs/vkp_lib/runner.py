@@ -37,6 +37,7 @@ from vkp_lib.interceptors import (
 )
 from vkp_lib.logging import get_logger
 from vkp_lib.settings import MAX_REQUEST_BYTES, RuntimeSettings
+from vkp_lib.streams import ResponseStreamInterceptor
 
 log = get_logger("vkp.runner")
 
@@ -82,6 +83,9 @@ class Server:
         age_ms = int(settings.max_connection_age_seconds * 1000)
         self.grpc = grpc.aio.server(
             interceptors=[
+                # Outermost: streamed responses are sent from the call's own task, so a client
+                # that leaves early ends every generator inside where it began (vkp_lib.streams).
+                ResponseStreamInterceptor(),
                 aio_server_interceptor(tracer_provider=tracer_provider),
                 RequestLogInterceptor(),
                 ErrorInterceptor(domain=f"{service.name}.vkp"),
