@@ -6,6 +6,11 @@ follows `WatchChanges` from the revision it has applied and forgets every rememb
 when a change arrives. While the feed is down the remembered decisions serve on for at most
 `stale_after_seconds`; after that they are dropped and every check asks the registry until the
 feed is back. `applied_revision` tells callers and tests how far the client has followed.
+
+A feed that ends is not an outage: the registry's server recycles every connection after
+VKP_MAX_CONNECTION_AGE_SECONDS and a replica that shuts down ends its streams, and the client
+reconnects at once (a DEBUG line). Only a feed that stays down through its reconnect attempts
+for `warn_after_seconds` is worth a warning, once per outage; its return is logged at INFO.
 """
 
 from __future__ import annotations
@@ -35,16 +40,20 @@ class AccessClient:
         *,
         stale_after_seconds: float = 30.0,
         heartbeat_seconds: float = 5.0,
+        warn_after_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stub = registry_pb2_grpc.RegistryServiceStub(channel)
         self._stale_after = stale_after_seconds
         self._silence = 3 * heartbeat_seconds  # no heartbeat for this long: the feed is down
+        self._warn_after = warn_after_seconds
         self._clock = clock
         self._decisions: dict[Key, pb.AccessDecision] = {}
         self.applied_revision = 0
         self._connected = False
+        self._ever_connected = False
         self._down_since: float | None = clock()
+        self._warned = False  # this outage has been reported
         self._advanced = asyncio.Condition()
 
     @property
@@ -118,22 +127,56 @@ class AccessClient:
                 with contextlib.suppress(asyncio.CancelledError):
                     await follow
                 break
-            self._went_down()
-            if follow.result():  # it had been connected: start the backoff over
+            heard, ended = follow.result()
+            self._ended(heard, ended)
+            if heard:  # it had been connected: start the backoff over
                 backoff = 0.2
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _went_down(self) -> None:
+    def _ended(self, heard: bool, ended: str) -> None:
+        """A stream of the feed has ended (`ended`: how). One that had been up ended as planned
+        and is reconnected at once; one that brought nothing was a failed reconnect, and once
+        they have failed for `warn_after_seconds` the outage is reported, once."""
         if self._connected:
-            log.warning("registry change feed down", applied_revision=self.applied_revision)
+            log.debug(
+                "registry change feed ended", ended=ended, applied_revision=self.applied_revision
+            )
+        elif not heard:
+            log.debug("registry change feed not reached", ended=ended)
         self._connected = False
         if self._down_since is None:
             self._down_since = self._clock()
+        down_seconds = self._clock() - self._down_since
+        if not heard and not self._warned and down_seconds >= self._warn_after:
+            self._warned = True
+            log.warning(
+                "registry change feed down",
+                ended=ended,
+                down_seconds=round(down_seconds, 1),
+                applied_revision=self.applied_revision,
+            )
 
-    async def _follow(self) -> bool:
-        """Reads the feed until it ends, fails or falls silent; True if anything came."""
+    def _up(self) -> None:
+        """The first message of a stream: the feed is up (again)."""
+        if self._warned:
+            down_seconds = self._clock() - (self._down_since or 0.0)
+            log.info(
+                "registry change feed up",
+                applied_revision=self.applied_revision,
+                down_seconds=round(down_seconds, 1),
+            )
+        elif not self._ever_connected:
+            log.info("registry change feed up", applied_revision=self.applied_revision)
+        else:
+            log.debug("registry change feed reconnected", applied_revision=self.applied_revision)
+        self._connected, self._ever_connected, self._warned = True, True, False
+        self._down_since = None
+
+    async def _follow(self) -> tuple[bool, str]:
+        """Reads the feed until it ends, fails or falls silent: whether anything came, and how
+        it ended (`EOF`, `SILENT` or the status code)."""
         request = pb.WatchChangesRequest(after_revision=self.applied_revision)
         stream = self._stub.WatchChanges(request)
         heard = False
@@ -142,21 +185,19 @@ class AccessClient:
                 try:
                     response = await asyncio.wait_for(stream.read(), self._silence)
                 except TimeoutError:
-                    return heard  # silent too long: reconnect
+                    return heard, "SILENT"  # silent too long: reconnect
                 if response is grpc.aio.EOF:
-                    return heard
+                    return heard, "EOF"
                 assert isinstance(response, pb.WatchChangesResponse)
                 heard = True
                 if response.changes:
                     self._decisions.clear()
                 if not self._connected:
-                    self._connected, self._down_since = True, None
-                    log.info("registry change feed up", applied_revision=self.applied_revision)
+                    self._up()
                 async with self._advanced:
                     self.applied_revision = max(self.applied_revision, response.head_revision)
                     self._advanced.notify_all()
         except grpc.aio.AioRpcError as exc:
-            log.info("registry change feed interrupted", code=exc.code().name)
-            return heard
+            return heard, exc.code().name
         finally:
             stream.cancel()
