@@ -1,7 +1,12 @@
 """Municipalities' EPJ endpoints, from the registry (cached a while), with their credentials
 resolved by reference: the endpoint names a secret; its value comes from the environment
 (`VKP_EPJ_SECRET_<NAME>`, the name upper-cased with - and . as _) or a file of that name in the
-secrets folder, and is sent as the Authorization header. The registry never holds the secret."""
+secrets folder, and is sent as the Authorization header. The registry never holds the secret.
+
+An endpoint that names no secret needs no credentials: nothing to report. One that names a
+secret this service cannot find is a deployment to fix (the EPJ will most likely refuse the
+notes): a warning, once per endpoint and secret name, not at every look-up; it is sent without.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ class EndpointDirectory:
         self._secrets = secrets_dir
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, Endpoint | None]] = {}
+        self._missing: dict[str, str] = {}  # municipality -> the secret reported missing
 
     async def get(self, municipality: str) -> Endpoint | None:
         """The municipality's endpoint; None when it has none (or is suspended)."""
@@ -65,14 +71,11 @@ class EndpointDirectory:
         if found.municipality_state == pb.MUNICIPALITY_STATE_SUSPENDED:
             return None
         e = found.epj_endpoint
-        token = secret(e.credentials_secret, self._secrets) if e.credentials_secret else ""
-        if e.credentials_secret and not token:
-            log.warning("EPJ credentials not found", secret=e.credentials_secret)
         return Endpoint(
             municipality=municipality,
             base_url=e.base_url,
             pull=e.delivery_mode == pb.DELIVERY_MODE_PULL,
-            authorization=f"Bearer {token}" if token else "",
+            authorization=self._authorization(municipality, e.credentials_secret),
             request_timeout_seconds=e.request_timeout.ToTimedelta().total_seconds()
             if e.HasField("request_timeout")
             else 10.0,
@@ -80,3 +83,16 @@ class EndpointDirectory:
             if e.HasField("connect_timeout")
             else 3.0,
         )
+
+    def _authorization(self, municipality: str, name: str) -> str:
+        """The Authorization header for the endpoint's secret `name` ("" when it needs none)."""
+        if not name:
+            return ""
+        token = secret(name, self._secrets)
+        if token:
+            self._missing.pop(municipality, None)
+            return f"Bearer {token}"
+        if self._missing.get(municipality) != name:
+            self._missing[municipality] = name
+            log.warning("EPJ credentials not found", municipality=municipality, secret=name)
+        return ""
