@@ -171,14 +171,17 @@ async def make_a_large_backlog(address: str, admin: Metadata) -> int:
     return first - 1
 
 
-async def forget_the_secret(
-    stub: registry_pb2_grpc.RegistryServiceAsyncStub, admin: Metadata, municipality: str
+async def name_the_secret(
+    registry: ServiceProcess, issuer: DevelopmentIssuer, municipality: str, secret: str
 ) -> None:
-    """The municipality's EPJ endpoint names no secret from now on: it needs no credentials."""
+    """The municipality's EPJ endpoint names `secret` from now on (the sandbox's name none)."""
     name = f"municipalities/{municipality}/epjEndpoint"
-    update = pb.UpdateEpjEndpointRequest(epj_endpoint=pb.EpjEndpoint(name=name))
+    endpoint = pb.EpjEndpoint(name=name, credentials_secret=secret)
+    update = pb.UpdateEpjEndpointRequest(epj_endpoint=endpoint)
     update.update_mask.paths.append("credentials_secret")
-    await stub.UpdateEpjEndpoint(update, metadata=admin)
+    async with grpc.aio.insecure_channel(registry.address) as channel:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        await stub.UpdateEpjEndpoint(update, metadata=admin_of(issuer))
 
 
 async def call_ended(process: ServiceProcess, request_id: str) -> None:
@@ -318,9 +321,7 @@ async def test_an_endpoint_that_names_no_secret_is_used_without_credentials_or_a
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
-    async with grpc.aio.insecure_channel(registry.address) as admin_channel:
-        stub = registry_pb2_grpc.RegistryServiceStub(admin_channel)
-        await forget_the_secret(stub, admin_of(dev_issuer), FJORDVIK.organization_number)
+    await name_the_secret(registry, dev_issuer, FJORDVIK.organization_number, "")
     async with registry_channel(registry, dev_issuer, "journaling") as channel:
         endpoints = EndpointDirectory(channel, secrets_dir=tmp_path, ttl_seconds=0)
         for _ in range(5):
@@ -339,6 +340,8 @@ async def test_a_missing_secret_is_warned_about_once_per_endpoint_not_at_every_l
 ) -> None:
     for place in (BJORKEDAL, NORDHEIM):
         monkeypatch.delenv(f"VKP_EPJ_SECRET_EPJ_{place.municipality_number}", raising=False)
+        secret = f"epj-{place.municipality_number}"
+        await name_the_secret(registry, dev_issuer, place.organization_number, secret)
     async with registry_channel(registry, dev_issuer, "journaling") as channel:
         endpoints = EndpointDirectory(channel, secrets_dir=tmp_path, ttl_seconds=0)
         for _ in range(5):
@@ -359,7 +362,8 @@ async def test_a_secret_that_is_found_is_sent_as_a_bearer_token_without_a_warnin
 ) -> None:
     monkeypatch.delenv(f"VKP_EPJ_SECRET_EPJ_{BJORKEDAL.municipality_number}", raising=False)
     token = f"token-{uuid.uuid4().hex}"
-    (tmp_path / BJORKEDAL.credentials_secret).write_text(f"{token}\n")
+    await name_the_secret(registry, dev_issuer, BJORKEDAL.organization_number, "epj-3499")
+    (tmp_path / "epj-3499").write_text(f"{token}\n")
     async with registry_channel(registry, dev_issuer, "journaling") as channel:
         endpoints = EndpointDirectory(channel, secrets_dir=tmp_path, ttl_seconds=0)
         endpoint = await endpoints.get(BJORKEDAL.organization_number)
@@ -419,9 +423,6 @@ async def test_a_normal_run_of_the_hub_logs_no_error_and_no_warning(
         async with grpc.aio.insecure_channel(registry.address) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             await seed(stub, admin, SANDBOX, simulator_url=epj.url)
-            # The simulator takes no credentials: its endpoints name no secret.
-            for place in SANDBOX.municipalities:
-                await forget_the_secret(stub, admin, place.organization_number)
         callees = {"VKP_REGISTRY_TARGET": registry.address, "VKP_AUDIT_TARGET": audit.address}
         journaling = ServiceProcess(
             "journaling", env("journaling", **callees, VKP_JOURNALING_POLL_SECONDS="0.05")

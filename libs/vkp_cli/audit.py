@@ -13,7 +13,6 @@ names, never who they are.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import grpc
 import typer
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,11 +31,10 @@ from rich.text import Text
 from vkp.audit.v1 import audit_pb2 as pb
 from vkp.audit.v1 import audit_pb2_grpc
 from vkp.common.v1 import common_pb2
+from vkp_cli.calls import call
 from vkp_cli.token import DEFAULT_ISSUER_DIR
-from vkp_lib.clients import insecure_channel
 from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
-from vkp_lib.status import error_info
 
 audit_app = typer.Typer(help="Read and check the audit log.", no_args_is_help=True)
 out = Console(soft_wrap=True)
@@ -92,19 +89,7 @@ def _run(
     token: str,
     work: Callable[[audit_pb2_grpc.AuditServiceAsyncStub, Any], Awaitable[T]],
 ) -> T:
-    metadata = (("authorization", f"Bearer {token}"),)
-
-    async def main() -> T:
-        async with insecure_channel(target, SERVICE) as channel:
-            return await work(audit_pb2_grpc.AuditServiceStub(channel), metadata)
-
-    try:
-        return asyncio.run(main())
-    except grpc.aio.AioRpcError as exc:
-        info = error_info(exc)
-        reason = f" ({info.reason})" if info else ""
-        err.print(f"[red]{exc.code().name}{reason}:[/red] {escape(exc.details() or '')}")
-        raise typer.Exit(1) from None
+    return call(target, SERVICE, audit_pb2_grpc.AuditServiceStub, token, work)
 
 
 # -- pure parts --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ vkp run                       all five services as separate processes and the EP
                               (development mode, with the development token issuer unless
                               VKP_AUTH_ISSUER is set; the sandbox seeded in the registry)
 vkp token issue ...           tokens from the development issuer
+vkp event submit|status       send an event to ingest as a vendor would, and follow it
 vkp registry ...              administer the registry
 vkp audit ...                 read, verify, export and checkpoint the audit log
 vkp epj-sim                   the EPJ simulator (FHIR R4) of the sandbox municipalities
@@ -30,6 +31,7 @@ from rich.table import Table
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_cli.audit import audit_app
 from vkp_cli.epj_sim import epj_sim
+from vkp_cli.event import event_app
 from vkp_cli.registry import registry_app, seed
 from vkp_cli.token import DEFAULT_ISSUER_DIR, token_app
 from vkp_lib.clients import insecure_channel
@@ -47,6 +49,7 @@ app = typer.Typer(help="VKP, the open welfare-technology hub.", no_args_is_help=
 app.add_typer(token_app, name="token")
 app.add_typer(registry_app, name="registry")
 app.add_typer(audit_app, name="audit")
+app.add_typer(event_app, name="event")
 app.command(name="epj-sim")(epj_sim)
 err = Console(stderr=True)
 

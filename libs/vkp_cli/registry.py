@@ -15,7 +15,6 @@ VKP_AUTH_SERVICE_KEY_FILE.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import os
 import uuid
@@ -31,17 +30,15 @@ from rich.table import Table
 from vkp.common.v1 import common_pb2
 from vkp.registry.v1 import registry_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
+from vkp_cli.calls import call
 from vkp_cli.token import DEFAULT_ISSUER_DIR
 from vkp_lib import denials
-from vkp_lib.clients import insecure_channel
 from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
 from vkp_lib.sandbox import EPJ_SIMULATOR_URL, SANDBOX, Sandbox
-from vkp_lib.status import error_info
 
 registry_app = typer.Typer(help="Administer the registry.", no_args_is_help=True)
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
 SERVICE = "vkp.registry.v1.RegistryService"
 #: A namespace for the request ids of seeding, so seeding twice creates nothing twice.
 SEED_NAMESPACE = uuid.UUID("5d7f9f52-3c0e-4d64-9d53-0c8f0e7a1a11")
@@ -74,19 +71,7 @@ def _run(
     token: str,
     work: Callable[[registry_pb2_grpc.RegistryServiceAsyncStub, Any], Awaitable[T]],
 ) -> T:
-    metadata = (("authorization", f"Bearer {token}"),)
-
-    async def main() -> T:
-        async with insecure_channel(target, SERVICE) as channel:
-            return await work(registry_pb2_grpc.RegistryServiceStub(channel), metadata)
-
-    try:
-        return asyncio.run(main())
-    except grpc.aio.AioRpcError as exc:
-        info = error_info(exc)
-        reason = f" ({info.reason})" if info else ""
-        err.print(f"[red]{exc.code().name}{reason}:[/red] {exc.details()}")
-        raise typer.Exit(1) from None
+    return call(target, SERVICE, registry_pb2_grpc.RegistryServiceStub, token, work)
 
 
 def _request_id(*parts: str) -> str:
@@ -152,6 +137,7 @@ async def seed(
             )
         )
         mode = pb.DELIVERY_MODE_PULL if place.delivery_mode == "pull" else pb.DELIVERY_MODE_PUSH
+        # The simulator takes no credentials, so the endpoint names no secret.
         await create(
             stub.CreateEpjEndpoint(
                 pb.CreateEpjEndpointRequest(
@@ -160,7 +146,6 @@ async def seed(
                         adapter=pb.EPJ_ADAPTER_FHIR,
                         base_url=place.epj_base_url(simulator_url),
                         delivery_mode=mode,
-                        credentials_secret=place.credentials_secret,
                     ),
                     request_id=_request_id("endpoint", parent),
                 ),

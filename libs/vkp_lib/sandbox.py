@@ -25,10 +25,6 @@ class SandboxMunicipality:
     def epj_base_url(self, simulator_url: str = EPJ_SIMULATOR_URL) -> str:
         return f"{simulator_url.rstrip('/')}/{self.municipality_number}/fhir"
 
-    @property
-    def credentials_secret(self) -> str:
-        return f"epj-{self.municipality_number}"
-
 
 @dataclass(frozen=True)
 class SandboxVendorSystem:
