@@ -1,5 +1,6 @@
 """The server interceptors every service runs, outermost first:
 
+0. streamed responses written from the call's own task (`vkp_lib.streams`),
 1. OpenTelemetry (the gRPC instrumentation; W3C trace context from the call metadata),
 2. request id and one structured log line per call,
 3. error mapping: domain errors to status codes with ErrorInfo; anything unexpected to INTERNAL,
