@@ -10,10 +10,8 @@ hub is running) cannot be watched; the summary says so.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import threading
 from collections.abc import Iterable
 
 from vkp_cli.main import DEFAULT_PORTS, EPJ_SIMULATOR_PORT
@@ -31,18 +29,18 @@ def watched_ports() -> tuple[int, ...]:
 
 
 class PortGuard:
-    """Listens on `ports` of 127.0.0.1 (those that are free) and counts the connections."""
+    """Listens on `ports` of 127.0.0.1 (those that are free); `poll` takes the connections that
+    arrived since (the kernel holds them, accepted, in each listener's backlog) and notes their
+    ports. No thread: what a test did is known as soon as it ends."""
 
     def __init__(self, ports: Iterable[int] | None = None, host: str = "127.0.0.1") -> None:
         self.ports = tuple(watched_ports() if ports is None else ports)
         self.host = host
         self.watched: list[int] = []
         self.taken: list[int] = []
-        #: The port of each connection accepted, in order.
+        #: The port of each connection taken, in order.
         self.touched: list[int] = []
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._listeners: dict[int, socket.socket] = {}
 
     def start(self) -> None:
         for port in self.ports:
@@ -53,30 +51,27 @@ class PortGuard:
                 listener.close()
                 self.taken.append(port)
                 continue
-            listener.listen(16)
-            self._sockets.append(listener)
+            listener.listen(128)
+            listener.setblocking(False)
+            self._listeners[port] = listener
             self.watched.append(port)
-            thread = threading.Thread(target=self._accept, args=(listener, port), daemon=True)
-            thread.start()
-            self._threads.append(thread)
 
-    def _accept(self, listener: socket.socket, port: int) -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:  # closed by stop()
-                return
-            with self._lock:
-                self.touched.append(port)
-            connection.close()
+    def poll(self) -> list[int]:
+        """The ports of the connections that arrived since the last poll (also in `touched`)."""
+        found: list[int] = []
+        for port, listener in self._listeners.items():
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                connection.close()
+                found.append(port)
+        self.touched += found
+        return found
 
     def stop(self) -> None:
-        for listener in self._sockets:
-            # shutdown wakes the thread blocked in accept(); close alone may not.
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
+        self.poll()
+        for listener in self._listeners.values():
             listener.close()
-        for thread in self._threads:
-            thread.join(5)
-        self._sockets.clear()
-        self._threads.clear()
+        self._listeners.clear()
