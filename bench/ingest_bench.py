@@ -20,8 +20,8 @@ from vkp.ingest.v1 import ingest_pb2 as pb
 from vkp.ingest.v1 import ingest_pb2_grpc
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_cli.registry import seed
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.sandbox import FJORDVIK, HOME_FOLLOW_UP, SANDBOX
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event

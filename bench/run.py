@@ -46,8 +46,8 @@ from rich.table import Table
 from validation_bench import validation_table
 
 from vkp_lib.auth import AnonymousAuthenticator
-from vkp_lib.identity.access import AccessMap, Scope, Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Permissions, Scope, Scopes
 from vkp_lib.identity.setup import build_authentication
 from vkp_lib.logging import configure_logging
 from vkp_lib.rpc import Context
@@ -56,7 +56,7 @@ from vkp_lib.settings import AuthSettings, RuntimeSettings
 from vkp_lib.telemetry import RedactingSpanExporter, Redactor
 
 METHOD = "/vkp.bench.v1.BenchService/Noop"
-BENCH_ACCESS = AccessMap("vkp.bench.v1.BenchService", {"Noop": Scope(Scopes.INGEST)})
+BENCH_ACCESS = Permissions("vkp.bench.v1.BenchService", {"Noop": Scope(Scopes.INGEST)})
 E = empty_pb2.Empty
 
 

@@ -31,8 +31,8 @@ from vkp_audit.signing import CheckpointSigner
 from vkp_lib.audit_client import AuditClient
 from vkp_lib.clients import insecure_channel
 from vkp_lib.db import async_url
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.national_id import synthetic_organization_number
 from vkp_lib.status import error_info
 from vkp_lib.testing.data import TEST_PEOPLE

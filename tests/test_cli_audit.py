@@ -18,8 +18,8 @@ from vkp.common.v1 import common_pb2
 from vkp_audit.domain.model import Actor, AuditAction, AuditOutcome, AuditRecord, Patient
 from vkp_audit.fhir import audit_bundle
 from vkp_cli.audit import access_token, audit_app, merge_bundles, record_row, time_range
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import ORGANIZATION_CLAIM, DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.testing.data import TEST_PEOPLE
 
 MUNICIPALITY = "964120005"

@@ -19,8 +19,8 @@ from vkp.registry.v1 import registry_pb2_grpc
 from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.sandbox import DISPENSER, FJORDVIK, SANDBOX
 from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.processes import ServiceProcess, stop_all

@@ -21,7 +21,6 @@ from joserfc.jwk import ECKey, OctKey
 
 from vkp_lib.auth import current_principal
 from vkp_lib.clients import insecure_channel
-from vkp_lib.identity.access import HUB_SERVICE, AccessMap, Scope, Scopes
 from vkp_lib.identity.dpop import DpopKey
 from vkp_lib.identity.issuer import (
     DEV_ISSUER,
@@ -30,6 +29,7 @@ from vkp_lib.identity.issuer import (
     load_private_key,
     service_token,
 )
+from vkp_lib.identity.permissions import HUB_SERVICE, Permissions, Scope, Scopes
 from vkp_lib.identity.setup import build_authentication
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.runner import Server, Service
@@ -42,7 +42,7 @@ BASE_URL = "https://vkp.test.example"
 SKEW = 5
 ORG = "312229544"
 S = wrappers_pb2.StringValue
-ACCESS = AccessMap(
+PERMISSIONS = Permissions(
     ECHO,
     {
         "WhoAmI": Scope(Scopes.INGEST),
@@ -158,7 +158,7 @@ async def start_hub(
             redis_url=redis_url,
             redis_key_prefix=redis_prefix,
         )
-        authentication = build_authentication(ACCESS, auth, runtime)
+        authentication = build_authentication(PERMISSIONS, auth, runtime)
         service = Service(
             "echo",
             ECHO,

@@ -23,8 +23,8 @@ from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_cli.registry import seed
 from vkp_epj_sim.testing import SimulatorProcess
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.national_id import check_digits, synthetic_organization_number
 from vkp_lib.sandbox import (
     DISPENSER,

@@ -24,8 +24,8 @@ from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients
 from vkp_epj_sim.testing import SimulatorProcess
 from vkp_journaling.render import NOTE_IDENTIFIER_SYSTEM, NoteContext, render_note
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.sandbox import BJORKEDAL, DISPENSER, FJORDVIK, SANDBOX
 from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.processes import ServiceProcess, stop_all

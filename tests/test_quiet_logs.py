@@ -31,9 +31,9 @@ from vkp_epj_sim import sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
 from vkp_journaling.endpoints import EndpointDirectory
 from vkp_lib.clients import insecure_channel
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
-from vkp_lib.registry_client import AccessClient
+from vkp_lib.identity.permissions import Scopes
+from vkp_lib.registry_client import DecisionClient
 from vkp_lib.sandbox import BJORKEDAL, DISPENSER, FJORDVIK, NORDHEIM, SANDBOX
 from vkp_lib.streams import WRITE_FAILURE_NOTICE_SECONDS
 from vkp_lib.testing.events import sample_event
@@ -261,7 +261,7 @@ async def test_a_change_feed_recycled_by_the_connection_age_reconnects_without_a
 ) -> None:
     stopping = asyncio.Event()
     async with registry_channel(registry, dev_issuer, "ingest") as channel:
-        client = AccessClient(channel, heartbeat_seconds=0.5)
+        client = DecisionClient(channel, heartbeat_seconds=0.5)
         follower = asyncio.create_task(client.run(stopping))
         try:
             for _ in range(200):
@@ -295,7 +295,7 @@ async def test_a_change_feed_that_cannot_be_reestablished_is_warned_about_once(
 ) -> None:
     stopping = asyncio.Event()
     async with registry_channel(lone_registry, dev_issuer, "ingest") as channel:
-        client = AccessClient(channel, heartbeat_seconds=0.2, warn_after_seconds=0.5)
+        client = DecisionClient(channel, heartbeat_seconds=0.2, warn_after_seconds=0.5)
         follower = asyncio.create_task(client.run(stopping))
         try:
             for _ in range(100):

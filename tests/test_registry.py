@@ -25,10 +25,10 @@ from vkp.registry.v1 import registry_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_lib.clients import insecure_channel
 from vkp_lib.errors import Unavailable
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.national_id import synthetic_organization_number
-from vkp_lib.registry_client import AccessClient
+from vkp_lib.registry_client import DecisionClient
 from vkp_lib.sandbox import DISPENSER, FJORDVIK, NORDHEIM, SANDBOX, SUPERVISION
 from vkp_lib.status import error_info
 from vkp_lib.testing.processes import ServiceProcess
@@ -658,7 +658,7 @@ async def test_a_revocation_through_one_replica_reaches_the_other_and_its_client
     async with insecure_channel(
         two_registries[1].address, "vkp.registry.v1.RegistryService", tokens
     ) as channel:
-        client = AccessClient(channel, heartbeat_seconds=0.5)
+        client = DecisionClient(channel, heartbeat_seconds=0.5)
         follower = asyncio.create_task(client.run(stopping))
         try:
             assert await client.wait_for_revision(agreement.revision, seconds=10)
@@ -742,7 +742,7 @@ async def test_cached_decisions_are_dropped_once_the_feed_has_been_down_too_long
     stopping = asyncio.Event()
     address = lone_registry.address
     async with insecure_channel(address, "vkp.registry.v1.RegistryService", tokens) as channel:
-        client = AccessClient(channel, stale_after_seconds=1.0, heartbeat_seconds=0.2)
+        client = DecisionClient(channel, stale_after_seconds=1.0, heartbeat_seconds=0.2)
         follower = asyncio.create_task(client.run(stopping))
         try:
             assert await client.wait_for_revision(1, seconds=10)

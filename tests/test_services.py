@@ -25,18 +25,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.conftest import SERVICES
 from tests.test_contracts import CONTRACTS
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from vkp_audit.access import ACCESS as AUDIT_ACCESS
-from vkp_ingest.access import ACCESS as INGEST_ACCESS
-from vkp_journaling.access import ACCESS as JOURNALING_ACCESS
+from vkp_audit.permissions import PERMISSIONS as AUDIT_ACCESS
+from vkp_ingest.permissions import PERMISSIONS as INGEST_ACCESS
+from vkp_journaling.permissions import PERMISSIONS as JOURNALING_ACCESS
 from vkp_lib.health import LIVENESS
-from vkp_lib.identity.access import AccessMap, AnyOf, Requirement, Scope, Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import AnyOf, Permissions, Requirement, Scope, Scopes
 from vkp_lib.status import bad_request, error_info
 from vkp_lib.testing.collector import CollectedSpan, Collector
 from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.processes import TEST_ENV, ServiceProcess
-from vkp_lookup.access import ACCESS as LOOKUP_ACCESS
-from vkp_registry.access import ACCESS as REGISTRY_ACCESS
+from vkp_lookup.permissions import PERMISSIONS as LOOKUP_ACCESS
+from vkp_registry.permissions import PERMISSIONS as REGISTRY_ACCESS
 
 FIRST_RPC = {
     "registry": "/vkp.registry.v1.RegistryService/GetMunicipality",
@@ -47,7 +47,7 @@ FIRST_RPC = {
 }
 
 
-ACCESS_MAPS: dict[str, AccessMap] = {
+PERMISSIONS: dict[str, Permissions] = {
     "registry": REGISTRY_ACCESS,
     "ingest": INGEST_ACCESS,
     "journaling": JOURNALING_ACCESS,
@@ -140,11 +140,11 @@ def test_every_rpc_of_the_contract_is_served_through_the_interceptors(
     method's field rules, finds nothing, or reaches a placeholder; each failure carries the
     service's ErrorInfo, which a method the server does not know would not."""
     service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
-    access = ACCESS_MAPS[name]
+    permissions = PERMISSIONS[name]
     answers: dict[str, tuple[str, str]] = {}
     with hub[name].channel() as channel:
         for method in service.methods:
-            requirement = access.requirement(f"/{service.full_name}/{method.name}")
+            requirement = permissions.requirement(f"/{service.full_name}/{method.name}")
             try:
                 _call_with_empty_request(channel, method, credentials(dev_issuer, requirement))
             except grpc.RpcError as exc:
@@ -193,14 +193,14 @@ def test_bytes_that_do_not_decode_are_invalid_argument_malformed_request_for_eve
     """Not UNKNOWN with a traceback: the caller's fault, with an ErrorInfo, the request id in the
     trailing metadata and one warning line in the service's log per call."""
     service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
-    access = ACCESS_MAPS[name]
+    permissions = PERMISSIONS[name]
     before = len(_log_lines(hub[name]))
     with hub[name].channel() as channel:
         for method in service.methods:
             path = f"/{service.full_name}/{method.name}"
             request_id = f"garbage-{method.name}"
             metadata = (
-                *credentials(dev_issuer, access.requirement(path)),
+                *credentials(dev_issuer, permissions.requirement(path)),
                 ("x-request-id", request_id),
             )
             with pytest.raises(grpc.RpcError) as caught:
@@ -412,11 +412,11 @@ def test_a_service_refuses_the_development_issuer_outside_development_mode(
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_the_access_map_has_a_rule_for_every_rpc_of_the_contract(name: str) -> None:
+def test_the_permissions_have_a_rule_for_every_rpc_of_the_contract(name: str) -> None:
     service = CONTRACTS[name].DESCRIPTOR.services_by_name[f"{name.capitalize()}Service"]
-    access = ACCESS_MAPS[name]
-    assert access.service == service.full_name
-    assert set(access.rules) == {m.name for m in service.methods}
+    permissions = PERMISSIONS[name]
+    assert permissions.service == service.full_name
+    assert set(permissions.rules) == {m.name for m in service.methods}
 
 
 def _vkp(*args: str) -> str:

@@ -33,8 +33,8 @@ from vkp.audit.v1 import audit_pb2_grpc
 from vkp.common.v1 import common_pb2
 from vkp_cli.calls import call
 from vkp_cli.token import DEFAULT_ISSUER_DIR
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 
 audit_app = typer.Typer(help="Read and check the audit log.", no_args_is_help=True)
 out = Console(soft_wrap=True)

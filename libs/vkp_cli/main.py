@@ -36,8 +36,8 @@ from vkp_cli.registry import registry_app, seed
 from vkp_cli.token import DEFAULT_ISSUER_DIR, token_app
 from vkp_lib.clients import insecure_channel
 from vkp_lib.errors import StartupError
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.identity.setup import DevelopmentKeysRefused
 from vkp_lib.logging import configure_logging
 from vkp_lib.runner import Service, serve

@@ -33,8 +33,8 @@ from vkp.registry.v1 import registry_pb2_grpc
 from vkp_cli.calls import call
 from vkp_cli.token import DEFAULT_ISSUER_DIR
 from vkp_lib import denials
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.sandbox import EPJ_SIMULATOR_URL, SANDBOX, Sandbox
 
 registry_app = typer.Typer(help="Administer the registry.", no_args_is_help=True)

@@ -19,9 +19,9 @@ from typing import Annotated
 import typer
 from joserfc.jwk import ECKey
 
-from vkp_lib.identity.access import Scopes
 from vkp_lib.identity.dpop import DpopKey
 from vkp_lib.identity.issuer import DEFAULT_AUDIENCE, DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
 
 DEFAULT_ISSUER_DIR = Path(".vkp/dev-issuer")
 token_app = typer.Typer(help="Tokens from the development issuer.", no_args_is_help=True)

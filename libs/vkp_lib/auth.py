@@ -2,7 +2,7 @@
 
 The runner's auth interceptor asks an `Authenticator` for the principal of every call (health
 and reflection excepted) and puts it in a context variable for the servicer. The services use
-`vkp_lib.identity.access.TokenAuthenticator` (vendor tokens, DPoP, the hub's own service
+`vkp_lib.identity.authenticator.TokenAuthenticator` (vendor tokens, DPoP, the hub's own service
 identity); a `Service` given no authenticator refuses every call.
 """
 

@@ -1,6 +1,6 @@
 """The registry's access decisions for the other services: cached, and never used past a change.
 
-`AccessClient.check` asks the registry's `CheckAccess` once per (client, municipality, service,
+`DecisionClient.check` asks the registry's `CheckAccess` once per (client, municipality, service,
 action) and remembers the answer. A background task (`run`, owned by the service's runner)
 follows `WatchChanges` from the revision it has applied and forgets every remembered decision
 when a change arrives. While the feed is down the remembered decisions serve on for at most
@@ -33,7 +33,7 @@ log = get_logger("vkp.registry.client")
 Key = tuple[str, str, int, int]
 
 
-class AccessClient:
+class DecisionClient:
     def __init__(
         self,
         channel: grpc.aio.Channel,

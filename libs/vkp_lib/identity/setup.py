@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from vkp_lib.identity.access import AccessMap, TokenAuthenticator
+from vkp_lib.identity.authenticator import TokenAuthenticator
 from vkp_lib.identity.dpop import DpopVerifier, MemoryReplayCache, RedisReplayCache, ReplayCache
 from vkp_lib.identity.issuer import (
     DEV_ISSUER,
@@ -18,6 +18,7 @@ from vkp_lib.identity.issuer import (
     load_private_key,
 )
 from vkp_lib.identity.keys import KeySource
+from vkp_lib.identity.permissions import Permissions
 from vkp_lib.identity.tokens import TokenVerifier
 from vkp_lib.settings import AuthSettings, RuntimeSettings
 
@@ -51,9 +52,9 @@ class Authentication:
 
 
 def build_authentication(
-    access: AccessMap, auth: AuthSettings, runtime: RuntimeSettings
+    permissions: Permissions, auth: AuthSettings, runtime: RuntimeSettings
 ) -> Authentication:
-    """The token authenticator of a service with the access map `access`."""
+    """The token authenticator of a service with these `permissions`."""
     refuse_development_keys(auth, runtime)
     vendor_keys = KeySource(
         file=auth.jwks_file,
@@ -75,7 +76,7 @@ def build_authentication(
     else:
         replay = MemoryReplayCache()
     authenticator = TokenAuthenticator(
-        access,
+        permissions,
         vendor=TokenVerifier(
             vendor_keys,
             issuer=auth.issuer,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 
 from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
-from vkp_audit.access import ACCESS
 from vkp_audit.log import AuditLog
+from vkp_audit.permissions import PERMISSIONS
 from vkp_audit.servicer import AuditServicer
 from vkp_audit.settings import AuditSettings
 from vkp_audit.signing import CheckpointSigner
@@ -44,7 +44,7 @@ def _signer(
 
 
 def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
-    authentication = build_authentication(ACCESS, auth, settings)
+    authentication = build_authentication(PERMISSIONS, auth, settings)
     database, audit = DatabaseSettings(), AuditSettings()
     db = Database.from_url(database.url_for("audit"), name="audit")
     store = AuditStore(db)

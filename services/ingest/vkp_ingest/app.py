@@ -10,7 +10,7 @@ import grpc
 
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2_grpc
-from vkp_ingest.access import ACCESS
+from vkp_ingest.permissions import PERMISSIONS
 from vkp_ingest.relay import AuditRelay, Relay
 from vkp_ingest.servicer import IngestServicer
 from vkp_ingest.settings import IngestSettings
@@ -21,7 +21,7 @@ from vkp_lib.db import Database
 from vkp_lib.db.settings import DatabaseSettings
 from vkp_lib.grouping import GroupCommit
 from vkp_lib.identity.setup import build_authentication, service_token_source
-from vkp_lib.registry_client import AccessClient
+from vkp_lib.registry_client import DecisionClient
 from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
 
@@ -29,7 +29,7 @@ FULL_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
 
 def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
-    authentication = build_authentication(ACCESS, auth, settings)
+    authentication = build_authentication(PERMISSIONS, auth, settings)
     database, ingest = DatabaseSettings(), IngestSettings()
     db = Database.from_url(database.url_for("ingest"), name="ingest")
     store = IngestStore(db)
@@ -58,7 +58,7 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
         audit_client = AuditClient(audit)
         started.update(
             channels=[registry, audit, journaling],
-            access=AccessClient(registry),
+            access=DecisionClient(registry),
             audit=audit_client,
             journaling=journaling_pb2_grpc.JournalingServiceStub(journaling),
             relay=Relay(store, journaling, ingest),

@@ -31,7 +31,7 @@ from vkp_lib.auth import Principal, current_principal
 from vkp_lib.errors import AlreadyExists, InvalidArgument, NotFound, VkpError
 from vkp_lib.grouping import GroupCommit
 from vkp_lib.logging import get_logger
-from vkp_lib.registry_client import AccessClient
+from vkp_lib.registry_client import DecisionClient
 from vkp_lib.rpc import Context
 from vkp_lib.validation import field_violations, reason_of
 
@@ -97,7 +97,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self,
         store: IngestStore,
         registrar: Callable[[], GroupCommit[Request, list[Registered]]],
-        access: Callable[[], AccessClient],
+        access: Callable[[], DecisionClient],
         audit: Callable[[], AuditClient],
         journaling: Callable[[], journaling_pb2_grpc.JournalingServiceAsyncStub],
         settings: IngestSettings,

@@ -8,9 +8,9 @@ from typing import Any
 import grpc
 
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
-from vkp_journaling.access import ACCESS
 from vkp_journaling.endpoints import EndpointDirectory
 from vkp_journaling.epj import FhirAdapter
+from vkp_journaling.permissions import PERMISSIONS
 from vkp_journaling.servicer import JournalingServicer
 from vkp_journaling.settings import JournalingSettings
 from vkp_journaling.store import JournalStore
@@ -27,7 +27,7 @@ FULL_NAME = journaling_pb2.DESCRIPTOR.services_by_name["JournalingService"].full
 
 
 def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
-    authentication = build_authentication(ACCESS, auth, settings)
+    authentication = build_authentication(PERMISSIONS, auth, settings)
     database, journaling = DatabaseSettings(), JournalingSettings()
     db = Database.from_url(database.url_for("journaling"), name="journaling")
     store = JournalStore(db)

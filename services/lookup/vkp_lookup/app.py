@@ -8,7 +8,7 @@ from vkp.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from vkp_lib.identity.setup import build_authentication
 from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
-from vkp_lookup.access import ACCESS
+from vkp_lookup.permissions import PERMISSIONS
 from vkp_lookup.servicer import LookupServicer
 
 FULL_NAME = lookup_pb2.DESCRIPTOR.services_by_name["LookupService"].full_name
@@ -18,7 +18,7 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
     def register(server: grpc.aio.Server) -> None:
         lookup_pb2_grpc.add_LookupServiceServicer_to_server(LookupServicer(), server)
 
-    authentication = build_authentication(ACCESS, auth, settings)
+    authentication = build_authentication(PERMISSIONS, auth, settings)
     return Service(
         name="lookup",
         full_name=FULL_NAME,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from vkp_registry.domain.access import AccessSnapshot
+from vkp_registry.domain.decision import AccessSnapshot
 from vkp_registry.domain.model import (
     Action,
     Agreement,

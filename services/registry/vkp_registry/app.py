@@ -10,8 +10,8 @@ from vkp_lib.db.settings import DatabaseSettings
 from vkp_lib.identity.setup import build_authentication
 from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
-from vkp_registry.access import ACCESS
 from vkp_registry.feed import Feed
+from vkp_registry.permissions import PERMISSIONS
 from vkp_registry.servicer import RegistryServicer
 from vkp_registry.store import RegistryStore
 
@@ -39,7 +39,7 @@ def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
             RegistryServicer(store, feed), server
         )
 
-    authentication = build_authentication(ACCESS, auth, settings)
+    authentication = build_authentication(PERMISSIONS, auth, settings)
     return Service(
         name="registry",
         full_name=FULL_NAME,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 
 from vkp_lib.logging import get_logger
-from vkp_registry.domain.access import AccessSnapshot
+from vkp_registry.domain.decision import AccessSnapshot
 from vkp_registry.store import RegistryStore
 
 log = get_logger("vkp.registry.feed")

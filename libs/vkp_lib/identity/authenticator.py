@@ -1,9 +1,4 @@
-"""Which RPC needs what, and the authenticator that enforces it.
-
-Each service declares an `AccessMap`: for every RPC of its contract, the scope a vendor's (or an
-administrator's) token must carry, or `HUB_SERVICE` for the internal RPCs only the hub's own
-services may call, or `AnyOf` several. An RPC without an entry is refused, so a new RPC is closed
-until someone decides who may call it.
+"""The authenticator: who is calling, and may they call this RPC (the service's `Permissions`).
 
 `TokenAuthenticator` is what the runner's auth interceptor calls for every RPC: the rule, then
 the token (`authorization: Bearer …`, or `DPoP …` with its proof in `dpop`), then the rule
@@ -19,7 +14,6 @@ MISSING_SCOPE, SERVICE_IDENTITY_REQUIRED, NO_ACCESS_RULE; UNAVAILABLE — REPLAY
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from vkp_lib.auth import Principal, PrincipalKind
@@ -27,64 +21,8 @@ from vkp_lib.errors import PermissionDenied, StartupError, Unauthenticated
 from vkp_lib.identity.dpop import DpopVerifier
 from vkp_lib.identity.issuer import ORGANIZATION_CLAIM
 from vkp_lib.identity.keys import KeySourceError
+from vkp_lib.identity.permissions import AnyOf, Permissions, Requirement, Scope
 from vkp_lib.identity.tokens import TokenVerifier, VerifiedToken, unverified_claims
-
-
-class Scopes:
-    """The scopes of the hub's RPCs."""
-
-    INGEST = "vkp:ingest"
-    LOOKUP = "vkp:lookup"
-    ADMIN = "vkp:admin"
-    AUDIT_READ = "vkp:audit.read"
-    EPJ = "vkp:epj"
-
-
-@dataclass(frozen=True)
-class Scope:
-    """A vendor's or administrator's token carrying this scope."""
-
-    name: str
-
-    def allows(self, principal: Principal) -> bool:
-        return principal.kind is PrincipalKind.VENDOR and self.name in principal.scopes
-
-
-@dataclass(frozen=True)
-class HubService:
-    """One of the hub's own services (a service token), never a vendor."""
-
-    def allows(self, principal: Principal) -> bool:
-        return principal.kind is PrincipalKind.SERVICE
-
-
-HUB_SERVICE = HubService()
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    """Any of several requirements."""
-
-    options: tuple[Scope | HubService, ...]
-
-    def allows(self, principal: Principal) -> bool:
-        return any(option.allows(principal) for option in self.options)
-
-
-Requirement = Scope | HubService | AnyOf
-
-
-@dataclass(frozen=True)
-class AccessMap:
-    """Who may call each RPC of one gRPC service (`vkp.ingest.v1.IngestService`)."""
-
-    service: str
-    rules: Mapping[str, Requirement]
-
-    def requirement(self, method: str) -> Requirement | None:
-        """The rule of `method` (`/vkp.ingest.v1.IngestService/SubmitEvent`), if it has one."""
-        service, _, name = method.lstrip("/").partition("/")
-        return self.rules.get(name) if service == self.service else None
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -109,11 +47,11 @@ def _bound_key(claims: Mapping[str, Any]) -> str:
 
 
 class TokenAuthenticator:
-    """Authenticates every call against the service's access map."""
+    """Authenticates every call against the service's permissions."""
 
     def __init__(
         self,
-        access: AccessMap,
+        permissions: Permissions,
         *,
         vendor: TokenVerifier,
         service: TokenVerifier,
@@ -121,7 +59,7 @@ class TokenAuthenticator:
         dpop_required: bool = False,
         organization_claim: str = ORGANIZATION_CLAIM,
     ) -> None:
-        self.access = access
+        self.permissions = permissions
         self.vendor = vendor
         self.service = service
         self._dpop = dpop
@@ -137,7 +75,7 @@ class TokenAuthenticator:
                 raise StartupError(str(exc)) from exc
 
     async def authenticate(self, method: str, metadata: Mapping[str, str]) -> Principal:
-        requirement = self.access.requirement(method)
+        requirement = self.permissions.requirement(method)
         if requirement is None:
             raise PermissionDenied("NO_ACCESS_RULE", "this method has no access rule")
         principal = await self._principal(method, metadata)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vkp_lib.identity.access import HUB_SERVICE, AccessMap, Scope, Scopes
+from vkp_lib.identity.permissions import HUB_SERVICE, Permissions, Scope, Scopes
 
 AUDIT_READ = Scope(Scopes.AUDIT_READ)
 
-ACCESS = AccessMap(
+PERMISSIONS = Permissions(
     "vkp.audit.v1.AuditService",
     {
         # Every service that touches patient data records it.

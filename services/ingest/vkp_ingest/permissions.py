@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vkp_lib.identity.access import HUB_SERVICE, AccessMap, Scope, Scopes
+from vkp_lib.identity.permissions import HUB_SERVICE, Permissions, Scope, Scopes
 
 INGEST = Scope(Scopes.INGEST)
 
-ACCESS = AccessMap(
+PERMISSIONS = Permissions(
     "vkp.ingest.v1.IngestService",
     {
         "SubmitEvent": INGEST,

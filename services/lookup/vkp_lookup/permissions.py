@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vkp_lib.identity.access import AccessMap, Scope, Scopes
+from vkp_lib.identity.permissions import Permissions, Scope, Scopes
 
 LOOKUP = Scope(Scopes.LOOKUP)
 
-ACCESS = AccessMap(
+PERMISSIONS = Permissions(
     "vkp.lookup.v1.LookupService",
     {
         "ListServiceRecipients": LOOKUP,

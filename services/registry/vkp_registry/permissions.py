@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vkp_lib.identity.access import HUB_SERVICE, AccessMap, AnyOf, Scope, Scopes
+from vkp_lib.identity.permissions import HUB_SERVICE, AnyOf, Permissions, Scope, Scopes
 
 ADMIN = Scope(Scopes.ADMIN)
 
-ACCESS = AccessMap(
+PERMISSIONS = Permissions(
     "vkp.registry.v1.RegistryService",
     {
         "CreateMunicipality": ADMIN,

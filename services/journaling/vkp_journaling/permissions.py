@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from vkp_lib.identity.access import HUB_SERVICE, AccessMap, AnyOf, Scope, Scopes
+from vkp_lib.identity.permissions import HUB_SERVICE, AnyOf, Permissions, Scope, Scopes
 
 ADMIN = Scope(Scopes.ADMIN)
 EPJ = Scope(Scopes.EPJ)
 
-ACCESS = AccessMap(
+PERMISSIONS = Permissions(
     "vkp.journaling.v1.JournalingService",
     {
         # Ingest's outbox relay.
