@@ -383,6 +383,34 @@ def test_invalid_settings_stop_the_service_before_it_starts() -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("name", "variable", "value"),
+    [
+        ("ingest", "VKP_INGEST_MAX_AGE_SECONDS", "-5"),
+        ("journaling", "VKP_JOURNALING_WORKERS", "many"),
+        ("registry", "VKP_REGISTRY_POLL_SECONDS", "0"),
+        ("audit", "VKP_DB_MIGRATE_ON_START", "perhaps"),
+        ("lookup", "VKP_LOOKUP_ALARM_GRACE_SECONDS", "-1"),
+    ],
+)
+def test_a_bad_service_setting_stops_the_service_naming_the_variable(
+    auth_env: dict[str, str], name: str, variable: str, value: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vkp_cli", "serve", name, "--port", "0"],
+        env={**auth_env, variable: value, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{variable}: ")
+    assert result.stdout == ""
+
+
 def _serve_audit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vkp_cli", "serve", "audit", "--port", "0"],

@@ -20,11 +20,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import Annotated, Any
 
 import grpc
 import typer
-from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 from rich.console import Console
 from rich.table import Table
 
@@ -42,7 +43,7 @@ from vkp_lib.identity.setup import DevelopmentKeysRefused
 from vkp_lib.logging import configure_logging
 from vkp_lib.runner import Service, serve
 from vkp_lib.sandbox import SANDBOX
-from vkp_lib.settings import AuthSettings, RuntimeSettings
+from vkp_lib.settings import AuthSettings, RuntimeSettings, SettingsError, load_settings
 from vkp_lib.telemetry import setup_telemetry
 
 app = typer.Typer(help="VKP, the open welfare-technology hub.", no_args_is_help=True)
@@ -51,7 +52,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(audit_app, name="audit")
 app.add_typer(event_app, name="event")
 app.command(name="epj-sim")(epj_sim)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class ServiceName(enum.StrEnum):
@@ -67,30 +68,32 @@ DEFAULT_PORTS = {name: 50051 + i for i, name in enumerate(ServiceName)}
 EPJ_SIMULATOR_PORT = 8085
 
 
-def _settings() -> tuple[RuntimeSettings, AuthSettings]:
-    problems: list[str] = []
-    found: list[object] = []
-    for settings_class, prefix in ((RuntimeSettings, "VKP_"), (AuthSettings, "VKP_AUTH_")):
-        try:
-            found.append(settings_class())
-        except ValidationError as exc:
-            for problem in exc.errors():
-                field = ".".join(str(p) for p in problem["loc"])
-                name = f"{prefix}{field.upper()}" if field else prefix.rstrip("_")
-                problems.append(f"  {name}: {problem['msg']}")
-    if problems:
-        err.print("[red]invalid settings[/red]", *problems, sep="\n")
-        raise typer.Exit(2)
-    runtime, auth = found
+def _app(name: ServiceName) -> ModuleType:
+    """The service's `app` module: `SETTINGS` (its settings classes) and `build_service`."""
+    return importlib.import_module(f"vkp_{name.value}.app")
+
+
+def _settings(*extra: type[BaseSettings]) -> tuple[RuntimeSettings, AuthSettings, list[Any]]:
+    """The runtime's, authentication's and `extra` settings; exit 2 with a line per problem."""
+    try:
+        runtime, auth, *own = load_settings(RuntimeSettings, AuthSettings, *extra)
+    except SettingsError as exc:
+        err.print("[red]invalid settings[/red]", *(f"  {p}" for p in exc.problems), sep="\n")
+        raise typer.Exit(2) from None
     assert isinstance(runtime, RuntimeSettings)
     assert isinstance(auth, AuthSettings)
-    return runtime, auth
+    return runtime, auth, own
 
 
-def _service(name: ServiceName, settings: RuntimeSettings, auth: AuthSettings) -> Service:
-    module = importlib.import_module(f"vkp_{name.value}.app")
+def _service(
+    name: ServiceName,
+    module: ModuleType,
+    settings: RuntimeSettings,
+    auth: AuthSettings,
+    own: list[Any],
+) -> Service:
     try:
-        service: Service = module.build_service(settings, auth)
+        service: Service = module.build_service(settings, auth, *own)
     except DevelopmentKeysRefused as exc:
         err.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -110,14 +113,15 @@ def serve_command(
     ] = None,
 ) -> None:
     """Run one service until SIGTERM or SIGINT. Prints the bound port on one line of stdout."""
-    settings, auth = _settings()
+    module = _app(name)
+    settings, auth, own = _settings(*module.SETTINGS)
     configure_logging(name.value, settings.log_level)
     try:
         telemetry = setup_telemetry(f"vkp-{name.value}")
     except ValueError as exc:
         err.print(f"[red]invalid telemetry settings:[/red] {exc}")
         raise typer.Exit(2) from None
-    service = _service(name, settings, auth)
+    service = _service(name, module, settings, auth, own)
     chosen = DEFAULT_PORTS[name] if port is None else port
     try:
         asyncio.run(
@@ -253,5 +257,6 @@ def run(
         env |= issuer.env()
         err.print(f"development mode: tokens from `vkp token issue` (keys in {issuer_dir})")
     os.environ.update(env)
-    _settings()
+    # Every service's settings, before any of them starts.
+    _settings(*(cls for name in ServiceName for cls in _app(name).SETTINGS))
     raise typer.Exit(asyncio.run(_run_all(host, ports, epj_port, env, issuer)))

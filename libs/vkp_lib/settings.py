@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vkp_lib.identity.issuer import ORGANIZATION_CLAIM, SERVICE_AUDIENCE, SERVICE_ISSUER
@@ -125,3 +125,30 @@ class AuthSettings(BaseSettings):
         if (self.jwks_file is None) == (self.jwks_url is None):
             raise ValueError("set exactly one of VKP_AUTH_JWKS_FILE and VKP_AUTH_JWKS_URL")
         return self
+
+
+class SettingsError(Exception):
+    """Settings that do not validate: one line per problem, each naming its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_settings(*classes: type[BaseSettings]) -> list[BaseSettings]:
+    """Each settings class read from the environment, in order; every problem of every class
+    at once (`SettingsError`), each line naming the variable (`VKP_INGEST_MAX_AGE_SECONDS: ...`)."""
+    found: list[BaseSettings] = []
+    problems: list[str] = []
+    for settings_class in classes:
+        prefix = str(settings_class.model_config.get("env_prefix", ""))
+        try:
+            found.append(settings_class())
+        except ValidationError as exc:
+            for problem in exc.errors():
+                field = ".".join(str(p) for p in problem["loc"])
+                name = f"{prefix}{field.upper()}" if field else prefix.rstrip("_")
+                problems.append(f"{name}: {problem['msg']}")
+    if problems:
+        raise SettingsError(problems)
+    return found

@@ -43,9 +43,18 @@ def _signer(
         raise StartupError(f"the checkpoint key {key_file} cannot be read ({exc})") from None
 
 
-def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
+#: The settings `build_service` takes after the runtime's and authentication's, in order:
+#: `vkp serve` validates them all before the service starts.
+SETTINGS = (DatabaseSettings, AuditSettings)
+
+
+def build_service(
+    settings: RuntimeSettings,
+    auth: AuthSettings,
+    database: DatabaseSettings,
+    audit: AuditSettings,
+) -> Service:
     authentication = build_authentication(PERMISSIONS, auth, settings)
-    database, audit = DatabaseSettings(), AuditSettings()
     db = Database.from_url(database.url_for("audit"), name="audit")
     store = AuditStore(db)
     signer = _signer(audit, database, settings.development)

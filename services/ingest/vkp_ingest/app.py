@@ -28,9 +28,18 @@ from vkp_lib.settings import AuthSettings, RuntimeSettings
 FULL_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
 
-def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
+#: The settings `build_service` takes after the runtime's and authentication's, in order:
+#: `vkp serve` validates them all before the service starts.
+SETTINGS = (DatabaseSettings, IngestSettings)
+
+
+def build_service(
+    settings: RuntimeSettings,
+    auth: AuthSettings,
+    database: DatabaseSettings,
+    ingest: IngestSettings,
+) -> Service:
     authentication = build_authentication(PERMISSIONS, auth, settings)
-    database, ingest = DatabaseSettings(), IngestSettings()
     db = Database.from_url(database.url_for("ingest"), name="ingest")
     store = IngestStore(db)
     # One registration at a time; requests that arrive while it commits go together in the next.

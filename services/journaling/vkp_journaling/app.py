@@ -26,9 +26,18 @@ from vkp_lib.settings import AuthSettings, RuntimeSettings
 FULL_NAME = journaling_pb2.DESCRIPTOR.services_by_name["JournalingService"].full_name
 
 
-def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
+#: The settings `build_service` takes after the runtime's and authentication's, in order:
+#: `vkp serve` validates them all before the service starts.
+SETTINGS = (DatabaseSettings, JournalingSettings)
+
+
+def build_service(
+    settings: RuntimeSettings,
+    auth: AuthSettings,
+    database: DatabaseSettings,
+    journaling: JournalingSettings,
+) -> Service:
     authentication = build_authentication(PERMISSIONS, auth, settings)
-    database, journaling = DatabaseSettings(), JournalingSettings()
     db = Database.from_url(database.url_for("journaling"), name="journaling")
     store = JournalStore(db)
     tokens = service_token_source(auth, "journaling")

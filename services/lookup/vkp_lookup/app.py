@@ -10,11 +10,17 @@ from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
 from vkp_lookup.permissions import PERMISSIONS
 from vkp_lookup.servicer import LookupServicer
+from vkp_lookup.settings import LookupSettings
 
 FULL_NAME = lookup_pb2.DESCRIPTOR.services_by_name["LookupService"].full_name
 
 
-def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
+#: The settings `build_service` takes after the runtime's and authentication's, in order:
+#: `vkp serve` validates them all before the service starts.
+SETTINGS = (LookupSettings,)
+
+
+def build_service(settings: RuntimeSettings, auth: AuthSettings, lookup: LookupSettings) -> Service:
     def register(server: grpc.aio.Server) -> None:
         lookup_pb2_grpc.add_LookupServiceServicer_to_server(LookupServicer(), server)
 

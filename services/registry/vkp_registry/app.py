@@ -13,16 +13,26 @@ from vkp_lib.settings import AuthSettings, RuntimeSettings
 from vkp_registry.feed import Feed
 from vkp_registry.permissions import PERMISSIONS
 from vkp_registry.servicer import RegistryServicer
+from vkp_registry.settings import RegistrySettings
 from vkp_registry.store import RegistryStore
 
 FULL_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
 
-def build_service(settings: RuntimeSettings, auth: AuthSettings) -> Service:
-    database = DatabaseSettings()
+#: The settings `build_service` takes after the runtime's and authentication's, in order:
+#: `vkp serve` validates them all before the service starts.
+SETTINGS = (DatabaseSettings, RegistrySettings)
+
+
+def build_service(
+    settings: RuntimeSettings,
+    auth: AuthSettings,
+    database: DatabaseSettings,
+    registry: RegistrySettings,
+) -> Service:
     db = Database.from_url(database.url_for("registry"), name="registry")
     store = RegistryStore(db)
-    feed = Feed(store)
+    feed = Feed(store, poll_seconds=registry.poll_seconds)
 
     async def open_store() -> None:
         await db.start()
