@@ -25,10 +25,10 @@ import grpc
 import structlog
 
 from vkp_lib.auth import Authenticator, set_principal
-from vkp_lib.errors import InvalidArgument, VkpError
+from vkp_lib.errors import ErrorKind, InvalidArgument, VkpError
 from vkp_lib.logging import get_logger
 from vkp_lib.rpc import Context, Handler
-from vkp_lib.status import rich_status, status_of, trailing_metadata
+from vkp_lib.status import rich_status, status_of, to_grpc
 from vkp_lib.validation import validate
 
 REQUEST_ID_KEY = "x-request-id"
@@ -184,13 +184,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     async def _abort(self, context: Context, exc: Exception) -> None:
         if isinstance(exc, VkpError):
             status = status_of(exc, self._domain)
-            code = grpc.StatusCode[exc.kind.value]
-            if code is grpc.StatusCode.INTERNAL:
+            if exc.kind is ErrorKind.INTERNAL:
                 log.error("internal error", reason=exc.reason)
         elif isinstance(exc, NotImplementedError):
-            code = grpc.StatusCode.UNIMPLEMENTED
             status = rich_status(
-                code, "not implemented yet", reason="NOT_IMPLEMENTED", domain=self._domain
+                grpc.StatusCode.UNIMPLEMENTED,
+                "not implemented yet",
+                reason="NOT_IMPLEMENTED",
+                domain=self._domain,
             )
         else:
             # The message of an unexpected exception may quote input: log only its type and
@@ -200,11 +201,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 error_type=type(exc).__qualname__,
                 traceback="".join(traceback.format_tb(exc.__traceback__)),
             )
-            code = grpc.StatusCode.INTERNAL
-            status = rich_status(code, "internal error", reason="INTERNAL", domain=self._domain)
+            status = rich_status(
+                grpc.StatusCode.INTERNAL, "internal error", reason="INTERNAL", domain=self._domain
+            )
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         echo = ((REQUEST_ID_KEY, request_id),) if isinstance(request_id, str) else ()
-        await context.abort(code, status.message, trailing_metadata(status) + echo)
+        ending = to_grpc(status)
+        await context.abort(ending.code, ending.details, (*ending.trailing_metadata, *echo))
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails

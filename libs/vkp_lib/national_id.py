@@ -34,6 +34,27 @@ class NationalIdKind(enum.Enum):
     FHN = "FHN"
 
 
+#: The contract's `vkp.common.v1.NationalIdType` value names, for each kind that has one (an
+#: H-number has none); the converters of every service map through these two.
+_TYPE_NAMES = {
+    NationalIdKind.FNR: "NATIONAL_ID_TYPE_FNR",
+    NationalIdKind.DNR: "NATIONAL_ID_TYPE_DNR",
+    NationalIdKind.FHN: "NATIONAL_ID_TYPE_FHN",
+}
+_KINDS_BY_TYPE_NAME = {name: kind for kind, name in _TYPE_NAMES.items()}
+
+
+def kind_of_type(type_name: str) -> NationalIdKind | None:
+    """The kind a `NationalIdType` value name states (None for UNSPECIFIED or unknown)."""
+    return _KINDS_BY_TYPE_NAME.get(type_name)
+
+
+def type_name_of(kind: NationalIdKind | None) -> str:
+    """The `NationalIdType` value name of a kind (UNSPECIFIED for None or an H-number)."""
+    unspecified = "NATIONAL_ID_TYPE_UNSPECIFIED"
+    return _TYPE_NAMES.get(kind, unspecified) if kind is not None else unspecified
+
+
 #: FHIR identifier systems of each kind (domain/README.md). An H-number has no national system.
 IDENTIFIER_SYSTEMS = {
     NationalIdKind.FNR: "urn:oid:2.16.578.1.12.4.1.4.1",

@@ -6,19 +6,17 @@ another, tests, vendor code) read the reason back with `error_info`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import cast
-
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from vkp_lib.errors import ErrorKind, VkpError
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
 
 def grpc_code(kind: ErrorKind) -> grpc.StatusCode:
+    """The status code of an error kind: the one mapping, used by the server and by batch
+    answers that carry an error per item."""
     return grpc.StatusCode[kind.value]
 
 
@@ -40,7 +38,7 @@ def rich_status(
         bad = any_pb2.Any()
         bad.Pack(error_details_pb2.BadRequest(field_violations=violations))
         details.append(bad)
-    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+    return status_pb2.Status(code=code.value[0], message=message, details=details)
 
 
 def status_of(error: VkpError, domain: str) -> status_pb2.Status:
@@ -59,18 +57,20 @@ def status_of(error: VkpError, domain: str) -> status_pb2.Status:
     )
 
 
-def trailing_metadata(status: status_pb2.Status) -> tuple[tuple[str, bytes], ...]:
-    return ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+def to_grpc(status: status_pb2.Status) -> grpc.Status:
+    """The status to end a call with: code, message and the details trailer (grpcio-status)."""
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
 
 
 def status_from_error(error: grpc.RpcError) -> status_pb2.Status | None:
-    """The rich status a server attached to a failed call, if any."""
-    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    pairs = cast(Iterable[tuple[str, str | bytes]], trailing or ())
-    for key, value in pairs:
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            return status_pb2.Status.FromString(value)
-    return None
+    """The rich status a server attached to a failed call, if any (and if it agrees with the
+    call's own code and message)."""
+    try:
+        found: status_pb2.Status | None = rpc_status.from_call(error)
+    except (ValueError, AttributeError):
+        return None
+    return found
 
 
 def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:

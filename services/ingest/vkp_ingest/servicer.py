@@ -33,6 +33,7 @@ from vkp_lib.grouping import GroupCommit
 from vkp_lib.logging import get_logger
 from vkp_lib.registry_client import DecisionClient
 from vkp_lib.rpc import Context
+from vkp_lib.status import grpc_code
 from vkp_lib.validation import field_violations, reason_of
 
 log = get_logger("vkp.ingest")
@@ -53,7 +54,7 @@ def _traceparent() -> str:
 
 def _item_error(error: VkpError) -> common_pb2.ItemError:
     return common_pb2.ItemError(
-        code=grpc.StatusCode[error.kind.value].value[0],
+        code=grpc_code(error.kind).value[0],
         reason=error.reason,
         message=error.message,
         field_violations=[

@@ -38,6 +38,10 @@ class IngestServiceStub:
     receipt and creates nothing. Requests over 1 MB are refused by the transport
     (RESOURCE_EXHAUSTED).
 
+    Resource names (AIP-122):
+      events/{event_id}     the hub's id of an event (not the vendor's event_id); journaling's
+                            entry of the event has the same id
+
     ErrorInfo reasons (domain ingest.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
@@ -82,6 +86,10 @@ class IngestServiceAsyncStub(IngestServiceStub):
     receipt and creates nothing. Requests over 1 MB are refused by the transport
     (RESOURCE_EXHAUSTED).
 
+    Resource names (AIP-122):
+      events/{event_id}     the hub's id of an event (not the vendor's event_id); journaling's
+                            entry of the event has the same id
+
     ErrorInfo reasons (domain ingest.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
@@ -121,6 +129,10 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     an event whenever it is unsure: the same event_id with the same content returns the original
     receipt and creates nothing. Requests over 1 MB are refused by the transport
     (RESOURCE_EXHAUSTED).
+
+    Resource names (AIP-122):
+      events/{event_id}     the hub's id of an event (not the vendor's event_id); journaling's
+                            entry of the event has the same id
 
     ErrorInfo reasons (domain ingest.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),

@@ -33,8 +33,8 @@ class JournalingServiceStub:
     dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
     Acknowledge.
 
-    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
-    events/{id}).
+    Resource names (AIP-122):
+    entries/{entry_id}    entry_id is the hub's id of the event (ingest's events/{event_id})
 
     ErrorInfo reasons (domain journaling.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
@@ -101,8 +101,8 @@ class JournalingServiceServicer:
     dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
     Acknowledge.
 
-    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
-    events/{id}).
+    Resource names (AIP-122):
+    entries/{entry_id}    entry_id is the hub's id of the event (ingest's events/{event_id})
 
     ErrorInfo reasons (domain journaling.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
@@ -224,8 +224,8 @@ class JournalingService:
     dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
     Acknowledge.
 
-    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
-    events/{id}).
+    Resource names (AIP-122):
+    entries/{entry_id}    entry_id is the hub's id of the event (ingest's events/{event_id})
 
     ErrorInfo reasons (domain journaling.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),

@@ -34,8 +34,8 @@ class JournalingServiceStub:
     dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
     Acknowledge.
 
-    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
-    events/{id}).
+    Resource names (AIP-122):
+      entries/{entry_id}    entry_id is the hub's id of the event (ingest's events/{event_id})
 
     ErrorInfo reasons (domain journaling.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
@@ -85,8 +85,8 @@ class JournalingServiceAsyncStub(JournalingServiceStub):
     dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
     Acknowledge.
 
-    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
-    events/{id}).
+    Resource names (AIP-122):
+      entries/{entry_id}    entry_id is the hub's id of the event (ingest's events/{event_id})
 
     ErrorInfo reasons (domain journaling.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
@@ -132,8 +132,8 @@ class JournalingServiceServicer(metaclass=_abc_1.ABCMeta):
     dead letters; EPJs that pull (scope vkp:epj, their municipality only) for ListPending and
     Acknowledge.
 
-    Resource names: entries/{entry_id}, where entry_id is the hub's id of the event (ingest's
-    events/{id}).
+    Resource names (AIP-122):
+      entries/{entry_id}    entry_id is the hub's id of the event (ingest's events/{event_id})
 
     ErrorInfo reasons (domain journaling.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
