@@ -64,7 +64,7 @@ async def noop(request: E, context: Context) -> E:
     return E()
 
 
-def _register(server: grpc.aio.Server) -> None:
+def _register(server: grpc.aio.Server, _: None) -> None:
     handler = grpc.unary_unary_rpc_method_handler(
         noop, request_deserializer=E.FromString, response_serializer=E.SerializeToString
     )
@@ -80,7 +80,7 @@ class _Discard(SpanExporter):
 
 async def _serve_bare() -> None:
     server = grpc.aio.server()
-    _register(server)
+    _register(server, None)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)

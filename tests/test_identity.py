@@ -68,7 +68,7 @@ async def who_am_i(request: S, context: Context) -> S:
     )
 
 
-def _register(server: grpc.aio.Server) -> None:
+def _register(server: grpc.aio.Server, _: None) -> None:
     handlers: dict[str, Handler] = {
         # "Unmapped" is served but has no access rule.
         name: grpc.unary_unary_rpc_method_handler(
@@ -139,7 +139,7 @@ StartHub = Callable[..., Awaitable[Hub]]
 async def start_hub(
     dev_issuer: DevelopmentIssuer, key_set_server: KeySetServer, redis_prefix: str
 ) -> AsyncIterator[StartHub]:
-    servers: list[tuple[Server, grpc.aio.Channel]] = []
+    servers: list[tuple[Server[None], grpc.aio.Channel]] = []
 
     async def start(redis_url: str = REDIS_URL, **auth_overrides: Any) -> Hub:
         settings: dict[str, Any] = {

@@ -78,7 +78,7 @@ async def repeat_id(request: NationalId, context: Context) -> AsyncIterator[Nati
         yield request
 
 
-def _register(server: grpc.aio.Server) -> None:
+def _register(server: grpc.aio.Server, _: None) -> None:
     unary = {"Echo": echo, "Invalid": invalid, "Crash": crash, "WhoAmI": who_am_i}
     handlers: dict[str, Handler] = {
         name: grpc.unary_unary_rpc_method_handler(
@@ -110,12 +110,12 @@ class StaticTokenAuthenticator:
         return Principal(PrincipalKind.VENDOR, client_id="vendor-system-1")
 
 
-Started = tuple[Server, grpc.aio.Channel]
+Started = tuple[Server[None], grpc.aio.Channel]
 
 
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Awaitable[Started]]]:
-    servers: list[Server] = []
+    servers: list[Server[None]] = []
     channels: list[grpc.aio.Channel] = []
 
     async def _start(
@@ -127,8 +127,8 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Started]]]:
             "probe",
             SERVICE,
             _register,
-            tasks=tasks,
-            readiness=readiness,
+            tasks=lambda _: tasks,
+            readiness=lambda _: readiness,
             authenticator=authenticator or AnonymousAuthenticator(),
         )
         server = Server(service, SETTINGS)

@@ -91,9 +91,9 @@ def _service(
     settings: RuntimeSettings,
     auth: AuthSettings,
     own: list[Any],
-) -> Service:
+) -> Service[Any]:
     try:
-        service: Service = module.build_service(settings, auth, *own)
+        service: Service[Any] = module.build_service(settings, auth, *own)
     except DevelopmentKeysRefused as exc:
         err.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None

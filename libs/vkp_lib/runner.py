@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -45,30 +47,43 @@ log = get_logger("vkp.runner")
 BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
 #: A readiness check: True when a dependency the service needs is reachable.
 ReadinessCheck = Callable[[], Awaitable[bool]]
+D = TypeVar("D")
+
+
+@asynccontextmanager
+async def no_dependencies() -> AsyncIterator[None]:
+    yield None
 
 
 @dataclass
-class Service:
-    """What the runner needs to know about one service."""
+class Service(Generic[D]):
+    """What the runner needs to know about one service.
+
+    `lifespan` builds the service's dependencies (a frozen dataclass: its store, clients,
+    relays) when the server starts and closes them after it has stopped; `register`, `tasks` and
+    `readiness` get them. A failure in `lifespan` stops the start.
+    """
 
     name: str  # short name: "ingest"
     full_name: str  # the gRPC service: "vkp.ingest.v1.IngestService"
-    register: Callable[[grpc.aio.Server], None]
-    tasks: Sequence[BackgroundTask] = ()
-    readiness: Sequence[ReadinessCheck] = ()
-    #: Run before the server accepts calls (read key sets, open pools); a failure stops the start.
+    register: Callable[[grpc.aio.Server, D], None]
+    lifespan: Callable[[], AbstractAsyncContextManager[D]] = no_dependencies  # type: ignore[assignment]  # D is None for a service without dependencies
+    tasks: Callable[[D], Sequence[BackgroundTask]] = lambda _: ()
+    readiness: Callable[[D], Sequence[ReadinessCheck]] = lambda _: ()
+    #: Run before the lifespan (read key sets); a failure stops the start.
     on_start: Sequence[Callable[[], Awaitable[None]]] = ()
+    #: Run after the lifespan has closed.
     on_close: Sequence[Callable[[], Awaitable[None]]] = ()
     #: Who may call: without one, every call is refused.
     authenticator: Authenticator = field(default_factory=DenyAllAuthenticator)
 
 
-class Server:
+class Server(Generic[D]):
     """One service on a grpc.aio server, with its health, tasks and graceful shutdown."""
 
     def __init__(
         self,
-        service: Service,
+        service: Service[D],
         settings: RuntimeSettings,
         *,
         tracer_provider: TracerProvider | None = None,
@@ -79,6 +94,7 @@ class Server:
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._readiness: Sequence[ReadinessCheck] = ()
         self._shutdown: asyncio.Task[None] | None = None
         age_ms = int(settings.max_connection_age_seconds * 1000)
         self.grpc = grpc.aio.server(
@@ -99,7 +115,7 @@ class Server:
                 ("grpc.max_connection_age_grace_ms", int(settings.shutdown_grace_seconds * 1000)),
             ],
         )
-        service.register(self.grpc)
+        self._lifespan = contextlib.AsyncExitStack()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             [
@@ -120,10 +136,13 @@ class Server:
     async def start(self) -> None:
         for prepare in self.service.on_start:
             await prepare()
+        dependencies = await self._lifespan.enter_async_context(self.service.lifespan())
+        self.service.register(self.grpc, dependencies)
+        self._readiness = self.service.readiness(dependencies)
         await self.grpc.start()
-        for task in self.service.tasks:
+        for task in self.service.tasks(dependencies):
             self._tasks.append(asyncio.create_task(self._supervise(task)))
-        if self.service.readiness:
+        if self._readiness:
             self._tasks.append(asyncio.create_task(self._watch_readiness()))
         log.info("serving", grpc_service=self.service.full_name)
 
@@ -142,7 +161,7 @@ class Server:
     async def _watch_readiness(self) -> None:
         while not self._stopping.is_set():
             results = await asyncio.gather(
-                *(check() for check in self.service.readiness), return_exceptions=True
+                *(check() for check in self._readiness), return_exceptions=True
             )
             ready = all(r is True for r in results)
             await self.health.set_ready(ready)
@@ -169,6 +188,10 @@ class Server:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await stop
+        try:
+            await self._lifespan.aclose()
+        except Exception as exc:
+            log.error("close failed", error_type=type(exc).__qualname__)
         for close in self.service.on_close:
             try:
                 await close()
@@ -182,7 +205,7 @@ class Server:
 
 
 async def serve(
-    service: Service,
+    service: Service[Any],
     settings: RuntimeSettings,
     host: str,
     port: int,

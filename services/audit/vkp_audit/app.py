@@ -53,7 +53,7 @@ def build_service(
     auth: AuthSettings,
     database: DatabaseSettings,
     audit: AuditSettings,
-) -> Service:
+) -> Service[None]:
     authentication = build_authentication(PERMISSIONS, auth, settings)
     db = Database.from_url(database.url_for("audit"), name="audit")
     store = AuditStore(db)
@@ -71,15 +71,15 @@ def build_service(
     return Service(
         name="audit",
         full_name=FULL_NAME,
-        register=register,
-        tasks=[
+        register=lambda server, _: register(server),
+        tasks=lambda _: [
             audit_log.appender.run,
             AuditLog.every(
                 audit.checkpoint_interval_seconds, audit_log.checkpoint_all, "checkpoints"
             ),
             AuditLog.every(audit.verify_interval_seconds, audit_log.verify_all, "verification"),
         ],
-        readiness=[db.ready],
+        readiness=lambda _: [db.ready],
         authenticator=authentication.authenticator,
         on_start=[*authentication.on_start, open_store],
         on_close=[*authentication.on_close, db.close],

@@ -38,7 +38,7 @@ def build_service(
     auth: AuthSettings,
     database: DatabaseSettings,
     ingest: IngestSettings,
-) -> Service:
+) -> Service[None]:
     authentication = build_authentication(PERMISSIONS, auth, settings)
     db = Database.from_url(database.url_for("ingest"), name="ingest")
     store = IngestStore(db)
@@ -110,9 +110,9 @@ def build_service(
     return Service(
         name="ingest",
         full_name=FULL_NAME,
-        register=register,
-        tasks=[registrar.run, follow_registry, relay, audit_relay],
-        readiness=[db.ready],
+        register=lambda server, _: register(server),
+        tasks=lambda _: [registrar.run, follow_registry, relay, audit_relay],
+        readiness=lambda _: [db.ready],
         authenticator=authentication.authenticator,
         on_start=[*authentication.on_start, open_store],
         on_close=[*authentication.on_close, close_channels, db.close],

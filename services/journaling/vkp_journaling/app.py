@@ -36,7 +36,7 @@ def build_service(
     auth: AuthSettings,
     database: DatabaseSettings,
     journaling: JournalingSettings,
-) -> Service:
+) -> Service[None]:
     authentication = build_authentication(PERMISSIONS, auth, settings)
     db = Database.from_url(database.url_for("journaling"), name="journaling")
     store = JournalStore(db)
@@ -82,9 +82,9 @@ def build_service(
     return Service(
         name="journaling",
         full_name=FULL_NAME,
-        register=register,
-        tasks=[deliver, record],
-        readiness=[db.ready],
+        register=lambda server, _: register(server),
+        tasks=lambda _: [deliver, record],
+        readiness=lambda _: [db.ready],
         authenticator=authentication.authenticator,
         on_start=[*authentication.on_start, open_store],
         on_close=[*authentication.on_close, close_clients, db.close],

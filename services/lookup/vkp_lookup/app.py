@@ -20,8 +20,10 @@ FULL_NAME = lookup_pb2.DESCRIPTOR.services_by_name["LookupService"].full_name
 SETTINGS = (LookupSettings,)
 
 
-def build_service(settings: RuntimeSettings, auth: AuthSettings, lookup: LookupSettings) -> Service:
-    def register(server: grpc.aio.Server) -> None:
+def build_service(
+    settings: RuntimeSettings, auth: AuthSettings, lookup: LookupSettings
+) -> Service[None]:
+    def register(server: grpc.aio.Server, _: None) -> None:
         lookup_pb2_grpc.add_LookupServiceServicer_to_server(LookupServicer(), server)
 
     authentication = build_authentication(PERMISSIONS, auth, settings)

@@ -1,6 +1,11 @@
-"""How the runner starts the registry service."""
+"""How the runner starts the registry service: its settings, its dependencies (built and closed
+in one lifespan), the servicer and the background task that follows the change table."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import grpc
 
@@ -18,10 +23,15 @@ from vkp_registry.store import RegistryStore
 
 FULL_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
-
 #: The settings `build_service` takes after the runtime's and authentication's, in order:
 #: `vkp serve` validates them all before the service starts.
 SETTINGS = (DatabaseSettings, RegistrySettings)
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    store: RegistryStore
+    feed: Feed
 
 
 def build_service(
@@ -29,34 +39,36 @@ def build_service(
     auth: AuthSettings,
     database: DatabaseSettings,
     registry: RegistrySettings,
-) -> Service:
-    db = Database.from_url(database.url_for("registry"), name="registry")
-    store = RegistryStore(db)
-    feed = Feed(store, poll_seconds=registry.poll_seconds)
+) -> Service[Dependencies]:
+    authentication = build_authentication(PERMISSIONS, auth, settings)
 
-    async def open_store() -> None:
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[Dependencies]:
+        db = Database.from_url(database.url_for("registry"), name="registry")
         await db.start()
-        if database.migrate_on_start:
-            await store.migrate()
-        await feed.load()
+        try:
+            store = RegistryStore(db)
+            if database.migrate_on_start:
+                await store.migrate()
+            feed = Feed(store, poll_seconds=registry.poll_seconds)
+            await feed.load()
+            yield Dependencies(store, feed)
+        finally:
+            await db.close()
 
-    async def reachable() -> bool:
-        await store.head_revision()
-        return True
-
-    def register(server: grpc.aio.Server) -> None:
+    def register(server: grpc.aio.Server, deps: Dependencies) -> None:
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-            RegistryServicer(store, feed), server
+            RegistryServicer(deps.store, deps.feed), server
         )
 
-    authentication = build_authentication(PERMISSIONS, auth, settings)
     return Service(
         name="registry",
         full_name=FULL_NAME,
+        lifespan=lifespan,
         register=register,
-        tasks=[feed.run],
-        readiness=[reachable],
+        tasks=lambda deps: [deps.feed.run],
+        readiness=lambda deps: [deps.store.db.ready],
         authenticator=authentication.authenticator,
-        on_start=[*authentication.on_start, open_store],
-        on_close=[*authentication.on_close, db.close],
+        on_start=authentication.on_start,
+        on_close=authentication.on_close,
     )
