@@ -1,0 +1,1 @@
+"""The lookup service's pure rules: the service need (tjenstlig behov) and the alarm window."""
