@@ -26,7 +26,6 @@ from vkp_audit.domain.model import (
     AuditAction,
     AuditOutcome,
     AuditRecord,
-    NationalIdType,
     Patient,
 )
 from vkp_audit.fhir import audit_bundle, audit_event
@@ -71,7 +70,7 @@ DENIED_QUERY = AuditRecord(
     actor=Actor(client_id="dosetta-dispenser", organization_number="934560000"),
     municipality=MUNICIPALITY,
     patients=(
-        Patient(TEST_PEOPLE[1].national_id, NationalIdType.FNR),
+        Patient(TEST_PEOPLE[1].national_id, NationalIdKind.FNR),
         Patient(D_NUMBER),
     ),
     action=AuditAction.QUERY,

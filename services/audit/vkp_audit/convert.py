@@ -13,9 +13,9 @@ from vkp_audit.domain.model import (
     AuditOutcome,
     AuditRecord,
     Checkpoint,
-    NationalIdType,
     Patient,
 )
+from vkp_lib.national_id import kind_of_type, type_name_of
 from vkp_lib.timestamps import timestamp
 
 ACTIONS = {
@@ -30,13 +30,6 @@ OUTCOMES = {
     pb.AUDIT_OUTCOME_FAILED: AuditOutcome.FAILED,
 }
 OUTCOME_PB = {v: k for k, v in OUTCOMES.items()}
-ID_TYPES = {
-    common_pb2.NATIONAL_ID_TYPE_UNSPECIFIED: NationalIdType.UNSPECIFIED,
-    common_pb2.NATIONAL_ID_TYPE_FNR: NationalIdType.FNR,
-    common_pb2.NATIONAL_ID_TYPE_DNR: NationalIdType.DNR,
-    common_pb2.NATIONAL_ID_TYPE_FHN: NationalIdType.FHN,
-}
-ID_TYPE_PB = {v: k for k, v in ID_TYPES.items()}
 SERVICE_CODE_NAMES = {
     value: name.removeprefix("SERVICE_CODE_")
     for name, value in common_pb2.ServiceCode.items()
@@ -52,7 +45,10 @@ def record_from_pb(r: pb.AuditRecord) -> AuditRecord:
             r.actor.client_id, r.actor.organization_number, r.actor.vendor_system, r.actor.person_id
         ),
         municipality=r.municipality,
-        patients=tuple(Patient(p.value, ID_TYPES[p.type]) for p in r.patients),
+        patients=tuple(
+            Patient(p.value, kind_of_type(common_pb2.NationalIdType.Name(p.type)))
+            for p in r.patients
+        ),
         action=ACTIONS[r.action],
         resource=r.resource,
         outcome=OUTCOMES[r.outcome],
@@ -77,7 +73,10 @@ def record_to_pb(r: AuditRecord) -> pb.AuditRecord:
         ),
         municipality=r.municipality,
         patients=[
-            common_pb2.NationalId(value=p.national_id, type=ID_TYPE_PB[p.type]) for p in r.patients
+            common_pb2.NationalId(
+                value=p.national_id, type=common_pb2.NationalIdType.Value(type_name_of(p.type))
+            )
+            for p in r.patients
         ],
         action=ACTION_PB[r.action],
         resource=r.resource,

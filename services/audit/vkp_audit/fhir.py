@@ -35,7 +35,6 @@ from vkp_audit.domain.model import (
     AuditAction,
     AuditOutcome,
     AuditRecord,
-    NationalIdType,
     Patient,
 )
 from vkp_lib.national_id import IDENTIFIER_SYSTEMS, NationalIdKind
@@ -60,11 +59,6 @@ INTERACTIONS = {
     AuditAction.CREATE: ("create", "C"),
 }
 OUTCOMES = {AuditOutcome.ALLOWED: "0", AuditOutcome.DENIED: "4", AuditOutcome.FAILED: "8"}
-ID_KINDS = {
-    NationalIdType.FNR: NationalIdKind.FNR,
-    NationalIdType.DNR: NationalIdKind.DNR,
-    NationalIdType.FHN: NationalIdKind.FHN,
-}
 
 
 def _instant(value: datetime) -> datetime:
@@ -73,17 +67,17 @@ def _instant(value: datetime) -> datetime:
 
 def identifier_system(patient: Patient) -> str:
     """The FHIR identifier system of a patient's national id: the stated kind, else the kind
-    its first digit says (4-7 a D-number, 8-9 an FH-number, else a fødselsnummer)."""
-    kind = ID_KINDS.get(patient.type)
-    if kind is None:
-        first = patient.national_id[:1]
-        if first in ("4", "5", "6", "7"):
-            kind = NationalIdKind.DNR
-        elif first in ("8", "9"):
-            kind = NationalIdKind.FHN
-        else:
-            kind = NationalIdKind.FNR
-    return IDENTIFIER_SYSTEMS[kind]
+    its first digit says (4-7 a D-number, 8-9 an FH-number, else a fødselsnummer). A kind
+    without a national system (an H-number) is named by its digits too."""
+    stated = IDENTIFIER_SYSTEMS.get(patient.type) if patient.type is not None else None
+    if stated is not None:
+        return stated
+    first = patient.national_id[:1]
+    if first in ("4", "5", "6", "7"):
+        return IDENTIFIER_SYSTEMS[NationalIdKind.DNR]
+    if first in ("8", "9"):
+        return IDENTIFIER_SYSTEMS[NationalIdKind.FHN]
+    return IDENTIFIER_SYSTEMS[NationalIdKind.FNR]
 
 
 def _purpose_of_use(record: AuditRecord) -> list[CodeableConcept]:

@@ -23,9 +23,9 @@ from vkp_audit.domain.model import (
     AuditOutcome,
     AuditRecord,
     Checkpoint,
-    NationalIdType,
     Patient,
 )
+from vkp_lib.national_id import NationalIdKind
 
 #: The "previous hash" of a chain's first record.
 GENESIS = "0" * 64
@@ -48,7 +48,7 @@ def _content(record: AuditRecord) -> dict[str, Any]:
             "vendor_system": record.actor.vendor_system,
             "person_id": record.actor.person_id,
         },
-        "patients": [[p.national_id, p.type.value] for p in record.patients],
+        "patients": [[p.national_id, p.type.value if p.type else ""] for p in record.patients],
         "action": record.action.value,
         "resource": record.resource,
         "service_code": record.service_code,
@@ -84,7 +84,9 @@ def from_canonical(body: str, stored_hash: str) -> AuditRecord:
             actor["person_id"],
         ),
         municipality=data["municipality"],
-        patients=tuple(Patient(p[0], NationalIdType(p[1])) for p in data["patients"]),
+        patients=tuple(
+            Patient(p[0], NationalIdKind(p[1]) if p[1] else None) for p in data["patients"]
+        ),
         action=AuditAction(data["action"]),
         resource=data["resource"],
         outcome=AuditOutcome(data["outcome"]),

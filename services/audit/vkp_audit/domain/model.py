@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from vkp_lib.national_id import NationalIdKind
+
 
 class AuditAction(enum.StrEnum):
     READ = "read"  # one patient's data (BALP PatientRead)
@@ -19,17 +21,10 @@ class AuditOutcome(enum.StrEnum):
     FAILED = "failed"
 
 
-class NationalIdType(enum.StrEnum):
-    UNSPECIFIED = ""
-    FNR = "FNR"
-    DNR = "DNR"
-    FHN = "FHN"
-
-
 @dataclass(frozen=True)
 class Patient:
     national_id: str
-    type: NationalIdType = NationalIdType.UNSPECIFIED
+    type: NationalIdKind | None = None  # the kind the writer stated, if any
 
 
 @dataclass(frozen=True)
