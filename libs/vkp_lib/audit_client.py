@@ -4,12 +4,12 @@
 municipality's chain: the lookup service awaits it before it answers (no record, no answer);
 services that only need the record eventually may put it in an outbox of their own and record it
 from there. Each record gets its id here, once, so a retried `Record` stores it once. Records from
-concurrent callers that arrive within `linger_seconds` of each other travel in one `Record` call.
+concurrent callers that arrive within `linger_seconds` of each other, or while a call is out, travel
+in one `Record` call (`vkp_lib.grouping.Batcher`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 
@@ -17,8 +17,7 @@ import grpc
 
 from vkp.audit.v1 import audit_pb2 as pb
 from vkp.audit.v1 import audit_pb2_grpc
-
-Waiting = tuple[list[pb.AuditRecord], asyncio.Future[list[pb.RecordResult]]]
+from vkp_lib.grouping import Batcher
 
 
 def new_record_id() -> str:
@@ -34,10 +33,14 @@ class AuditClient:
         linger_seconds: float = 0.002,
     ) -> None:
         self._stub = audit_pb2_grpc.AuditServiceStub(channel)
-        self._max = max_batch
-        self._linger = linger_seconds
-        self._waiting: list[Waiting] = []
-        self._flush: asyncio.Task[None] | None = None
+        self._calls: Batcher[list[pb.AuditRecord], list[pb.RecordResult]] = Batcher(
+            self._send,
+            max_size=max_batch,
+            size=len,
+            linger_seconds=linger_seconds,
+            closed=lambda: RuntimeError("the audit client is closed"),
+            name="audit records",
+        )
         self.calls = 0  # Record calls made; for tests
 
     async def record(self, record: pb.AuditRecord) -> pb.RecordResult:
@@ -54,35 +57,17 @@ class AuditClient:
             if not copy.record_id:
                 copy.record_id = new_record_id()
             batch.append(copy)
-        future: asyncio.Future[list[pb.RecordResult]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((batch, future))
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._send_soon())
-        return await future
+        return await self._calls.submit(batch)
 
-    async def _send_soon(self) -> None:
-        await asyncio.sleep(self._linger)
-        while self._waiting:
-            taken: list[Waiting] = []
-            count = 0
-            while self._waiting and (not taken or count + len(self._waiting[0][0]) <= self._max):
-                item = self._waiting.pop(0)
-                taken.append(item)
-                count += len(item[0])
-            await self._send(taken)
-
-    async def _send(self, taken: list[Waiting]) -> None:
-        records = [r for batch, _ in taken for r in batch]
-        try:
-            self.calls += 1
-            response = await self._stub.Record(pb.RecordRequest(records=records))
-        except Exception as exc:
-            for _, future in taken:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+    async def _send(self, batches: list[list[pb.AuditRecord]]) -> list[list[pb.RecordResult]]:
+        """One Record call for the records of several callers; each gets its own results."""
+        self.calls += 1
+        response = await self._stub.Record(
+            pb.RecordRequest(records=[r for batch in batches for r in batch])
+        )
+        results: list[list[pb.RecordResult]] = []
         position = 0
-        for batch, future in taken:
-            if not future.done():
-                future.set_result(list(response.results[position : position + len(batch)]))
+        for batch in batches:
+            results.append(list(response.results[position : position + len(batch)]))
             position += len(batch)
+        return results

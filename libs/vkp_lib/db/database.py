@@ -48,6 +48,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vkp_lib.errors import StartupError
+from vkp_lib.grouping import Batcher
 from vkp_lib.logging import get_logger
 
 T = TypeVar("T")
@@ -100,15 +101,8 @@ class WriterStopped(RuntimeError):
 @dataclass(frozen=True)
 class _Pending:
     work: Callable[[AsyncSession], Awaitable[Any]]
-    future: asyncio.Future[Any]
     context: contextvars.Context
     caller_span: trace.SpanContext
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    value: Any = None
-    error: BaseException | None = None
 
 
 class Database:
@@ -127,8 +121,7 @@ class Database:
         self._write_engine, self._read_engine = _engines(url, name)
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: Batcher[_Pending, Any] | None = None
         self._accepting = False
 
     @classmethod
@@ -150,15 +143,19 @@ class Database:
             raise StartupError(
                 f"cannot open the {self.name} database at {self.url} ({type(error).__name__})"
             ) from error
-        self._writer = asyncio.create_task(self._write_batches(), name=f"{self.name} db writer")
+        self._writer = Batcher(
+            self._commit,
+            max_size=self.max_batch,
+            closed=WriterStopped,
+            name=f"{self.name} db writer",
+        )
         self._accepting = True
 
     async def close(self) -> None:
         """Commits the writes already queued, stops the writer and closes every connection."""
         self._accepting = False
         if self._writer is not None:
-            self._queue.put_nowait(None)
-            await self._writer
+            await self._writer.close()
             self._writer = None
         await self._write_engine.dispose()
         await self._read_engine.dispose()
@@ -189,14 +186,15 @@ class Database:
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Runs `work(session)` in the writer's next transaction and returns its value once that
         transaction is committed; its exception, or the COMMIT's, is raised here."""
-        if not self._accepting:
+        if not self._accepting or self._writer is None:
             raise RuntimeError(f"the {self.name} database is not open for writes")
         if _inside_work.get():
             raise RuntimeError("write() inside a work would wait for itself: use its session")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         caller_span = trace.get_current_span().get_span_context()
-        self._queue.put_nowait(_Pending(work, future, contextvars.copy_context(), caller_span))
-        return await future
+        value: T = await self._writer.submit(
+            _Pending(work, contextvars.copy_context(), caller_span)
+        )
+        return value
 
     async def migrate(self, package: str, version_table: str) -> None:
         """Alembic `upgrade head` with the scripts of `package` (its folder is the script
@@ -211,42 +209,15 @@ class Database:
                 await connection.execute(select(lock))
             await connection.run_sync(_upgrade, config)
 
-    async def _write_batches(self) -> None:
-        try:
-            while (batch := await self._next_batch()) is not None:
-                await self._commit(batch)
-        finally:
-            self._accepting = False
-            while not self._queue.empty():
-                pending = self._queue.get_nowait()
-                if pending is not None:
-                    _settle(pending.future, _Outcome(error=WriterStopped()))
+    async def _commit(self, batch: list[_Pending]) -> list[Any]:
+        """The writer's handling of a batch: its works in one transaction; each work's value or
+        error once it is committed (the COMMIT's error, raised, fails them all)."""
+        with self._batch_span(batch) as span:
+            return await self._outcomes(batch, span)
 
-    async def _next_batch(self) -> list[_Pending] | None:
-        """Up to `max_batch` queued works, waiting for the first; None once close() asked."""
-        first = await self._queue.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < self.max_batch and not self._queue.empty():
-            pending = self._queue.get_nowait()
-            if pending is None:
-                self._queue.put_nowait(None)
-                break
-            batch.append(pending)
-        return batch
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        live = [pending for pending in batch if not pending.future.done()]
-        if not live:
-            return
-        with self._batch_span(live) as span:
-            outcomes = await self._outcomes(live, span)
-        for pending, outcome in zip(live, outcomes, strict=True):
-            _settle(pending.future, outcome)
-
-    async def _outcomes(self, batch: list[_Pending], span: trace.Span) -> list[_Outcome]:
-        """Each work's outcome once the batch is committed, or the COMMIT's error for all."""
+    async def _outcomes(self, batch: list[_Pending], span: trace.Span) -> list[Any]:
+        """Each work's value or exception once the batch is committed; the COMMIT's error is
+        raised (every caller of the batch gets it)."""
         try:
             outcomes = await self._run_batch(batch)
         except Exception as error:
@@ -257,15 +228,11 @@ class Database:
                 works=len(batch),
                 error_type=type(error).__qualname__,
             )
-            return [_Outcome(error=error)] * len(batch)
-        except asyncio.CancelledError:
-            for pending in batch:
-                _settle(pending.future, _Outcome(error=WriterStopped()))
             raise
         self.commits += 1
         return outcomes
 
-    async def _run_batch(self, batch: list[_Pending]) -> list[_Outcome]:
+    async def _run_batch(self, batch: list[_Pending]) -> list[Any]:
         """The works of a batch in one transaction, committed. A connection whose COMMIT failed
         is closed: the driver may leave its transaction open (SQLite does, after a deferred
         foreign key fails)."""
@@ -295,32 +262,20 @@ async def _call(work: Callable[[AsyncSession], Awaitable[T]], session: AsyncSess
     return await work(session)
 
 
-async def _run_in_savepoint(pending: _Pending, session: AsyncSession) -> _Outcome:
-    """Runs one work in a SAVEPOINT of its own and in its caller's context."""
+async def _run_in_savepoint(pending: _Pending, session: AsyncSession) -> Any:
+    """Runs one work in a SAVEPOINT of its own and in its caller's context; its value, or the
+    exception its caller gets."""
     task = asyncio.create_task(_call(pending.work, session), context=pending.context)
     try:
         async with session.begin_nested():
-            value = await task
+            return await task
     except asyncio.CancelledError as cancelled:
         writer = asyncio.current_task()
         if writer is not None and writer.cancelling():
             raise
-        return _Outcome(error=cancelled)
+        return cancelled
     except Exception as error:
-        return _Outcome(error=error)
-    return _Outcome(value=value)
-
-
-def _settle(future: asyncio.Future[Any], outcome: _Outcome) -> None:
-    """Hands the outcome to the caller, unless the caller has gone (cancelled)."""
-    if future.done():
-        return
-    if isinstance(outcome.error, asyncio.CancelledError):
-        future.cancel()
-    elif outcome.error is not None:
-        future.set_exception(outcome.error)
-    else:
-        future.set_result(outcome.value)
+        return error
 
 
 def _script_location(package: str) -> str:
