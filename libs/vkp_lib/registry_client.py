@@ -27,8 +27,11 @@ from vkp.registry.v1 import registry_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_lib.errors import Unavailable
 from vkp_lib.logging import get_logger
+from vkp_lib.tasks import Backoff, wait
 
 log = get_logger("vkp.registry.client")
+#: Between a stream's end and the next attempt: 0.1-0.2 s after one that was up, then doubling.
+RECONNECT = Backoff(base=0.2, cap=5.0)
 
 Key = tuple[str, str, int, int]
 
@@ -116,7 +119,7 @@ class DecisionClient:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Background task: follow the change feed until `stopping`, reconnecting with backoff."""
-        backoff = 0.2
+        failures = 0
         while not stopping.is_set():
             follow = asyncio.create_task(self._follow())
             stop = asyncio.create_task(stopping.wait())
@@ -129,11 +132,8 @@ class DecisionClient:
                 break
             heard, ended = follow.result()
             self._ended(heard, ended)
-            if heard:  # it had been connected: start the backoff over
-                backoff = 0.2
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), backoff)
-            backoff = min(backoff * 2, 5.0)
+            failures = 1 if heard else failures + 1  # it had been connected: start over
+            await wait(stopping, RECONNECT.delay(failures))
 
     def _ended(self, heard: bool, ended: str) -> None:
         """A stream of the feed has ended (`ended`: how). One that had been up ended as planned
