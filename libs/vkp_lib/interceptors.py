@@ -50,11 +50,16 @@ def _wrap(
     handler: Handler,
     around_unary: Callable[[Any, Context], Awaitable[Any]],
     around_stream: Callable[[Any, Context], AsyncIterator[Any]],
+    *,
+    check: Callable[[Any], None] | None = None,
+    deserializer: Callable[[bytes], Any] | None = None,
 ) -> Handler:
     """A handler whose behaviour runs inside `around_*`, whatever its streaming shape.
 
     `around_unary(call, context)` gets `call`, a coroutine factory; `around_stream(call,
-    context)` gets `call`, a factory of the async iterator of responses.
+    context)` gets `call`, a factory of the async iterator of responses. `check` sees each
+    request message as the behaviour is called (inside `around_*`) and may raise;
+    `deserializer` replaces the handler's own.
     """
 
     def responses(behavior: Any, request: Any, context: Context) -> Any:
@@ -69,43 +74,64 @@ def _wrap(
 
         return single()
 
+    def one(request: Any) -> Any:
+        if check is not None:
+            check(request)
+        return request
+
+    async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            yield one(request)
+
+    def many(requests: Any) -> Any:
+        return requests if check is None else checked(requests)
+
+    des = deserializer or handler.request_deserializer
+    ser = handler.response_serializer
     if handler.unary_unary:
         b: Any = handler.unary_unary  # typed for sync contexts; aio passes its own
 
         async def uu(request: Any, context: Context) -> Any:
-            return await around_unary(lambda: b(request, context), context)
+            return await around_unary(lambda: b(one(request), context), context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            uu, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(uu, des, ser)
     if handler.stream_unary:
         b2: Any = handler.stream_unary
 
         async def su(requests: Any, context: Context) -> Any:
-            return await around_unary(lambda: b2(requests, context), context)
+            return await around_unary(lambda: b2(many(requests), context), context)
 
-        return grpc.stream_unary_rpc_method_handler(
-            su, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.stream_unary_rpc_method_handler(su, des, ser)
     if handler.unary_stream:
         b3 = handler.unary_stream
 
         async def us(request: Any, context: Context) -> AsyncIterator[Any]:
-            async for response in around_stream(lambda: responses(b3, request, context), context):
+            def call() -> Any:
+                return responses(b3, one(request), context)
+
+            async for response in around_stream(call, context):
                 yield response
 
-        return grpc.unary_stream_rpc_method_handler(
-            us, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(us, des, ser)
     b4 = handler.stream_stream
 
     async def ss(requests: Any, context: Context) -> AsyncIterator[Any]:
-        async for response in around_stream(lambda: responses(b4, requests, context), context):
+        def call() -> Any:
+            return responses(b4, many(requests), context)
+
+        async for response in around_stream(call, context):
             yield response
 
-    return grpc.stream_stream_rpc_method_handler(
-        ss, handler.request_deserializer, handler.response_serializer
-    )
+    return grpc.stream_stream_rpc_method_handler(ss, des, ser)
+
+
+async def _through(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
+    return await call()
+
+
+async def _through_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
+    async for response in call():
+        yield response
 
 
 def _status_code(context: Context, error: BaseException | None) -> str:
@@ -322,50 +348,10 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         open_method = handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES)
-        check = _refuse_malformed if open_method else _check
-        des, ser = _tolerant(handler.request_deserializer), handler.response_serializer
-
-        async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-            async for request in requests:
-                check(request)
-                yield request
-
-        if handler.unary_unary:
-            uu: Any = handler.unary_unary
-
-            async def unary_unary(request: Any, context: Context) -> Any:
-                check(request)
-                return await uu(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary_unary, des, ser)
-        if handler.unary_stream:
-            us: Any = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                check(request)
-                result = us(request, context)
-                if inspect.isasyncgen(result):
-                    async for response in result:
-                        yield response
-                else:  # a coroutine that writes with context.write
-                    await result
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
-        if handler.stream_unary:
-            su: Any = handler.stream_unary
-
-            async def stream_unary(requests: Any, context: Context) -> Any:
-                return await su(checked(requests), context)
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, des, ser)
-        ss: Any = handler.stream_stream
-
-        async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-            result = ss(checked(requests), context)
-            if inspect.isasyncgen(result):
-                async for response in result:
-                    yield response
-            else:
-                await result
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)
+        return _wrap(
+            handler,
+            _through,
+            _through_stream,
+            check=_refuse_malformed if open_method else _check,
+            deserializer=_tolerant(handler.request_deserializer),
+        )
