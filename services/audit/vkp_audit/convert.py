@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from vkp.audit.v1 import audit_pb2 as pb
 from vkp.common.v1 import common_pb2
 from vkp_audit.domain.chain import Verification
 from vkp_audit.domain.model import (
     Actor,
+    Appended,
     AuditAction,
     AuditOutcome,
     AuditRecord,
     Checkpoint,
+    FhirExport,
+    Page,
     Patient,
+    RecordQuery,
 )
+from vkp_audit.fhir import MEDIA_TYPE
 from vkp_lib.national_id import kind_of_type, type_name_of
 from vkp_lib.timestamps import timestamp
 
@@ -119,4 +125,58 @@ def verification_to_pb(v: Verification) -> pb.VerifyChainResponse:
         if v.problem
         else pb.CHAIN_PROBLEM_UNSPECIFIED,
         latest_checkpoint=checkpoint_to_pb(v.latest_checkpoint),
+    )
+
+
+def record_response(placed: Sequence[Appended]) -> pb.RecordResponse:
+    return pb.RecordResponse(
+        results=[
+            pb.RecordResult(record_id=p.record_id, created=p.created, sequence=p.sequence)
+            for p in placed
+        ]
+    )
+
+
+def _time_range(period: common_pb2.Period) -> tuple[datetime | None, datetime | None]:
+    """A period's start and end; None for a side left open."""
+    return (
+        period.start_time.ToDatetime(tzinfo=UTC) if period.HasField("start_time") else None,
+        period.end_time.ToDatetime(tzinfo=UTC) if period.HasField("end_time") else None,
+    )
+
+
+def query_from_pb(request: pb.QueryRequest) -> RecordQuery:
+    since, until = _time_range(request.time_range)
+    return RecordQuery(
+        request.municipality,
+        national_id=request.patient.value,
+        client_id=request.actor_client_id,
+        since=since,
+        until=until,
+        page_size=request.page_size,
+        page_token=request.page_token,
+    )
+
+
+def query_response(page: Page) -> pb.QueryResponse:
+    return pb.QueryResponse(
+        records=[record_to_pb(r) for r in page.records], next_page_token=page.next_page_token
+    )
+
+
+def export_query_from_pb(request: pb.ExportFhirRequest) -> RecordQuery:
+    since, until = _time_range(request.time_range)
+    return RecordQuery(
+        request.municipality,
+        national_id=request.patient.value,
+        since=since,
+        until=until,
+        page_size=request.page_size,
+        page_token=request.page_token,
+    )
+
+
+def export_response(export: FhirExport) -> pb.ExportFhirResponse:
+    return pb.ExportFhirResponse(
+        fhir_bundle=export.bundle, content_type=MEDIA_TYPE, next_page_token=export.next_page_token
     )

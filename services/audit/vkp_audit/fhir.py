@@ -51,6 +51,8 @@ CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
 #: Enhetsregisteret's organisation numbers.
 ORGANIZATION_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 SERVICE_CODE_SYSTEM = "urn:vkp:service-code"
+#: The media type of an export.
+MEDIA_TYPE = "application/fhir+json; fhirVersion=4.0"
 
 #: BALP's subtype (restful-interaction) and the AuditEvent action code of each action.
 INTERACTIONS = {

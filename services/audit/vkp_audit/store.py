@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, canonical, from_canonical, link
-from vkp_audit.domain.model import AuditRecord, Checkpoint
+from vkp_audit.domain.model import Appended, AuditRecord, Checkpoint, Page, RecordQuery
 from vkp_lib import paging
 from vkp_lib.db import Database, aware, insert
 from vkp_lib.logging import get_logger
@@ -70,23 +70,19 @@ checkpoints = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class Appended:
-    """Where a record is in its chain; `created` is False when it was there already."""
-
-    record_id: str
-    sequence: int
-    created: bool
-
-
-@dataclass(frozen=True)
-class Page:
-    records: list[AuditRecord]
-    next_page_token: str
-
-
 def _after(parts: list[str]) -> tuple[datetime, int]:
     return datetime.fromisoformat(parts[0]), int(parts[1])
+
+
+def _checkpoint(row: sa.Row[Any]) -> Checkpoint:
+    return Checkpoint(
+        row.municipality,
+        row.sequence,
+        row.head_hash,
+        aware(row.sign_time),
+        row.key_id,
+        row.signature,
+    )
 
 
 class AuditStore:
@@ -180,38 +176,36 @@ class AuditStore:
             rows = await session.execute(sa.select(chains))
             return {r.municipality: (r.head_sequence, r.head_hash) for r in rows}
 
-    async def query(
-        self,
-        municipality: str,
-        *,
-        national_id: str = "",
-        client_id: str = "",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        page_size: int = 0,
-        page_token: str = "",
-    ) -> Page:
+    async def query(self, wanted: RecordQuery) -> Page:
         """Records of a municipality, newest first, by patient, actor and time."""
-        filters = json.dumps([municipality, national_id, client_id, str(since), str(until)])
-        after = paging.position(page_token, filters, _after)
-        size = page_size or DEFAULT_PAGE_SIZE
-        query = sa.select(records.c.body, records.c.hash).where(
-            records.c.municipality == municipality
+        filters = json.dumps(
+            [
+                wanted.municipality,
+                wanted.national_id,
+                wanted.client_id,
+                str(wanted.since),
+                str(wanted.until),
+            ]
         )
-        if national_id:
+        after = paging.position(wanted.page_token, filters, _after)
+        size = wanted.page_size or DEFAULT_PAGE_SIZE
+        query = sa.select(records.c.body, records.c.hash).where(
+            records.c.municipality == wanted.municipality
+        )
+        if wanted.national_id:
             query = query.join(
                 record_patients,
                 sa.and_(
                     record_patients.c.municipality == records.c.municipality,
                     record_patients.c.sequence == records.c.sequence,
                 ),
-            ).where(record_patients.c.national_id == national_id)
-        if client_id:
-            query = query.where(records.c.client_id == client_id)
-        if since is not None:
-            query = query.where(records.c.occurred_time >= since)
-        if until is not None:
-            query = query.where(records.c.occurred_time < until)
+            ).where(record_patients.c.national_id == wanted.national_id)
+        if wanted.client_id:
+            query = query.where(records.c.client_id == wanted.client_id)
+        if wanted.since is not None:
+            query = query.where(records.c.occurred_time >= wanted.since)
+        if wanted.until is not None:
+            query = query.where(records.c.occurred_time < wanted.until)
         if after is not None:
             query = query.where(
                 sa.or_(
@@ -280,17 +274,7 @@ class AuditStore:
                     *([checkpoints.c.sequence <= to_sequence] if to_sequence else []),
                 )
             )
-            found = [
-                Checkpoint(
-                    c.municipality,
-                    c.sequence,
-                    c.head_hash,
-                    aware(c.sign_time),
-                    c.key_id,
-                    c.signature,
-                )
-                for c in signed
-            ]
+            found = [_checkpoint(c) for c in signed]
         return rows, previous, found
 
     async def latest_checkpoint(self, municipality: str) -> Checkpoint | None:
@@ -303,16 +287,7 @@ class AuditStore:
                     .limit(1)
                 )
             ).one_or_none()
-        if row is None:
-            return None
-        return Checkpoint(
-            row.municipality,
-            row.sequence,
-            row.head_hash,
-            aware(row.sign_time),
-            row.key_id,
-            row.signature,
-        )
+        return None if row is None else _checkpoint(row)
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Stores a checkpoint; one already signed for that head is kept instead."""
@@ -327,14 +302,7 @@ class AuditStore:
                 )
             ).one_or_none()
             if existing is not None:
-                return Checkpoint(
-                    existing.municipality,
-                    existing.sequence,
-                    existing.head_hash,
-                    aware(existing.sign_time),
-                    existing.key_id,
-                    existing.signature,
-                )
+                return _checkpoint(existing)
             await session.execute(
                 sa.insert(checkpoints).values(
                     municipality=checkpoint.municipality,

@@ -1,4 +1,4 @@
-"""An access record, as the audit service keeps it."""
+"""An access record, as the audit service keeps it; where it is in its chain; what finds it."""
 
 from __future__ import annotations
 
@@ -70,3 +70,40 @@ class Checkpoint:
     sign_time: datetime
     key_id: str
     signature: bytes
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where a record is in its chain; `created` is False when it was there already."""
+
+    record_id: str
+    sequence: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """Which records of a municipality's log to find: by patient, by actor, by time (from
+    `since`, before `until`), a page at a time (newest first)."""
+
+    municipality: str
+    national_id: str = ""
+    client_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    page_size: int = 0  # 0: the default
+    page_token: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[AuditRecord]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class FhirExport:
+    """A page of records as a FHIR R4 Bundle of AuditEvents (JSON, UTF-8)."""
+
+    bundle: bytes
+    next_page_token: str
