@@ -32,7 +32,7 @@ from vkp_lib.registry_client import DecisionClient
 from vkp_lib.sandbox import DISPENSER, FJORDVIK, NORDHEIM, SANDBOX, SUPERVISION
 from vkp_lib.status import error_info
 from vkp_lib.testing.processes import ServiceProcess
-from vkp_registry.domain.checks import COUNTIES
+from vkp_registry.domain.rules import COUNTIES
 
 MD, DT, TA = common_pb2.SERVICE_CODE_MD, common_pb2.SERVICE_CODE_DT, common_pb2.SERVICE_CODE_TA
 JOURNAL, LOOKUP = pb.ACCESS_ACTION_JOURNAL, pb.ACCESS_ACTION_LOOKUP

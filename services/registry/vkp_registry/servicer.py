@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp.registry.v1 import registry_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
+from vkp_lib import names
 from vkp_lib.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from vkp_lib.rpc import Context
 from vkp_registry import convert
-from vkp_registry.domain.checks import check_municipality_number, check_organization_number
 from vkp_registry.domain.model import (
     Agreement,
     EpjEndpoint,
@@ -29,8 +29,8 @@ from vkp_registry.domain.model import (
     PartnerProfile,
     Vendor,
     VendorSystem,
-    municipality_name,
 )
+from vkp_registry.domain.rules import check_municipality_number, check_organization_number
 from vkp_registry.feed import Feed
 from vkp_registry.store import (
     AGREEMENT,
@@ -470,7 +470,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> pb.GetPartnerProfileResponse:
         org = convert.organization_of(request.name)
         if org not in self.feed.snapshot.municipalities:
-            await self.store.get(MUNICIPALITY, municipality_name(org))  # NOT_FOUND if none
+            await self.store.get(
+                MUNICIPALITY, names.MUNICIPALITY.format(organization_number=org)
+            )  # NOT_FOUND if none
         try:
             profile = await self.store.get(PARTNER_PROFILE, request.name)
         except NotFound:
@@ -485,7 +487,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         mappings = convert.mappings_from_pb(given)
 
         async def municipality_exists(session: AsyncSession, _: Any) -> None:
-            await self.store.require(session, MUNICIPALITY, municipality_name(org))
+            await self.store.require(
+                session, MUNICIPALITY, names.MUNICIPALITY.format(organization_number=org)
+            )
 
         updated = await self.store.update(
             PARTNER_PROFILE,

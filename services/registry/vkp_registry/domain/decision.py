@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from vkp_lib import names
 from vkp_registry.domain.model import (
     Action,
     Agreement,
@@ -68,9 +69,11 @@ class AccessSnapshot:
             raise TypeError(f"unknown resource {type(resource).__name__}")
 
     def remove(self, name: str) -> None:
-        if "/agreements/" in name:
+        """A deleted resource: an agreement or a vendor system (the others are not deleted, or,
+        like an EPJ endpoint, not in the snapshot)."""
+        if names.AGREEMENT.parse(name) is not None:
             self.agreements.pop(name, None)
-        elif "/systems/" in name:
+        elif names.VENDOR_SYSTEM.parse(name) is not None:
             self._drop_system(name)
 
     def _drop_system(self, name: str) -> None:

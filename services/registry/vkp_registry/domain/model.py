@@ -1,10 +1,18 @@
-"""The registry's resources, as the domain sees them."""
+"""The registry's resources, as the domain sees them, and what the use cases pass around: a
+change, a decision, a create's request key, a page of a list.
+
+Resource names come from `vkp_lib.names`, each pattern written once for the whole hub.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from typing import Generic, TypeVar
+
+from vkp_lib import names
 
 
 class ServiceCode(enum.StrEnum):
@@ -54,14 +62,6 @@ class DenialReason(enum.StrEnum):
     UNKNOWN_ORGANIZATION = "UNKNOWN_ORGANIZATION"
 
 
-def municipality_name(organization_number: str) -> str:
-    return f"municipalities/{organization_number}"
-
-
-def vendor_name(organization_number: str) -> str:
-    return f"vendors/{organization_number}"
-
-
 @dataclass(frozen=True)
 class Municipality:
     organization_number: str
@@ -72,9 +72,9 @@ class Municipality:
     update_time: datetime | None = None
     revision: int = 0
 
-    @property
+    @cached_property
     def name(self) -> str:
-        return municipality_name(self.organization_number)
+        return names.MUNICIPALITY.format(organization_number=self.organization_number)
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,9 @@ class Vendor:
     create_time: datetime | None = None
     revision: int = 0
 
-    @property
+    @cached_property
     def name(self) -> str:
-        return vendor_name(self.organization_number)
+        return names.VENDOR.format(organization_number=self.organization_number)
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,16 @@ class VendorSystem:
     update_time: datetime | None = None
     revision: int = 0
 
-    @property
+    @cached_property
     def name(self) -> str:
-        return f"{vendor_name(self.vendor_organization_number)}/systems/{self.system_id}"
+        return names.VENDOR_SYSTEM.format(
+            organization_number=self.vendor_organization_number, system_id=self.system_id
+        )
+
+    @property
+    def vendor(self) -> str:
+        """The name of the vendor it belongs to."""
+        return names.VENDOR.format(organization_number=self.vendor_organization_number)
 
 
 @dataclass(frozen=True)
@@ -116,9 +123,9 @@ class EpjEndpoint:
     update_time: datetime | None = None
     revision: int = 0
 
-    @property
+    @cached_property
     def name(self) -> str:
-        return f"{municipality_name(self.municipality)}/epjEndpoint"
+        return names.EPJ_ENDPOINT.format(organization_number=self.municipality)
 
 
 @dataclass(frozen=True)
@@ -135,9 +142,11 @@ class Agreement:
     update_time: datetime | None = None
     revision: int = 0
 
-    @property
+    @cached_property
     def name(self) -> str:
-        return f"{municipality_name(self.municipality)}/agreements/{self.agreement_id}"
+        return names.AGREEMENT.format(
+            organization_number=self.municipality, agreement_id=self.agreement_id
+        )
 
     def covers(self, service_code: ServiceCode, action: Action) -> bool:
         return service_code in self.service_codes and action in self.actions
@@ -158,9 +167,9 @@ class PartnerProfile:
     update_time: datetime | None = None
     revision: int = 0
 
-    @property
+    @cached_property
     def name(self) -> str:
-        return f"{municipality_name(self.municipality)}/partnerProfile"
+        return names.PARTNER_PROFILE.format(organization_number=self.municipality)
 
     def patterns(self, service_code: ServiceCode) -> tuple[str, ...]:
         return next((p for code, p in self.mappings if code is service_code), ())
@@ -192,3 +201,32 @@ class Decision:
     municipality_number: str = ""
     service_type_patterns: tuple[str, ...] = field(default_factory=tuple)
     revision: int = 0
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A create that carries a `request_id` (AIP-155): a retry with the same id and the same
+    content gets the first answer; the id with other content is refused."""
+
+    request_id: str
+    method: str  # the RPC, e.g. "CreateVendor"
+    fingerprint: str  # a hash of the request's content
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page of a list: its size (0: the default), the previous page's token, and the
+    list's filters as its tokens carry them (a token is refused for other filters)."""
+
+    size: int = 0
+    token: str = ""
+    filters: str = ""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
