@@ -37,11 +37,12 @@ class AuditServiceStub:
     ErrorInfo reasons (domain audit.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
     INVALID_FORMAT (a field rule; BadRequest names the fields),
-    INVALID_PAGE_TOKEN
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_NATIONAL_ID (a
+    patient's id is not 11 digits), INVALID_PAGE_TOKEN
     PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
-    MISSING_SCOPE
-    ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
-    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    MISSING_SCOPE, SERVICE_IDENTITY_REQUIRED (Record with a vendor token)
+    FAILED_PRECONDITION  CHAIN_EMPTY (CreateCheckpoint of a municipality with no records)
+    UNAVAILABLE          AUDIT_STOPPING (Record while the service stops; safe to retry)
     UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
@@ -90,11 +91,12 @@ class AuditServiceServicer:
     ErrorInfo reasons (domain audit.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
     INVALID_FORMAT (a field rule; BadRequest names the fields),
-    INVALID_PAGE_TOKEN
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_NATIONAL_ID (a
+    patient's id is not 11 digits), INVALID_PAGE_TOKEN
     PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
-    MISSING_SCOPE
-    ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
-    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    MISSING_SCOPE, SERVICE_IDENTITY_REQUIRED (Record with a vendor token)
+    FAILED_PRECONDITION  CHAIN_EMPTY (CreateCheckpoint of a municipality with no records)
+    UNAVAILABLE          AUDIT_STOPPING (Record while the service stops; safe to retry)
     UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
@@ -184,11 +186,12 @@ class AuditService:
     ErrorInfo reasons (domain audit.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
     INVALID_FORMAT (a field rule; BadRequest names the fields),
-    INVALID_PAGE_TOKEN
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_NATIONAL_ID (a
+    patient's id is not 11 digits), INVALID_PAGE_TOKEN
     PERMISSION_DENIED    WRONG_MUNICIPALITY (a reader asking about another municipality),
-    MISSING_SCOPE
-    ALREADY_EXISTS       RECORD_ID_REUSED (the same record_id with other content)
-    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
+    MISSING_SCOPE, SERVICE_IDENTITY_REQUIRED (Record with a vendor token)
+    FAILED_PRECONDITION  CHAIN_EMPTY (CreateCheckpoint of a municipality with no records)
+    UNAVAILABLE          AUDIT_STOPPING (Record while the service stops; safe to retry)
     UNAUTHENTICATED: the reasons of the hub's authentication.
     """
 
