@@ -41,11 +41,13 @@ class LookupServiceStub:
     ErrorInfo reasons (domain lookup.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
-                           INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+                           INVALID_NATIONAL_ID (mod-11), INVALID_ORGANIZATION_NUMBER,
+                           INVALID_PAGE_TOKEN
       PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
       NOT_FOUND            PATIENT_NOT_FOUND
-      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE,
+                           REGISTRY_BEHIND (safe to retry)
       DEADLINE_EXCEEDED    EPJ_TIMEOUT
       UNAUTHENTICATED: the reasons of the hub's authentication.
     """
@@ -85,11 +87,13 @@ class LookupServiceAsyncStub(LookupServiceStub):
     ErrorInfo reasons (domain lookup.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
-                           INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+                           INVALID_NATIONAL_ID (mod-11), INVALID_ORGANIZATION_NUMBER,
+                           INVALID_PAGE_TOKEN
       PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
       NOT_FOUND            PATIENT_NOT_FOUND
-      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE,
+                           REGISTRY_BEHIND (safe to retry)
       DEADLINE_EXCEEDED    EPJ_TIMEOUT
       UNAUTHENTICATED: the reasons of the hub's authentication.
     """
@@ -125,11 +129,13 @@ class LookupServiceServicer(metaclass=_abc_1.ABCMeta):
     ErrorInfo reasons (domain lookup.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
-                           INVALID_NATIONAL_ID (mod-11), INVALID_PAGE_TOKEN
+                           INVALID_NATIONAL_ID (mod-11), INVALID_ORGANIZATION_NUMBER,
+                           INVALID_PAGE_TOKEN
       PERMISSION_DENIED    MISSING_ACTIVE_SERVICE (no service need), NOT_ALLOWED, NOT_ACTIVE,
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
       NOT_FOUND            PATIENT_NOT_FOUND
-      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE (safe to retry)
+      UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE,
+                           REGISTRY_BEHIND (safe to retry)
       DEADLINE_EXCEEDED    EPJ_TIMEOUT
       UNAUTHENTICATED: the reasons of the hub's authentication.
     """
