@@ -55,7 +55,8 @@ def type_name_of(kind: NationalIdKind | None) -> str:
     return _TYPE_NAMES.get(kind, unspecified) if kind is not None else unspecified
 
 
-#: FHIR identifier systems of each kind (domain/README.md). An H-number has no national system.
+#: FHIR identifier systems of each kind (the OIDs of the Norwegian national-id registers, as HL7
+#: Norway's no-basis profiles name them). An H-number has no national system.
 IDENTIFIER_SYSTEMS = {
     NationalIdKind.FNR: "urn:oid:2.16.578.1.12.4.1.4.1",
     NationalIdKind.DNR: "urn:oid:2.16.578.1.12.4.1.4.2",

@@ -1,7 +1,7 @@
 """What a service's Alembic `env.py` calls, so that each env.py is a few lines:
 
     from vkp_lib.db.alembic_env import run_migrations
-    from vkp_ingest.tables import metadata
+    from vkp_audit.store import metadata
 
     run_migrations(metadata)
 
