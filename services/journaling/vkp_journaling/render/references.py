@@ -1,0 +1,75 @@
+"""Where the patient, the device and the vendor organisation go: logical references, by
+identifier."""
+
+from __future__ import annotations
+
+from fhir.resources.R4B.identifier import Identifier
+from fhir.resources.R4B.reference import Reference
+
+from vkp.common.v1 import common_pb2, event_pb2
+from vkp_journaling.render.note import (
+    DEVICE_IDENTIFIER_SYSTEM_PREFIX,
+    ORGANIZATION_NUMBER_SYSTEM,
+    NoteContext,
+    NotRenderable,
+)
+from vkp_lib.national_id import (
+    IDENTIFIER_SYSTEMS,
+    InvalidNationalId,
+    NationalIdKind,
+    kind_of_type,
+    parse_national_id,
+)
+
+
+def _stated_kind(patient: common_pb2.NationalId) -> NationalIdKind | None:
+    """The kind the sender stated (None: unspecified, or a value this contract does not know)."""
+    try:
+        return kind_of_type(common_pb2.NationalIdType.Name(patient.type))
+    except ValueError:
+        return None
+
+
+def _patient_system(patient: common_pb2.NationalId) -> str:
+    """The identifier system of the patient's id: its stated type, else what its digits say."""
+    kind = _stated_kind(patient)
+    if kind is None:
+        try:
+            kind = parse_national_id(patient.value, allow_synthetic=True).kind
+        except InvalidNationalId as exc:
+            raise NotRenderable(f"the patient id is invalid: {exc.reason}") from None
+    system = IDENTIFIER_SYSTEMS.get(kind)
+    if system is None:
+        raise NotRenderable(f"a patient id of kind {kind.value} has no national identifier system")
+    return system
+
+
+def patient(event: event_pb2.Event) -> Reference:
+    return Reference(
+        type="Patient",
+        identifier=Identifier(system=_patient_system(event.patient), value=event.patient.value),
+    )
+
+
+def device(event: event_pb2.Event, context: NoteContext) -> Reference | None:
+    if not event.HasField("device"):
+        return None
+    reported = event.device
+    return Reference(
+        type="Device",
+        identifier=Identifier(
+            system=DEVICE_IDENTIFIER_SYSTEM_PREFIX + context.vendor_organization_number,
+            value=reported.device_id,
+        ),
+        display=reported.display or None,
+    )
+
+
+def vendor(context: NoteContext) -> Reference:
+    return Reference(
+        type="Organization",
+        identifier=Identifier(
+            system=ORGANIZATION_NUMBER_SYSTEM, value=context.vendor_organization_number
+        ),
+        display=context.vendor_name or context.vendor_organization_number,
+    )
