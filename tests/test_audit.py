@@ -290,6 +290,58 @@ async def test_the_access_log_exports_as_a_fhir_bundle_of_audit_events(audit: Au
     assert kari in export.fhir_bundle.decode()
 
 
+# -- the reasons of the contract -----------------------------------------------------------------
+
+
+async def test_a_checkpoint_of_a_municipality_without_records_is_chain_empty(
+    audit: Audit,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await audit.checkpoint(org())
+    assert reason_of(caught) == ("FAILED_PRECONDITION", "CHAIN_EMPTY")
+
+
+async def test_record_with_a_vendor_token_is_refused(audit: Audit) -> None:
+    place = org()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await audit.stub.Record(
+            pb.RecordRequest(records=[access(place, [TEST_PEOPLE[0].national_id])]),
+            metadata=audit.reader(place),
+        )
+    assert reason_of(caught) == ("PERMISSION_DENIED", "SERVICE_IDENTITY_REQUIRED")
+
+
+async def test_a_page_token_of_another_patients_log_is_refused(audit: Audit) -> None:
+    place = org()
+    kari, ola = TEST_PEOPLE[0].national_id, TEST_PEOPLE[1].national_id
+    await audit.client.record_many([access(place, [kari], minute=1), access(place, [kari])])
+    first = await audit.stub.Query(
+        pb.QueryRequest(municipality=place, patient=common_pb2.NationalId(value=kari), page_size=1),
+        metadata=audit.reader(place),
+    )
+    assert first.next_page_token
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await audit.stub.Query(
+            pb.QueryRequest(
+                municipality=place,
+                patient=common_pb2.NationalId(value=ola),
+                page_token=first.next_page_token,
+            ),
+            metadata=audit.reader(place),
+        )
+    assert reason_of(caught) == ("INVALID_ARGUMENT", "INVALID_PAGE_TOKEN")
+
+
+async def test_a_patient_id_that_is_not_eleven_digits_is_refused(audit: Audit) -> None:
+    place = org()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await audit.stub.Query(
+            pb.QueryRequest(municipality=place, patient=common_pb2.NationalId(value="1234")),
+            metadata=audit.reader(place),
+        )
+    assert reason_of(caught) == ("INVALID_ARGUMENT", "INVALID_NATIONAL_ID")
+
+
 # -- tampering ---------------------------------------------------------------------------------
 
 
