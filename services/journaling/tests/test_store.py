@@ -1,5 +1,5 @@
 """The journal store on SQLite and PostgreSQL: idempotent enqueue, per-patient sequences, leases,
-the queue head (alarm steps never block, dead notes leave), and RetryEntry."""
+the queue head (alarm steps never block, dead notes leave), and requeueing a dead letter."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from vkp_journaling.store import JournalStore, NewEntry
+from vkp_journaling.domain.entry import RETRYABLE, Entry, EntryState, NewEntry
+from vkp_journaling.store import JournalStore
 from vkp_lib.db import Database
-from vkp_lib.errors import FailedPrecondition
 from vkp_lib.testing.data import TEST_PEOPLE
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -36,6 +36,12 @@ def entry(patient: int = 0, kind: str = "medication_dispense", entry_id: str = "
     )
 
 
+async def stored(store: JournalStore, entry_id: str) -> Entry:
+    found = await store.get(entry_id)
+    assert found is not None
+    return found
+
+
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[JournalStore]:
     db = Database.from_url(database_url, name="journaling")
@@ -51,13 +57,13 @@ async def test_an_entry_enqueued_twice_is_stored_once(store: JournalStore) -> No
     again = await store.enqueue([first, first], NOW)
     repeat = await store.enqueue([first], NOW)
     assert [r.created for r in again + repeat] == [True, False, False]
-    assert (await store.get(first.entry_id)).sequence == 1
+    assert (await stored(store, first.entry_id)).sequence == 1
 
 
 async def test_each_patient_has_a_sequence_of_its_own(store: JournalStore) -> None:
     batch = [entry(0), entry(1), entry(0), entry(0), entry(1)]
     await store.enqueue(batch, NOW)
-    sequences = [(await store.get(e.entry_id)).sequence for e in batch]
+    sequences = [(await stored(store, e.entry_id)).sequence for e in batch]
     assert sequences == [1, 1, 2, 3, 2]
 
 
@@ -91,14 +97,14 @@ async def test_a_retrying_head_holds_its_queue_until_due_and_a_dead_one_leaves_i
     first, second = entry(), entry()
     await store.enqueue([first, second], NOW)
     assert await store.claim("w", NOW, LEASE) is not None
-    head = await store.get(first.entry_id)
+    head = await stored(store, first.entry_id)
     later = NOW + timedelta(minutes=1)
     assert await store.retrying(head, "w", NOW, later, "EPJ_TIMEOUT")
     await store.release(PLACE, TEST_PEOPLE[0].national_id, "w")
     assert await store.head(PLACE, TEST_PEOPLE[0].national_id, NOW) is None
     assert await store.claim("w", NOW, LEASE) is None  # the head is not due
     assert await store.claim("w", later, LEASE) is not None
-    assert await store.dead(await store.get(first.entry_id), "w", later, "EPJ_REJECTED_400")
+    assert await store.dead(await stored(store, first.entry_id), "w", later, "EPJ_REJECTED_400")
     nxt = await store.head(PLACE, TEST_PEOPLE[0].national_id, later)
     assert nxt is not None
     assert nxt.entry_id == second.entry_id
@@ -112,23 +118,31 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_change_the_entry(
     assert await store.claim("slow", NOW, LEASE) is not None
     late = NOW + LEASE + timedelta(seconds=1)
     assert await store.claim("fresh", late, LEASE) is not None
-    assert not await store.journaled(await store.get(only.entry_id), "slow", late, "n")
-    assert (await store.get(only.entry_id)).state == "QUEUED"
+    assert not await store.journaled(await stored(store, only.entry_id), "slow", late, "n")
+    assert (await stored(store, only.entry_id)).state is EntryState.QUEUED
 
 
-async def test_retry_puts_a_dead_letter_back_and_refuses_a_living_entry(
+async def test_requeue_puts_a_dead_letter_back_and_leaves_a_living_entry_as_it_is(
     store: JournalStore,
 ) -> None:
     only = entry()
     await store.enqueue([only], NOW)
-    with pytest.raises(FailedPrecondition):
-        await store.retry(only.entry_id, NOW)
+    soon = NOW + timedelta(seconds=30)
+    assert await store.requeue(only.entry_id, soon, states=RETRYABLE) is EntryState.QUEUED
+    assert (await stored(store, only.entry_id)).update_time == NOW  # not touched
     assert await store.claim("w", NOW, LEASE) is not None
-    assert await store.dead(await store.get(only.entry_id), "w", NOW, "EPJ_REJECTED_400")
-    dead = await store.page(PLACE, state="DEAD")
+    assert await store.dead(await stored(store, only.entry_id), "w", NOW, "EPJ_REJECTED_400")
+    dead = await store.page(PLACE, state=EntryState.DEAD)
     assert [e.entry_id for e in dead.entries] == [only.entry_id]
-    back = await store.retry(only.entry_id, NOW)
-    assert (back.state, back.attempts) == ("QUEUED", 0)
+    later = NOW + timedelta(minutes=1)
+    assert await store.requeue(only.entry_id, later, states=RETRYABLE) is EntryState.DEAD
+    back = await stored(store, only.entry_id)
+    assert (back.state, back.attempts, back.update_time) == (EntryState.QUEUED, 0, later)
+
+
+async def test_requeue_of_an_unknown_entry_finds_nothing(store: JournalStore) -> None:
+    assert await store.requeue("no-such-entry", NOW, states=RETRYABLE) is None
+    assert await store.get("no-such-entry") is None
 
 
 async def test_an_idle_queue_is_seen_by_a_read_before_any_claim(store: JournalStore) -> None:

@@ -1,21 +1,26 @@
-"""How the runner starts the journaling service."""
+"""How the runner starts the journaling service: its settings, its dependencies (built and closed
+in one lifespan), the servicer and the background tasks that deliver notes and relay their audit
+records."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 import grpc
 
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
+from vkp_journaling.delivery import Delivery
 from vkp_journaling.endpoints import EndpointDirectory
 from vkp_journaling.epj import FhirAdapter
 from vkp_journaling.permissions import PERMISSIONS
+from vkp_journaling.service import JournalingService
 from vkp_journaling.servicer import JournalingServicer
 from vkp_journaling.settings import JournalingSettings
 from vkp_journaling.store import JournalStore
-from vkp_journaling.worker import AuditRelay, Delivery
 from vkp_lib.audit_client import AuditClient
+from vkp_lib.audit_relay import AuditRelay
 from vkp_lib.clients import insecure_channel
 from vkp_lib.db import Database
 from vkp_lib.db.settings import DatabaseSettings
@@ -25,10 +30,20 @@ from vkp_lib.settings import AuthSettings, RuntimeSettings
 
 FULL_NAME = journaling_pb2.DESCRIPTOR.services_by_name["JournalingService"].full_name
 
-
 #: The settings `build_service` takes after the runtime's and authentication's, in order:
 #: `vkp serve` validates them all before the service starts.
 SETTINGS = (DatabaseSettings, JournalingSettings)
+#: Audit records sent together, at most; and the relay's wait when none are owed.
+AUDIT_BATCH = 200
+AUDIT_IDLE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    db: Database
+    service: JournalingService
+    delivery: Delivery
+    audit_relay: AuditRelay
 
 
 def build_service(
@@ -36,56 +51,56 @@ def build_service(
     auth: AuthSettings,
     database: DatabaseSettings,
     journaling: JournalingSettings,
-) -> Service[None]:
+) -> Service[Dependencies]:
     authentication = build_authentication(PERMISSIONS, auth, settings)
-    db = Database.from_url(database.url_for("journaling"), name="journaling")
-    store = JournalStore(db)
     tokens = service_token_source(auth, "journaling")
-    # Made on start: gRPC channels and HTTP clients belong to the running event loop.
-    started: dict[str, Any] = {}
 
-    async def open_store() -> None:
-        await db.start()
-        if database.migrate_on_start:
-            await store.migrate()
-        registry = insecure_channel(
-            settings.registry_target, "vkp.registry.v1.RegistryService", tokens
-        )
-        audit = insecure_channel(settings.audit_target, "vkp.audit.v1.AuditService", tokens)
-        adapter = FhirAdapter()
-        endpoints = EndpointDirectory(registry, secrets_dir=journaling.epj_secrets_dir)
-        started.update(
-            registry=registry,
-            audit=audit,
-            adapter=adapter,
-            delivery=Delivery(store, endpoints, adapter, journaling),
-            relay=AuditRelay(store, AuditClient(audit)),
-        )
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[Dependencies]:
+        # Made here, on start: gRPC channels and HTTP clients belong to the running event loop.
+        async with AsyncExitStack() as stack:
+            db = Database.from_url(database.url_for("journaling"), name="journaling")
+            await db.start()
+            stack.push_async_callback(db.close)
+            store = JournalStore(db)
+            if database.migrate_on_start:
+                await store.migrate()
+            registry = insecure_channel(
+                settings.registry_target, "vkp.registry.v1.RegistryService", tokens
+            )
+            stack.push_async_callback(registry.close)
+            audit = insecure_channel(settings.audit_target, "vkp.audit.v1.AuditService", tokens)
+            stack.push_async_callback(audit.close)
+            adapter = FhirAdapter()
+            stack.push_async_callback(adapter.close)
+            endpoints = EndpointDirectory(registry, secrets_dir=journaling.epj_secrets_dir)
+            service = JournalingService(store)
+            yield Dependencies(
+                db=db,
+                service=service,
+                delivery=Delivery(store, endpoints, adapter, journaling),
+                audit_relay=AuditRelay(
+                    service.audit_owed,
+                    service.audit_sent,
+                    AuditClient(audit),
+                    batch=AUDIT_BATCH,
+                    idle_seconds=AUDIT_IDLE_SECONDS,
+                ),
+            )
 
-    async def deliver(stopping: asyncio.Event) -> None:
-        await started["delivery"].run(stopping)
-
-    async def record(stopping: asyncio.Event) -> None:
-        await started["relay"].run(stopping)
-
-    async def close_clients() -> None:
-        if started:
-            await started["adapter"].close()
-            await started["registry"].close()
-            await started["audit"].close()
-
-    def register(server: grpc.aio.Server) -> None:
+    def register(server: grpc.aio.Server, deps: Dependencies) -> None:
         journaling_pb2_grpc.add_JournalingServiceServicer_to_server(
-            JournalingServicer(store), server
+            JournalingServicer(deps.service), server
         )
 
     return Service(
         name="journaling",
         full_name=FULL_NAME,
-        register=lambda server, _: register(server),
-        tasks=lambda _: [deliver, record],
-        readiness=lambda _: [db.ready],
+        lifespan=lifespan,
+        register=register,
+        tasks=lambda deps: [deps.delivery.run, deps.audit_relay.run],
+        readiness=lambda deps: [deps.db.ready],
         authenticator=authentication.authenticator,
-        on_start=[*authentication.on_start, open_store],
-        on_close=[*authentication.on_close, close_clients, db.close],
+        on_start=authentication.on_start,
+        on_close=authentication.on_close,
     )

@@ -7,28 +7,23 @@ transient. The URL carries no national id (the note goes in the body); the span 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
+from vkp_journaling.domain.delivery import (
+    JOURNALED,
+    Failure,
+    Outcome,
+    Result,
+    epj_error,
+    epj_rejected,
+)
 from vkp_lib.telemetry import httpx_async_request_hook
 
 FHIR_JSON = "application/fhir+json"
-
-
-class Result(enum.Enum):
-    JOURNALED = "journaled"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: Result
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,19 +67,19 @@ class FhirAdapter:
                 endpoint.base_url.rstrip("/"), json=bundle, headers=headers, timeout=timeout
             )
         except httpx.TimeoutException:
-            return Outcome(Result.TRANSIENT, "EPJ_TIMEOUT")
+            return Outcome(Result.TRANSIENT, Failure.EPJ_TIMEOUT)
         except httpx.TransportError:
-            return Outcome(Result.TRANSIENT, "EPJ_UNAVAILABLE")
+            return Outcome(Result.TRANSIENT, Failure.EPJ_UNAVAILABLE)
         if response.status_code >= 500:
-            return Outcome(Result.TRANSIENT, f"EPJ_ERROR_{response.status_code}")
+            return Outcome(Result.TRANSIENT, epj_error(response.status_code))
         if response.status_code == 412:
-            return Outcome(Result.PERMANENT, "EPJ_PRECONDITION_FAILED")
+            return Outcome(Result.PERMANENT, Failure.EPJ_PRECONDITION_FAILED)
         if response.status_code != 200:
-            return Outcome(Result.PERMANENT, f"EPJ_REJECTED_{response.status_code}")
+            return Outcome(Result.PERMANENT, epj_rejected(response.status_code))
         try:
             body = response.json()
         except ValueError:
-            return Outcome(Result.TRANSIENT, "EPJ_BAD_RESPONSE")
+            return Outcome(Result.TRANSIENT, Failure.EPJ_BAD_RESPONSE)
         if not _all_stored(body):
-            return Outcome(Result.PERMANENT, "EPJ_NOT_STORED")
-        return Outcome(Result.JOURNALED)
+            return Outcome(Result.PERMANENT, Failure.EPJ_NOT_STORED)
+        return JOURNALED

@@ -1,4 +1,5 @@
-"""gRPC servicer of vkp.journaling.v1.JournalingService: thin, proto <-> store.
+"""gRPC servicer of vkp.journaling.v1.JournalingService: proto -> domain, the use case, domain ->
+proto; nothing else.
 
 ListPending and Acknowledge (EPJs that pull) come with the pull-mode step: until then they answer
 UNIMPLEMENTED with the reason NOT_IMPLEMENTED.
@@ -6,47 +7,32 @@ UNIMPLEMENTED with the reason NOT_IMPLEMENTED.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 from vkp.journaling.v1 import journaling_pb2 as pb
 from vkp.journaling.v1 import journaling_pb2_grpc
 from vkp_journaling import convert
-from vkp_journaling.store import JournalStore
+from vkp_journaling.service import JournalingService
 from vkp_lib.rpc import Context
 
 
 class JournalingServicer(journaling_pb2_grpc.JournalingServiceServicer):
-    def __init__(
-        self, store: JournalStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self.store = store
-        self._clock = clock
+    def __init__(self, service: JournalingService) -> None:
+        self._service = service
 
     async def Enqueue(self, request: pb.EnqueueRequest, context: Context) -> pb.EnqueueResponse:
-        results = await self.store.enqueue(
-            [convert.new_entry(item) for item in request.items], self._clock()
-        )
-        return pb.EnqueueResponse(
-            results=[
-                pb.EnqueueResult(
-                    entry_id=r.entry_id, created=r.created, state=convert.STATES[r.state]
-                )
-                for r in results
-            ]
-        )
+        results = await self._service.enqueue([convert.new_entry(item) for item in request.items])
+        return pb.EnqueueResponse(results=[convert.enqueued_to_pb(r) for r in results])
 
     async def GetEntry(self, request: pb.GetEntryRequest, context: Context) -> pb.GetEntryResponse:
-        entry = await self.store.get(request.name.removeprefix("entries/"))
+        entry = await self._service.get_entry(convert.entry_id_of(request.name))
         return pb.GetEntryResponse(entry=convert.entry_to_pb(entry))
 
     async def ListEntries(
         self, request: pb.ListEntriesRequest, context: Context
     ) -> pb.ListEntriesResponse:
-        page = await self.store.page(
+        page = await self._service.list_entries(
             request.municipality,
             patient=request.patient.value,
-            state=convert.STATE_NAMES[request.state] if request.state else "",
+            state=convert.state_filter(request.state),
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -58,11 +44,8 @@ class JournalingServicer(journaling_pb2_grpc.JournalingServiceServicer):
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: Context
     ) -> pb.ListDeadLettersResponse:
-        page = await self.store.page(
-            request.municipality,
-            state="DEAD",
-            page_size=request.page_size,
-            page_token=request.page_token,
+        page = await self._service.list_dead_letters(
+            request.municipality, page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListDeadLettersResponse(
             entries=[convert.entry_to_pb(e) for e in page.entries],
@@ -72,7 +55,7 @@ class JournalingServicer(journaling_pb2_grpc.JournalingServiceServicer):
     async def RetryEntry(
         self, request: pb.RetryEntryRequest, context: Context
     ) -> pb.RetryEntryResponse:
-        entry = await self.store.retry(request.name.removeprefix("entries/"), self._clock())
+        entry = await self._service.retry_entry(convert.entry_id_of(request.name))
         return pb.RetryEntryResponse(entry=convert.entry_to_pb(entry))
 
     async def ListPending(

@@ -6,130 +6,44 @@ under its row lock, so two replicas never hand out one number twice) and that a 
 deliver the queue's head — the lowest sequence still waiting. A lease expires: after a crash,
 another worker takes the queue over, and the conditional creates of the note make the repeat
 harmless. Alarm steps are stored but never a head: they wait for the alarm handling logs and
-never hold up the patient's other notes. A dead entry leaves its queue.
+never hold up the patient's other notes. A dead entry leaves its queue. (The rules are the
+domain's, `vkp_journaling.domain.entry`; the tables are in `vkp_journaling.tables`.)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vkp_journaling.domain.entry import (
+    ALARM_STEP,
+    WAITING,
+    Enqueued,
+    Entry,
+    EntryState,
+    NewEntry,
+    Page,
+)
+from vkp_journaling.tables import EPOCH, MIGRATIONS, VERSION_TABLE, entries, queues
 from vkp_lib import paging
 from vkp_lib.db import Database, aware, insert, rowcount
-from vkp_lib.errors import FailedPrecondition, NotFound
 
-MIGRATIONS = "vkp_journaling.migrations"
-VERSION_TABLE = "alembic_version_journaling"
 DEFAULT_PAGE_SIZE = 50
-ALARM_STEP = "alarm_step"
-#: States an entry waits in; the others are final (JOURNALED, DEAD) until RetryEntry.
-WAITING = ("QUEUED", "RETRYING")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-metadata = sa.MetaData()
-entries = sa.Table(
-    "journal_entries",
-    metadata,
-    sa.Column("entry_id", sa.String(64), primary_key=True),
-    sa.Column("municipality", sa.String(9), nullable=False),
-    sa.Column("patient", sa.String(11), nullable=False),
-    sa.Column("sequence", sa.BigInteger, nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("event_id", sa.String(128), nullable=False),
-    sa.Column("service_code", sa.String(8), nullable=False),
-    sa.Column("vendor_system", sa.String(300), nullable=False),
-    sa.Column("client_id", sa.String(200), nullable=False),
-    sa.Column("event", sa.LargeBinary, nullable=False),
-    sa.Column("traceparent", sa.String(55), nullable=False),
-    sa.Column("occurred_time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("receive_time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_time", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("last_error_reason", sa.String(100), nullable=False),
-    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("journaled_time", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("note_identifier", sa.String(100), nullable=False),
-    sa.Column("audit_pending", sa.Boolean, nullable=False),
-)
-queues = sa.Table(
-    "journal_queues",
-    metadata,
-    sa.Column("municipality", sa.String(9), primary_key=True),
-    sa.Column("patient", sa.String(11), primary_key=True),
-    sa.Column("last_sequence", sa.BigInteger, nullable=False),
-    sa.Column("lease_owner", sa.String(64), nullable=False),
-    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-@dataclass(frozen=True)
-class NewEntry:
-    entry_id: str
-    municipality: str
-    patient: str
-    kind: str
-    event_id: str
-    service_code: str
-    vendor_system: str
-    client_id: str
-    event: bytes
-    traceparent: str
-    occurred_time: datetime
-    receive_time: datetime
-
-
-@dataclass(frozen=True)
-class Entry:
-    entry_id: str
-    municipality: str
-    patient: str
-    sequence: int
-    kind: str
-    event_id: str
-    service_code: str
-    vendor_system: str
-    client_id: str
-    event: bytes
-    traceparent: str
-    occurred_time: datetime
-    receive_time: datetime
-    state: str
-    attempts: int
-    next_attempt_time: datetime | None
-    last_error_reason: str
-    create_time: datetime
-    update_time: datetime
-    journaled_time: datetime | None
-    note_identifier: str
-
-
-@dataclass(frozen=True)
-class Enqueued:
-    entry_id: str
-    created: bool
-    state: str
-
-
-@dataclass(frozen=True)
-class Page:
-    entries: list[Entry]
-    next_page_token: str
+_WAITING = [state.value for state in WAITING]
+_FIELDS = tuple(Entry.__dataclass_fields__)
 
 
 def _entry(row: sa.Row[Any]) -> Entry:
     m = row._mapping
     values: dict[str, Any] = {
-        name: (aware(m[name]) if isinstance(m[name], datetime) else m[name])
-        for name in Entry.__dataclass_fields__
+        name: (aware(m[name]) if isinstance(m[name], datetime) else m[name]) for name in _FIELDS
     }
+    values["state"] = EntryState(values["state"])
     return Entry(**values)
 
 
@@ -149,7 +63,7 @@ class JournalStore:
         async def work(session: AsyncSession) -> list[Enqueued]:
             ids = [item.entry_id for item in items]
             known = {
-                entry_id: state
+                entry_id: EntryState(state)
                 for entry_id, state in await session.execute(
                     sa.select(entries.c.entry_id, entries.c.state).where(
                         entries.c.entry_id.in_(ids)
@@ -178,7 +92,7 @@ class JournalStore:
                         traceparent=item.traceparent,
                         occurred_time=item.occurred_time,
                         receive_time=item.receive_time,
-                        state="QUEUED",
+                        state=EntryState.QUEUED.value,
                         attempts=0,
                         next_attempt_time=None,
                         last_error_reason="",
@@ -191,8 +105,8 @@ class JournalStore:
                     .on_conflict_do_nothing(index_elements=["entry_id"])
                 )
                 created = rowcount(inserted) > 0
-                known[item.entry_id] = "QUEUED"
-                results.append(Enqueued(item.entry_id, created, "QUEUED"))
+                known[item.entry_id] = EntryState.QUEUED
+                results.append(Enqueued(item.entry_id, created, EntryState.QUEUED))
             return results
 
         return await self.db.write(work)
@@ -227,7 +141,7 @@ class JournalStore:
             .where(
                 entries.c.municipality == queues.c.municipality,
                 entries.c.patient == queues.c.patient,
-                entries.c.state.in_(WAITING),
+                entries.c.state.in_(_WAITING),
                 entries.c.kind != ALARM_STEP,
             )
             .order_by(entries.c.sequence)
@@ -285,7 +199,7 @@ class JournalStore:
                     .where(
                         entries.c.municipality == municipality,
                         entries.c.patient == patient,
-                        entries.c.state.in_(WAITING),
+                        entries.c.state.in_(_WAITING),
                         entries.c.kind != ALARM_STEP,
                     )
                     .order_by(entries.c.sequence)
@@ -328,7 +242,7 @@ class JournalStore:
             )
             done = await session.execute(
                 sa.update(entries)
-                .where(entries.c.entry_id == entry_id, entries.c.state.in_(WAITING), leased)
+                .where(entries.c.entry_id == entry_id, entries.c.state.in_(_WAITING), leased)
                 .values(**values)
             )
             return rowcount(done) > 0
@@ -340,7 +254,7 @@ class JournalStore:
             entry.entry_id,
             owner,
             {
-                "state": "JOURNALED",
+                "state": EntryState.JOURNALED.value,
                 "journaled_time": now,
                 "update_time": now,
                 "note_identifier": note,
@@ -357,7 +271,7 @@ class JournalStore:
             entry.entry_id,
             owner,
             {
-                "state": "RETRYING",
+                "state": EntryState.RETRYING.value,
                 "attempts": entry.attempts + 1,
                 "next_attempt_time": at,
                 "last_error_reason": reason,
@@ -370,7 +284,7 @@ class JournalStore:
             entry.entry_id,
             owner,
             {
-                "state": "DEAD",
+                "state": EntryState.DEAD.value,
                 "attempts": entry.attempts + 1,
                 "next_attempt_time": None,
                 "last_error_reason": reason,
@@ -399,31 +313,29 @@ class JournalStore:
 
     # -- reading and operators -----------------------------------------------------------------
 
-    async def get(self, entry_id: str) -> Entry:
+    async def get(self, entry_id: str) -> Entry | None:
         async with self.db.read() as session:
             row = (
                 await session.execute(sa.select(entries).where(entries.c.entry_id == entry_id))
             ).one_or_none()
-        if row is None:
-            raise NotFound("ENTRY_NOT_FOUND", "no such entry")
-        return _entry(row)
+        return None if row is None else _entry(row)
 
     async def page(
         self,
         municipality: str,
         *,
         patient: str = "",
-        state: str = "",
+        state: EntryState | None = None,
         page_size: int = 0,
         page_token: str = "",
     ) -> Page:
         """Entries of a municipality: by patient in queue order, else newest first."""
-        filters = json.dumps([municipality, patient, state])
+        filters = json.dumps([municipality, patient, state.value if state is not None else ""])
         after = paging.position(page_token, filters, lambda parts: (parts[0], parts[1]))
         size = page_size or DEFAULT_PAGE_SIZE
         query = sa.select(entries).where(entries.c.municipality == municipality)
-        if state:
-            query = query.where(entries.c.state == state)
+        if state is not None:
+            query = query.where(entries.c.state == state.value)
         if patient:
             query = query.where(entries.c.patient == patient).order_by(entries.c.sequence)
             if after is not None:
@@ -449,30 +361,33 @@ class JournalStore:
         )
         return Page(found, paging.page_token(mark, filters))
 
-    async def retry(self, entry_id: str, now: datetime) -> Entry:
-        """Puts a dead entry back in its patient's queue, at its place."""
+    async def requeue(
+        self, entry_id: str, now: datetime, *, states: Sequence[EntryState]
+    ) -> EntryState | None:
+        """Puts the entry back in its patient's queue, at its place, if it is in one of `states`;
+        the state it was found in (None: no such entry)."""
 
-        async def work(session: AsyncSession) -> None:
-            row = (
+        async def work(session: AsyncSession) -> EntryState | None:
+            found = (
                 await session.execute(
                     sa.select(entries.c.state).where(entries.c.entry_id == entry_id)
                 )
-            ).one_or_none()
-            if row is None:
-                raise NotFound("ENTRY_NOT_FOUND", "no such entry")
-            if row.state != "DEAD":
-                raise FailedPrecondition("ENTRY_NOT_DEAD", "only a dead letter can be retried")
-            await session.execute(
-                sa.update(entries)
-                .where(entries.c.entry_id == entry_id)
-                .values(
-                    state="QUEUED",
-                    attempts=0,
-                    next_attempt_time=None,
-                    last_error_reason="",
-                    update_time=now,
+            ).scalar_one_or_none()
+            if found is None:
+                return None
+            state = EntryState(found)
+            if state in states:
+                await session.execute(
+                    sa.update(entries)
+                    .where(entries.c.entry_id == entry_id, entries.c.state == found)
+                    .values(
+                        state=EntryState.QUEUED.value,
+                        attempts=0,
+                        next_attempt_time=None,
+                        last_error_reason="",
+                        update_time=now,
+                    )
                 )
-            )
+            return state
 
-        await self.db.write(work)
-        return await self.get(entry_id)
+        return await self.db.write(work)

@@ -1,0 +1,224 @@
+"""Delivery: workers lease patient queues and deliver each queue's head to the municipality's EPJ,
+one note at a time per patient, in sequence order.
+
+Each worker is a `vkp_lib.tasks.repeat` loop: at once again after work, `poll_seconds` idle after
+none, a backoff while the database or the registry is away. A failed attempt is retried after an
+exponential backoff with jitter, or the entry is dead (domain.delivery.after_failure); a breaker
+per municipality pauses a failing EPJ (breaker.py).
+
+The trace goes on: each attempt is a span (kind CONSUMER) whose parent is the stored traceparent
+of the vendor's SubmitEvent call, so the attempt, and the EPJ call under it (the httpx
+instrumentation), are in the trace whose id the vendor's receipt carries. A parent rather than a
+link: one entry is one message, delivered on its own (OpenTelemetry's messaging conventions allow
+the creation context as the parent then), and a link alone would leave the delivery in a trace of
+its own that a search by the receipt's trace id does not find. An entry without a traceparent
+starts a trace of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from vkp.common.v1 import event_pb2
+from vkp_journaling.breaker import Breakers
+from vkp_journaling.domain.delivery import (
+    Dead,
+    Failure,
+    Outcome,
+    Result,
+    RetryPolicy,
+    after_failure,
+)
+from vkp_journaling.domain.entry import Entry
+from vkp_journaling.endpoints import EndpointDirectory
+from vkp_journaling.epj import Endpoint, FhirAdapter
+from vkp_journaling.render import NoteContext, note_key, render_note
+from vkp_journaling.settings import JournalingSettings
+from vkp_journaling.store import JournalStore
+from vkp_lib.logging import get_logger
+from vkp_lib.tasks import Backoff, repeat
+
+log = get_logger("vkp.journaling.delivery")
+#: The span of one delivery attempt.
+SPAN_NAME = "deliver journal note"
+#: How long a municipality whose EPJ pulls its notes is left alone.
+PULL_SKIP = timedelta(seconds=30)
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def vendor_trace(traceparent: str) -> Context:
+    """The context of the vendor's call, from its stored W3C traceparent (empty: a new trace)."""
+    return _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else Context()
+
+
+def _note_context(entry: Entry) -> NoteContext:
+    return NoteContext(
+        entry_id=entry.entry_id,
+        vendor_organization_number=entry.vendor_organization_number,
+        vendor_name="",
+        vendor_system=entry.vendor_system,
+    )
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: JournalStore,
+        endpoints: EndpointDirectory,
+        adapter: FhirAdapter,
+        settings: JournalingSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        meter_provider: metrics.MeterProvider | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self.store = store
+        self.endpoints = endpoints
+        self.adapter = adapter
+        self.settings = settings
+        self.breakers = Breakers(
+            threshold=settings.breaker_threshold,
+            cooldown_seconds=settings.breaker_cooldown_seconds,
+        )
+        self._policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            max_age=timedelta(seconds=settings.max_age_seconds),
+        )
+        self._retry_backoff = Backoff(
+            base=settings.backoff_base_seconds, cap=settings.backoff_max_seconds
+        )
+        self._clock = clock
+        self._owner = uuid.uuid4().hex
+        self._skip: dict[str, datetime] = {}  # pull-mode municipalities, until when
+        self._tracer = trace.get_tracer("vkp.journaling", tracer_provider=tracer_provider)
+        meter = metrics.get_meter("vkp.journaling", meter_provider=meter_provider)
+        self.dead_letters = meter.create_counter(
+            "vkp.journaling.dead_letters", description="Notes given up on: each is one alert."
+        )
+        self.journaled_notes = meter.create_counter(
+            "vkp.journaling.journaled", description="Notes the EPJ confirmed."
+        )
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Background task: the workers, until the service stops."""
+        await asyncio.gather(
+            *(
+                repeat(
+                    functools.partial(self.step, f"{self._owner}-{n}"),
+                    stopping,
+                    name="delivery",
+                    idle_seconds=self.settings.poll_seconds,
+                    backoff=Backoff(base=self.settings.poll_seconds),
+                )
+                for n in range(self.settings.workers)
+            )
+        )
+
+    def _paused(self) -> list[str]:
+        now = self._clock()
+        self._skip = {m: until for m, until in self._skip.items() if until > now}
+        return sorted({*self.breakers.paused(), *self._skip})
+
+    async def step(self, owner: str) -> bool:
+        """Leases one due patient queue and delivers its due notes; False when none was due."""
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        paused = self._paused()
+        if not await self.store.any_due(self._clock(), paused=paused):
+            return False
+        claimed = await self.store.claim(owner, self._clock(), lease, paused=paused)
+        if claimed is None:
+            return False
+        municipality, patient = claimed
+        # Deliver the queue's notes one after the other while well within the lease.
+        until = self._clock() + lease / 2
+        try:
+            while self._clock() < until and (
+                entry := await self.store.head(municipality, patient, self._clock())
+            ):
+                if not await self._deliver(entry, owner):
+                    break
+        finally:
+            await self.store.release(municipality, patient, owner)
+        return True
+
+    async def _deliver(self, entry: Entry, owner: str) -> bool:
+        """Delivers one entry; True when the queue may go on to its next."""
+        endpoint = await self.endpoints.get(entry.municipality)
+        if endpoint is not None and endpoint.pull:  # the EPJ fetches its notes: not this worker's
+            self._skip[entry.municipality] = self._clock() + PULL_SKIP
+            return False
+        with self._tracer.start_as_current_span(
+            SPAN_NAME,
+            context=vendor_trace(entry.traceparent),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "vkp.journaling.entry_id": entry.entry_id,
+                "vkp.municipality": entry.municipality,
+                "vkp.journaling.attempt": entry.attempts + 1,
+            },
+        ) as span:
+            outcome = await self._attempt(entry, endpoint)
+            span.set_attribute("vkp.journaling.result", outcome.result.value)
+            if outcome.result is Result.JOURNALED:
+                return await self._journaled(entry, owner)
+            span.set_attribute("vkp.journaling.reason", outcome.reason)
+            span.set_status(trace.StatusCode.ERROR, outcome.reason)
+            return await self._failed(entry, owner, outcome)
+
+    async def _attempt(self, entry: Entry, endpoint: Endpoint | None) -> Outcome:
+        """One attempt: the note made and sent; the breaker told how the EPJ answered."""
+        if endpoint is None:  # none yet, or the municipality is suspended: it may come back
+            return Outcome(Result.TRANSIENT, Failure.NO_EPJ_ENDPOINT)
+        try:
+            bundle = render_note(event_pb2.Event.FromString(entry.event), _note_context(entry))
+        except Exception as exc:
+            log.error("note not rendered", entry_id=entry.entry_id, error_type=type(exc).__name__)
+            return Outcome(Result.PERMANENT, Failure.RENDER_FAILED)
+        self.breakers.starting(entry.municipality)
+        outcome = await self.adapter.deliver(endpoint, bundle)
+        if outcome.result is Result.JOURNALED:
+            self.breakers.success(entry.municipality)
+        elif outcome.result is Result.TRANSIENT:
+            self.breakers.failure(entry.municipality)
+        return outcome
+
+    async def _journaled(self, entry: Entry, owner: str) -> bool:
+        note = note_key(entry.entry_id, 1)
+        if not await self.store.journaled(entry, owner, self._clock(), note):
+            return False  # the lease ran out and another worker has the queue
+        self.journaled_notes.add(1, {"municipality": entry.municipality})
+        return True
+
+    async def _failed(self, entry: Entry, owner: str, outcome: Outcome) -> bool:
+        """Retry later, or dead; True when the queue may go on (a note refused for good)."""
+        now = self._clock()
+        permanent = outcome.result is Result.PERMANENT
+        decision = after_failure(
+            self._policy,
+            attempts=entry.attempts,
+            create_time=entry.create_time,
+            now=now,
+            permanent=permanent,
+            backoff=self._retry_backoff.delay,
+        )
+        if isinstance(decision, Dead):
+            if await self.store.dead(entry, owner, now, outcome.reason):
+                self.dead_letters.add(1, {"municipality": entry.municipality})
+                log.error(
+                    "journal note dead",
+                    entry_id=entry.entry_id,
+                    municipality=entry.municipality,
+                    reason=outcome.reason,
+                    attempts=decision.attempts,
+                )
+        else:
+            await self.store.retrying(entry, owner, now, decision.at, outcome.reason)
+        return permanent
