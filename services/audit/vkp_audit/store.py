@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, canonical, from_canonical, link
 from vkp_audit.domain.model import Appended, AuditRecord, Checkpoint, Page, RecordQuery
-from vkp_lib import paging
 from vkp_lib.db import Database, aware, insert
 from vkp_lib.logging import get_logger
+from vkp_lib.paging import page_token, position
 
 MIGRATIONS = "vkp_audit.migrations"
 VERSION_TABLE = "alembic_version_audit"
@@ -187,7 +187,7 @@ class AuditStore:
                 str(wanted.until),
             ]
         )
-        after = paging.position(wanted.page_token, filters, _after)
+        after = position(wanted.page_token, filters, _after)
         size = wanted.page_size or DEFAULT_PAGE_SIZE
         query = sa.select(records.c.body, records.c.hash).where(
             records.c.municipality == wanted.municipality
@@ -220,7 +220,7 @@ class AuditStore:
         more = len(rows) > size
         last = found[-1] if more else None
         mark = [last.occurred_time.isoformat(), str(last.sequence)] if last else []
-        return Page(found, paging.page_token(mark, filters) if last else "")
+        return Page(found, page_token(mark, filters) if last else "")
 
     async def chain(
         self, municipality: str, from_sequence: int, to_sequence: int
