@@ -1,21 +1,29 @@
-"""How the runner starts the ingest service."""
+"""How the runner starts the ingest service: its settings, its dependencies (built and closed in
+one lifespan), the servicer, and the background tasks: the group commit of registrations, the
+registry's change feed, and the relays to journaling and to the audit log."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2_grpc
+from vkp_ingest.domain.checks import EventRules
+from vkp_ingest.domain.model import Registered, Registration
+from vkp_ingest.domain.reasons import Reason
 from vkp_ingest.permissions import PERMISSIONS
-from vkp_ingest.relay import AuditRelay, Relay
+from vkp_ingest.relay import JournalingRelay, audit_relay
+from vkp_ingest.service import IngestService
 from vkp_ingest.servicer import IngestServicer
 from vkp_ingest.settings import IngestSettings
-from vkp_ingest.store import IngestStore, Registered, Request
+from vkp_ingest.store import IngestStore
 from vkp_lib.audit_client import AuditClient
+from vkp_lib.audit_relay import AuditRelay
 from vkp_lib.clients import insecure_channel
 from vkp_lib.db import Database
 from vkp_lib.db.settings import DatabaseSettings
@@ -27,10 +35,21 @@ from vkp_lib.settings import AuthSettings, RuntimeSettings
 
 FULL_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
-
 #: The settings `build_service` takes after the runtime's and authentication's, in order:
 #: `vkp serve` validates them all before the service starts.
 SETTINGS = (DatabaseSettings, IngestSettings)
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    store: IngestStore
+    #: One registration at a time; requests that arrive while it commits go together in the next.
+    registrar: GroupCommit[Registration, list[Registered]]
+    decisions: DecisionClient
+    audit: AuditClient
+    journaling: journaling_pb2_grpc.JournalingServiceAsyncStub
+    relay: JournalingRelay
+    audit_relay: AuditRelay
 
 
 def build_service(
@@ -38,82 +57,82 @@ def build_service(
     auth: AuthSettings,
     database: DatabaseSettings,
     ingest: IngestSettings,
-) -> Service[None]:
+) -> Service[Dependencies]:
     authentication = build_authentication(PERMISSIONS, auth, settings)
-    db = Database.from_url(database.url_for("ingest"), name="ingest")
-    store = IngestStore(db)
-    # One registration at a time; requests that arrive while it commits go together in the next.
-    registrar: GroupCommit[Request, list[Registered]] = GroupCommit(
-        lambda requests: store.register_many(requests, datetime.now(UTC)),
-        size=lambda request: len(request[0]),
-        max_size=2000,
-        stopping_reason="INGEST_STOPPING",
-    )
     tokens = service_token_source(auth, "ingest")
-    # Made on start: gRPC channels belong to the running event loop.
-    started: dict[str, Any] = {}
-
-    async def open_store() -> None:
-        await db.start()
-        if database.migrate_on_start:
-            await store.migrate()
-        registry = insecure_channel(
-            settings.registry_target, "vkp.registry.v1.RegistryService", tokens
-        )
-        audit = insecure_channel(settings.audit_target, "vkp.audit.v1.AuditService", tokens)
-        journaling = insecure_channel(
-            settings.journaling_target, "vkp.journaling.v1.JournalingService", tokens
-        )
-        audit_client = AuditClient(audit)
-        started.update(
-            channels=[registry, audit, journaling],
-            access=DecisionClient(registry),
-            audit=audit_client,
-            journaling=journaling_pb2_grpc.JournalingServiceStub(journaling),
-            relay=Relay(store, journaling, ingest),
-            audit_relay=AuditRelay(store, audit_client),
-        )
-
-    async def follow_registry(stopping: asyncio.Event) -> None:
-        await started["access"].run(stopping)
-
-    async def relay(stopping: asyncio.Event) -> None:
-        await started["relay"].run(stopping)
-
-    async def audit_relay(stopping: asyncio.Event) -> None:
-        await started["audit_relay"].run(stopping)
-
-    async def close_channels() -> None:
-        for channel in started.get("channels", []):
-            await channel.close()
-
-    allow_synthetic = (
-        ingest.allow_synthetic_ids
-        if ingest.allow_synthetic_ids is not None
-        else settings.development
+    rules = EventRules(
+        allow_synthetic=(
+            ingest.allow_synthetic_ids
+            if ingest.allow_synthetic_ids is not None
+            else settings.development
+        ),
+        future_skew=timedelta(seconds=ingest.future_skew_seconds),
+        max_age=timedelta(seconds=ingest.max_age_seconds),
     )
 
-    def register(server: grpc.aio.Server) -> None:
-        ingest_pb2_grpc.add_IngestServiceServicer_to_server(
-            IngestServicer(
-                store,
-                lambda: registrar,
-                lambda: started["access"],
-                lambda: started["audit"],
-                lambda: started["journaling"],
-                ingest,
-                allow_synthetic=allow_synthetic,
-            ),
-            server,
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[Dependencies]:
+        db = Database.from_url(database.url_for("ingest"), name="ingest")
+        await db.start()
+        channels: list[grpc.aio.Channel] = []
+        try:
+            store = IngestStore(db)
+            if database.migrate_on_start:
+                await store.migrate()
+            # Made here: gRPC channels belong to the running event loop.
+            for target, service in (
+                (settings.registry_target, "vkp.registry.v1.RegistryService"),
+                (settings.audit_target, "vkp.audit.v1.AuditService"),
+                (settings.journaling_target, "vkp.journaling.v1.JournalingService"),
+            ):
+                channels.append(insecure_channel(target, service, tokens))
+            registry, audit, journaling = channels
+            registrar: GroupCommit[Registration, list[Registered]] = GroupCommit(
+                lambda requests: store.register_many(requests, datetime.now(UTC)),
+                size=lambda request: len(request.events),
+                max_size=2000,
+                stopping_reason=Reason.INGEST_STOPPING,
+            )
+            audit_client = AuditClient(audit)
+            journaling_stub = journaling_pb2_grpc.JournalingServiceStub(journaling)
+            yield Dependencies(
+                store=store,
+                registrar=registrar,
+                decisions=DecisionClient(registry),
+                audit=audit_client,
+                journaling=journaling_stub,
+                relay=JournalingRelay(store, journaling_stub, ingest),
+                audit_relay=audit_relay(store, audit_client),
+            )
+        finally:
+            for channel in channels:
+                await channel.close()
+            await db.close()
+
+    def register(server: grpc.aio.Server, deps: Dependencies) -> None:
+        service = IngestService(
+            registrar=deps.registrar,
+            events=deps.store,
+            decisions=deps.decisions,
+            audit=deps.audit,
+            journaling=deps.journaling,
+            rules=rules,
         )
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(service), server)
 
     return Service(
         name="ingest",
         full_name=FULL_NAME,
-        register=lambda server, _: register(server),
-        tasks=lambda _: [registrar.run, follow_registry, relay, audit_relay],
-        readiness=lambda _: [db.ready],
+        lifespan=lifespan,
+        register=register,
+        tasks=lambda deps: [
+            deps.registrar.run,
+            deps.decisions.run,
+            deps.relay.run,
+            deps.audit_relay.run,
+        ],
+        readiness=lambda deps: [deps.store.db.ready],
         authenticator=authentication.authenticator,
-        on_start=[*authentication.on_start, open_store],
-        on_close=[*authentication.on_close, close_channels, db.close],
+        on_start=authentication.on_start,
+        on_close=authentication.on_close,
     )

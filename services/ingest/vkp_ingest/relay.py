@@ -1,106 +1,78 @@
-"""The outbox relays: committed events to journaling's Enqueue in position order (one relay at a
-time, by lease, so several replicas never reorder a patient), retried with backoff while
-journaling is away and marked sent only once journaling has them; and the batches' audit records
-to the audit service."""
+"""The outbox relays, background tasks on `vkp_lib.tasks.repeat`:
+
+- `JournalingRelay`: committed events to journaling's Enqueue in position order (one relay at a
+  time, by lease, so several replicas never reorder a patient), retried with backoff while
+  journaling is away and marked sent only once journaling has them;
+- `audit_relay`: the accepted batches' audit records to the audit service
+  (`vkp_lib.audit_relay.AuditRelay` over the store's audit outbox).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-import grpc
-
 from vkp.audit.v1 import audit_pb2
-from vkp.common.v1 import event_pb2
 from vkp.journaling.v1 import journaling_pb2 as jpb
 from vkp.journaling.v1 import journaling_pb2_grpc
+from vkp_ingest import convert
 from vkp_ingest.settings import IngestSettings
-from vkp_ingest.store import IngestStore, Outgoing
+from vkp_ingest.store import IngestStore
 from vkp_lib.audit_client import AuditClient
-from vkp_lib.logging import get_logger
+from vkp_lib.audit_relay import AuditRelay
+from vkp_lib.tasks import Backoff, repeat
 
-log = get_logger("vkp.ingest.relay")
-
-
-def _item(event: Outgoing) -> jpb.EnqueueItem:
-    item = jpb.EnqueueItem(
-        entry_id=event.id,
-        event=event_pb2.Event.FromString(event.event),
-        vendor_system=event.vendor_system,
-        client_id=event.client_id,
-        traceparent=event.traceparent,
-    )
-    item.receive_time.FromDatetime(event.receive_time)
-    return item
+#: The waits after failures in a row: 0.2 s, doubling, at most 5 s.
+BACKOFF = Backoff(base=0.2, cap=5.0)
 
 
-class Relay:
+class JournalingRelay:
     def __init__(
         self,
         store: IngestStore,
-        journaling: grpc.aio.Channel,
+        journaling: journaling_pb2_grpc.JournalingServiceAsyncStub,
         settings: IngestSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
-        self._stub = journaling_pb2_grpc.JournalingServiceStub(journaling)
-        self.settings = settings
+        self._journaling = journaling
+        self._batch = settings.relay_batch
+        self._idle = settings.relay_poll_seconds
+        self._lease = timedelta(seconds=settings.relay_lease_seconds)
         self._clock = clock
         self._owner = uuid.uuid4().hex
 
     async def run(self, stopping: asyncio.Event) -> None:
-        backoff = 0.1
-        while not stopping.is_set():
-            try:
-                sent = await self.send()
-                backoff = 0.1
-            except grpc.aio.AioRpcError as exc:
-                log.warning("journaling not reached", code=exc.code().name)
-                sent = 0
-                backoff = min(backoff * 2, 5.0)
-            except Exception as exc:
-                log.warning("relay step failed", error_type=type(exc).__name__)
-                sent = 0
-                backoff = min(backoff * 2, 5.0)
-            if not sent:
-                wait = backoff if backoff > 0.1 else self.settings.relay_poll_seconds
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), wait)
+        """Background task: relay until the service stops."""
+        await repeat(
+            self.send, stopping, name="journaling relay", idle_seconds=self._idle, backoff=BACKOFF
+        )
 
     async def send(self) -> int:
         """Sends the oldest unsent events, if this relay holds the outbox; how many."""
-        batch = await self.store.unsent(self.settings.relay_batch)
+        batch = await self.store.unsent(self._batch)
         if not batch:  # nothing to send: no write for the lease either
             return 0
-        lease = timedelta(seconds=self.settings.relay_lease_seconds)
-        if not await self.store.lease_outbox(self._owner, self._clock(), lease):
+        if not await self.store.lease_outbox(self._owner, self._clock(), self._lease):
             return 0
-        batch = await self.store.unsent(self.settings.relay_batch)  # what the holder may send
-        await self._stub.Enqueue(jpb.EnqueueRequest(items=[_item(e) for e in batch]))
+        batch = await self.store.unsent(self._batch)  # what the holder may send
+        await self._journaling.Enqueue(
+            jpb.EnqueueRequest(items=[convert.enqueue_item(e) for e in batch])
+        )
         await self.store.mark_sent([e.id for e in batch])
         return len(batch)
 
 
-class AuditRelay:
-    def __init__(self, store: IngestStore, audit: AuditClient, poll_seconds: float = 0.5) -> None:
-        self.store = store
-        self.audit = audit
-        self._poll = poll_seconds
+def audit_relay(store: IngestStore, audit: AuditClient) -> AuditRelay:
+    """The relay of the audit outbox: at most 200 records a call, polled every 0.5 s."""
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                pending = await self.store.audit_pending()
-                if pending:
-                    records = [audit_pb2.AuditRecord.FromString(r) for _, r in pending]
-                    await self.audit.record_many(records)
-                    await self.store.audit_sent([i for i, _ in pending])
-                    continue
-            except Exception as exc:
-                log.warning("audit relay failed", error_type=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self._poll)
+    async def pending(limit: int) -> Sequence[tuple[str, audit_pb2.AuditRecord]]:
+        return [
+            (key, audit_pb2.AuditRecord.FromString(record))
+            for key, record in await store.audit_pending(limit)
+        ]
+
+    return AuditRelay(pending, store.audit_sent, audit, batch=200, idle_seconds=0.5)

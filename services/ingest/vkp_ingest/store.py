@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vkp_ingest.domain.model import Incoming, Outgoing, Registered, Registration, StoredEvent
 from vkp_lib.db import Database, aware, insert, rowcount
 
 MIGRATIONS = "vkp_ingest.migrations"
@@ -64,48 +64,6 @@ audit_outbox = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class Incoming:
-    vendor_system: str
-    event_id: str
-    client_id: str
-    content_hash: str
-    municipality: str
-    event: bytes
-    traceparent: str
-
-
-@dataclass(frozen=True)
-class Registered:
-    """An event as stored: `replayed` when it was there before with the same content, `reused`
-    when its id was there with other content (nothing stored)."""
-
-    id: str
-    event_id: str
-    receive_time: datetime
-    replayed: bool = False
-    reused: bool = False
-
-    @property
-    def new(self) -> bool:
-        return not (self.replayed or self.reused)
-
-
-#: One request's events and the audit record of each municipality they are for.
-Request = tuple[Sequence[Incoming], dict[str, bytes]]
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    id: str
-    vendor_system: str
-    client_id: str
-    event: bytes
-    traceparent: str
-    receive_time: datetime
-    position: int
-
-
 class IngestStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -113,20 +71,14 @@ class IngestStore:
     async def migrate(self) -> None:
         await self.db.migrate(MIGRATIONS, VERSION_TABLE)
 
-    async def register(
-        self, incoming: Sequence[Incoming], now: datetime, audits: dict[str, bytes]
-    ) -> list[Registered]:
-        """Stores the new events, and the audit record of each municipality that got new ones,
-        in one transaction; answers after the commit."""
-        (results,) = await self.register_many([(incoming, audits)], now)
-        return results
+    # -- registration ------------------------------------------------------------------------
 
     async def register_many(
-        self, requests: Sequence[Request], now: datetime
+        self, requests: Sequence[Registration], now: datetime
     ) -> list[list[Registered]]:
         """Several requests' events in one transaction: each request's audit record of a
         municipality is stored when that request registered a new event there."""
-        incoming = [item for items, _ in requests for item in items]
+        incoming = [item for request in requests for item in request.events]
 
         async def work(session: AsyncSession) -> list[Registered]:
             # Per vendor system, so SQLite searches the unique index (a row-value IN scans).
@@ -203,14 +155,15 @@ class IngestStore:
                 )
             records = []
             position = 0
-            for items, audits in requests:
+            for request in requests:
+                items = request.events
                 mine = results[position : position + len(items)]
                 position += len(items)
                 created = {i.municipality for i, r in zip(items, mine, strict=True) if r.new}
                 records += [
-                    {"id": str(uuid.uuid4()), "record": audits[m], "create_time": now}
+                    {"id": str(uuid.uuid4()), "record": request.audits[m], "create_time": now}
                     for m in sorted(created)
-                    if m in audits
+                    if m in request.audits
                 ]
             if records:
                 await session.execute(sa.insert(audit_outbox), records)
@@ -218,9 +171,9 @@ class IngestStore:
 
         flat = await self.db.write(work)
         split, position = [], 0
-        for items, _ in requests:
-            split.append(flat[position : position + len(items)])
-            position += len(items)
+        for request in requests:
+            split.append(flat[position : position + len(request.events)])
+            position += len(request.events)
         return split
 
     async def _next_position(self, session: AsyncSession, count: int) -> int:
@@ -233,8 +186,8 @@ class IngestStore:
         )
         return int(bumped.scalar_one())
 
-    async def find(self, client_id: str, event_id: str) -> tuple[str, bool, datetime] | None:
-        """An event by its id, among those of the caller's vendor system: (id, sent, received)."""
+    async def find(self, client_id: str, event_id: str) -> StoredEvent | None:
+        """An event by its id, among those of the caller's vendor system."""
         systems = sa.select(events.c.vendor_system).where(events.c.client_id == client_id)
         async with self.db.read() as session:
             row = (
@@ -244,7 +197,7 @@ class IngestStore:
                     .limit(1)
                 )
             ).one_or_none()
-        return (row.id, bool(row.sent), aware(row.receive_time)) if row else None
+        return StoredEvent(row.id, bool(row.sent), aware(row.receive_time)) if row else None
 
     # -- the relay ---------------------------------------------------------------------------
 
@@ -298,7 +251,10 @@ class IngestStore:
 
         await self.db.write(work)
 
-    async def audit_pending(self, limit: int = 200) -> list[tuple[str, bytes]]:
+    # -- the audit outbox --------------------------------------------------------------------
+
+    async def audit_pending(self, limit: int) -> list[tuple[str, bytes]]:
+        """The audit records still owed to the audit log (serialized), oldest first, by key."""
         async with self.db.read() as session:
             rows = await session.execute(
                 sa.select(audit_outbox.c.id, audit_outbox.c.record)
@@ -308,6 +264,8 @@ class IngestStore:
             return [(r.id, r.record) for r in rows]
 
     async def audit_sent(self, ids: Sequence[str]) -> None:
+        """Forgets records the audit log has committed."""
+
         async def work(session: AsyncSession) -> None:
             await session.execute(sa.delete(audit_outbox).where(audit_outbox.c.id.in_(list(ids))))
 

@@ -1,0 +1,127 @@
+"""Ingest's messages <-> its domain types: the facts of an event its rules look at, receipts and
+item errors, event statuses, audit records, and the items journaling's Enqueue takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from vkp.audit.v1 import audit_pb2
+from vkp.common.v1 import common_pb2, event_pb2
+from vkp.ingest.v1 import ingest_pb2 as pb
+from vkp.journaling.v1 import journaling_pb2 as jpb
+from vkp_ingest.domain.checks import EventFacts
+from vkp_ingest.domain.model import Outgoing, Registered, StoredEvent
+from vkp_lib.audit_client import new_record_id
+from vkp_lib.auth import Principal
+from vkp_lib.errors import VkpError
+from vkp_lib.names import EVENT
+from vkp_lib.national_id import kind_of_type
+from vkp_lib.status import grpc_code
+from vkp_lib.timestamps import timestamp
+
+#: The resource an audit record of a submission names.
+SUBMIT = "/vkp.ingest.v1.IngestService/SubmitEvents"
+_DEFINED_TYPES = frozenset(common_pb2.NationalIdType.values())
+
+
+def event_facts(event: event_pb2.Event) -> EventFacts:
+    stated = event.patient.type
+    return EventFacts(
+        national_id=event.patient.value,
+        # A value the contract does not define states no kind (the field rules refuse it first).
+        stated_kind=kind_of_type(common_pb2.NationalIdType.Name(stated))
+        if stated in _DEFINED_TYPES
+        else None,
+        occurred_time=event.occurred_time.ToDatetime(tzinfo=UTC),
+    )
+
+
+def receipt(registered: Registered) -> pb.EventReceipt:
+    return pb.EventReceipt(
+        event_id=registered.event_id,
+        name=EVENT.format(event_id=registered.id),
+        state=common_pb2.EVENT_STATE_REGISTERED,
+        receive_time=timestamp(registered.receive_time),
+        replayed=registered.replayed,
+    )
+
+
+def item_error(error: VkpError) -> common_pb2.ItemError:
+    return common_pb2.ItemError(
+        code=grpc_code(error.kind).value[0],
+        reason=error.reason,
+        message=error.message,
+        field_violations=[
+            common_pb2.FieldViolation(field=v.field, description=v.description, reason=v.reason)
+            for v in error.violations
+        ],
+    )
+
+
+def event_result(event_id: str, outcome: Registered | VkpError) -> pb.EventResult:
+    if isinstance(outcome, VkpError):
+        return pb.EventResult(event_id=event_id, error=item_error(outcome))
+    return pb.EventResult(event_id=event_id, receipt=receipt(outcome))
+
+
+def event_status(event_id: str, stored: StoredEvent, entry: jpb.Entry | None) -> pb.EventStatus:
+    """Where an event is: REGISTERED until it is handed to journaling, then as journaling's
+    entry says (QUEUED when there is none to say it: journaling could not be asked)."""
+    status = pb.EventStatus(
+        event_id=event_id,
+        name=EVENT.format(event_id=stored.id),
+        state=common_pb2.EVENT_STATE_QUEUED if stored.sent else common_pb2.EVENT_STATE_REGISTERED,
+        receive_time=timestamp(stored.receive_time),
+        state_time=timestamp(stored.receive_time),
+    )
+    if entry is not None:
+        status.state = entry.state
+        status.state_time.CopyFrom(entry.update_time)
+        status.attempts = entry.attempts
+        status.last_error_reason = entry.last_error_reason
+        if entry.HasField("next_attempt_time"):
+            status.next_attempt_time.CopyFrom(entry.next_attempt_time)
+    return status
+
+
+def audit_record(
+    principal: Principal,
+    *,
+    vendor_system: str,
+    municipality: str,
+    events: Sequence[event_pb2.Event],
+    allowed: bool,
+    reason: str,
+    now: datetime,
+    trace_id: str,
+) -> audit_pb2.AuditRecord:
+    """The audit record of a submission of `events` (all of one municipality) by `principal`."""
+    return audit_pb2.AuditRecord(
+        record_id=new_record_id(),
+        occurred_time=timestamp(now),
+        actor=audit_pb2.Actor(
+            client_id=principal.client_id,
+            organization_number=principal.organization_number,
+            vendor_system=vendor_system,
+        ),
+        municipality=municipality,
+        patients=[common_pb2.NationalId(value=e.patient.value) for e in events],
+        action=audit_pb2.AUDIT_ACTION_CREATE,
+        resource=SUBMIT,
+        purpose=audit_pb2.Purpose(service_code=events[0].service_code),
+        outcome=audit_pb2.AUDIT_OUTCOME_ALLOWED if allowed else audit_pb2.AUDIT_OUTCOME_DENIED,
+        outcome_reason=reason,
+        trace_id=trace_id,
+    )
+
+
+def enqueue_item(event: Outgoing) -> jpb.EnqueueItem:
+    return jpb.EnqueueItem(
+        entry_id=event.id,
+        event=event_pb2.Event.FromString(event.event),
+        vendor_system=event.vendor_system,
+        client_id=event.client_id,
+        traceparent=event.traceparent,
+        receive_time=timestamp(event.receive_time),
+    )
