@@ -51,8 +51,9 @@ class IngestServiceStub:
     PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
     registry's access decision), MISSING_SCOPE
     NOT_FOUND            EVENT_NOT_FOUND
-    UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
-    UNAUTHENTICATED: the reasons of the hub's authentication.
+    UNAVAILABLE          REGISTRY_UNAVAILABLE, REGISTRY_BEHIND (the registry cannot decide now),
+    INGEST_STOPPING (this replica is shutting down); safe to retry
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel):
@@ -109,8 +110,9 @@ class IngestServiceServicer:
     PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
     registry's access decision), MISSING_SCOPE
     NOT_FOUND            EVENT_NOT_FOUND
-    UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
-    UNAUTHENTICATED: the reasons of the hub's authentication.
+    UNAVAILABLE          REGISTRY_UNAVAILABLE, REGISTRY_BEHIND (the registry cannot decide now),
+    INGEST_STOPPING (this replica is shutting down); safe to retry
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def SubmitEvent(self, request, context):
@@ -200,8 +202,9 @@ class IngestService:
     PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
     registry's access decision), MISSING_SCOPE
     NOT_FOUND            EVENT_NOT_FOUND
-    UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
-    UNAUTHENTICATED: the reasons of the hub's authentication.
+    UNAVAILABLE          REGISTRY_UNAVAILABLE, REGISTRY_BEHIND (the registry cannot decide now),
+    INGEST_STOPPING (this replica is shutting down); safe to retry
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     @staticmethod

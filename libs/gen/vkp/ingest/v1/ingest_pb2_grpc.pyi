@@ -52,8 +52,9 @@ class IngestServiceStub:
       PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
                            registry's access decision), MISSING_SCOPE
       NOT_FOUND            EVENT_NOT_FOUND
-      UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
-      UNAUTHENTICATED: the reasons of the hub's authentication.
+      UNAVAILABLE          REGISTRY_UNAVAILABLE, REGISTRY_BEHIND (the registry cannot decide now),
+                           INGEST_STOPPING (this replica is shutting down); safe to retry
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     @_typing.overload
@@ -100,8 +101,9 @@ class IngestServiceAsyncStub(IngestServiceStub):
       PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
                            registry's access decision), MISSING_SCOPE
       NOT_FOUND            EVENT_NOT_FOUND
-      UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
-      UNAUTHENTICATED: the reasons of the hub's authentication.
+      UNAVAILABLE          REGISTRY_UNAVAILABLE, REGISTRY_BEHIND (the registry cannot decide now),
+                           INGEST_STOPPING (this replica is shutting down); safe to retry
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -144,8 +146,9 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
       PERMISSION_DENIED    NOT_ACTIVE, NOT_ALLOWED, NO_ACCESS, UNKNOWN_ORGANIZATION (from the
                            registry's access decision), MISSING_SCOPE
       NOT_FOUND            EVENT_NOT_FOUND
-      UNAVAILABLE          REGISTRY_UNAVAILABLE, STORAGE_UNAVAILABLE (safe to retry)
-      UNAUTHENTICATED: the reasons of the hub's authentication.
+      UNAVAILABLE          REGISTRY_UNAVAILABLE, REGISTRY_BEHIND (the registry cannot decide now),
+                           INGEST_STOPPING (this replica is shutting down); safe to retry
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     @_abc_1.abstractmethod
