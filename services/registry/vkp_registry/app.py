@@ -1,5 +1,6 @@
 """How the runner starts the registry service: its settings, its dependencies (built and closed
-in one lifespan), the servicer and the background task that follows the change table."""
+in one lifespan), the servicer over the use cases and the background task that follows the
+change table."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
 from vkp_registry.feed import Feed
 from vkp_registry.permissions import PERMISSIONS
+from vkp_registry.service import RegistryService
 from vkp_registry.servicer import RegistryServicer
 from vkp_registry.settings import RegistrySettings
 from vkp_registry.store import RegistryStore
@@ -32,6 +34,7 @@ SETTINGS = (DatabaseSettings, RegistrySettings)
 class Dependencies:
     store: RegistryStore
     feed: Feed
+    service: RegistryService
 
 
 def build_service(
@@ -52,13 +55,13 @@ def build_service(
                 await store.migrate()
             feed = Feed(store, poll_seconds=registry.poll_seconds)
             await feed.load()
-            yield Dependencies(store, feed)
+            yield Dependencies(store, feed, RegistryService(store, feed))
         finally:
             await db.close()
 
     def register(server: grpc.aio.Server, deps: Dependencies) -> None:
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-            RegistryServicer(deps.store, deps.feed), server
+            RegistryServicer(deps.service), server
         )
 
     return Service(

@@ -1,14 +1,21 @@
-"""Between the registry's contract (vkp.registry.v1) and its domain."""
+"""Between the registry's contract (vkp.registry.v1) and its domain: resources, requests' names,
+field-mask updates, request keys, pages, decisions and changes.
+
+The contract's field rules have been checked before any of this runs, so names fit their
+patterns and enum values are defined.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vkp.common.v1 import common_pb2
 from vkp.registry.v1 import registry_pb2 as pb
+from vkp_lib import names
 from vkp_lib.timestamps import timestamp
 from vkp_registry.domain.model import (
     Action,
@@ -23,11 +30,20 @@ from vkp_registry.domain.model import (
     EpjEndpoint,
     Municipality,
     MunicipalityState,
+    PageRequest,
     PartnerProfile,
+    RequestKey,
     Resource,
     ServiceCode,
     Vendor,
     VendorSystem,
+)
+from vkp_registry.domain.rules import fingerprint
+from vkp_registry.domain.updates import (
+    AgreementUpdate,
+    EpjEndpointUpdate,
+    MunicipalityUpdate,
+    VendorSystemUpdate,
 )
 
 SERVICE_CODES = {
@@ -88,9 +104,55 @@ def duration(value: float | None) -> Duration | None:
     return result
 
 
-def organization_of(name: str) -> str:
-    """The organisation number in `municipalities/{org}/...` or `vendors/{org}/...`."""
-    return name.split("/")[1]
+# -- names, request keys and pages -------------------------------------------------------------
+
+#: The collection id that stands for every parent in a list (`municipalities/-`).
+EVERY = "-"
+
+
+def organization_number(pattern: names.Pattern, name: str) -> str:
+    """The organisation number in a name of `pattern`."""
+    found = pattern.id_of(name, "organization_number")
+    if found is None:  # the contract's field rules refuse such a name before a servicer runs
+        raise ValueError(f"not a name of the form {pattern.template}")
+    return found
+
+
+def organization_filter(pattern: names.Pattern, parent: str) -> str | None:
+    """The organisation number of a list's parent; None for every one (`.../-`)."""
+    found = organization_number(pattern, parent)
+    return None if found == EVERY else found
+
+
+CreateRequest: TypeAlias = (
+    pb.CreateMunicipalityRequest
+    | pb.CreateVendorRequest
+    | pb.CreateVendorSystemRequest
+    | pb.CreateEpjEndpointRequest
+    | pb.CreateAgreementRequest
+)
+
+
+def request_key(request: CreateRequest) -> RequestKey | None:
+    """A create's request id, with its method and its content's fingerprint; None without."""
+    if not request.request_id:
+        return None
+    method = request.DESCRIPTOR.name.removesuffix("Request")
+    content = request.SerializeToString(deterministic=True)
+    return RequestKey(request.request_id, method, fingerprint(content))
+
+
+ListRequest: TypeAlias = (
+    pb.ListMunicipalitiesRequest
+    | pb.ListVendorsRequest
+    | pb.ListVendorSystemsRequest
+    | pb.ListAgreementsRequest
+)
+
+
+def page(request: ListRequest, *filters: object) -> PageRequest:
+    """Which page; `filters` are the request's filters, which its page tokens carry."""
+    return PageRequest(request.page_size, request.page_token, "|".join(map(str, filters)))
 
 
 # -- municipalities ----------------------------------------------------------------------------
@@ -118,6 +180,15 @@ def municipality_from_pb(m: pb.Municipality) -> Municipality:
     )
 
 
+def municipality_update(request: pb.UpdateMunicipalityRequest) -> MunicipalityUpdate:
+    given = request.municipality
+    return MunicipalityUpdate(
+        frozenset(request.update_mask.paths),
+        display_name=given.display_name,
+        state=MUNICIPALITY_STATES.get(given.state),
+    )
+
+
 # -- vendors and their systems -----------------------------------------------------------------
 
 
@@ -131,6 +202,10 @@ def vendor_to_pb(v: Vendor) -> pb.Vendor:
     )
 
 
+def vendor_from_pb(v: pb.Vendor) -> Vendor:
+    return Vendor(v.organization_number, v.display_name)
+
+
 def vendor_system_to_pb(s: VendorSystem) -> pb.VendorSystem:
     return pb.VendorSystem(
         name=s.name,
@@ -139,6 +214,24 @@ def vendor_system_to_pb(s: VendorSystem) -> pb.VendorSystem:
         create_time=timestamp(s.create_time),
         update_time=timestamp(s.update_time),
         revision=s.revision,
+    )
+
+
+def vendor_system_from_pb(request: pb.CreateVendorSystemRequest) -> VendorSystem:
+    return VendorSystem(
+        organization_number(names.VENDOR, request.parent),
+        request.system_id,
+        request.vendor_system.display_name,
+        tuple(request.vendor_system.client_ids),
+    )
+
+
+def vendor_system_update(request: pb.UpdateVendorSystemRequest) -> VendorSystemUpdate:
+    given = request.vendor_system
+    return VendorSystemUpdate(
+        frozenset(request.update_mask.paths),
+        display_name=given.display_name,
+        client_ids=tuple(given.client_ids),
     )
 
 
@@ -159,19 +252,41 @@ def epj_endpoint_to_pb(e: EpjEndpoint) -> pb.EpjEndpoint:
     )
 
 
-def epj_endpoint_from_pb(municipality: str, e: pb.EpjEndpoint) -> EpjEndpoint:
+def _timeouts(e: pb.EpjEndpoint) -> tuple[float | None, float | None]:
+    request = seconds(e.request_timeout) if e.HasField("request_timeout") else None
+    connect = seconds(e.connect_timeout) if e.HasField("connect_timeout") else None
+    return request, connect
+
+
+def epj_endpoint_from_pb(request: pb.CreateEpjEndpointRequest) -> EpjEndpoint:
+    e = request.epj_endpoint
+    request_timeout, connect_timeout = _timeouts(e)
     return EpjEndpoint(
-        municipality=municipality,
+        municipality=organization_number(names.MUNICIPALITY, request.parent),
         adapter=ADAPTERS[e.adapter],
         base_url=e.base_url,
         delivery_mode=DELIVERY_MODES[e.delivery_mode],
         credentials_secret=e.credentials_secret,
-        request_timeout_seconds=seconds(e.request_timeout)
-        if e.HasField("request_timeout")
-        else None,
-        connect_timeout_seconds=seconds(e.connect_timeout)
-        if e.HasField("connect_timeout")
-        else None,
+        request_timeout_seconds=request_timeout,
+        connect_timeout_seconds=connect_timeout,
+    )
+
+
+def municipality_state_to_pb(state: MunicipalityState | None) -> pb.MunicipalityState.ValueType:
+    return MUNICIPALITY_STATE_PB[state] if state else pb.MUNICIPALITY_STATE_UNSPECIFIED
+
+
+def epj_endpoint_update(request: pb.UpdateEpjEndpointRequest) -> EpjEndpointUpdate:
+    given = request.epj_endpoint
+    request_timeout, connect_timeout = _timeouts(given)
+    return EpjEndpointUpdate(
+        frozenset(request.update_mask.paths),
+        adapter=ADAPTERS.get(given.adapter),
+        base_url=given.base_url,
+        delivery_mode=DELIVERY_MODES.get(given.delivery_mode),
+        credentials_secret=given.credentials_secret,
+        request_timeout_seconds=request_timeout,
+        connect_timeout_seconds=connect_timeout,
     )
 
 
@@ -195,24 +310,39 @@ def agreement_to_pb(a: Agreement) -> pb.Agreement:
     )
 
 
-def validity_from_pb(a: pb.Agreement) -> tuple[datetime | None, datetime | None]:
+def _validity(a: pb.Agreement) -> tuple[datetime | None, datetime | None]:
     period = a.validity
     start = when(period.start_time) if period.HasField("start_time") else None
     end = when(period.end_time) if period.HasField("end_time") else None
     return start, end
 
 
-def agreement_from_pb(municipality: str, agreement_id: str, a: pb.Agreement) -> Agreement:
-    start, end = validity_from_pb(a)
+def agreement_from_pb(request: pb.CreateAgreementRequest) -> Agreement:
+    """The agreement to create; its id is empty when the request gives none."""
+    a = request.agreement
+    start, end = _validity(a)
     return Agreement(
-        municipality=municipality,
-        agreement_id=agreement_id,
+        municipality=organization_number(names.MUNICIPALITY, request.parent),
+        agreement_id=request.agreement_id,
         vendor_system=a.vendor_system,
         service_codes=tuple(SERVICE_CODES[c] for c in a.service_codes),
         actions=tuple(ACTIONS[x] for x in a.actions),
         valid_from=start,
         valid_until=end,
         state=AGREEMENT_STATES.get(a.state, AgreementState.ACTIVE),
+    )
+
+
+def agreement_update(request: pb.UpdateAgreementRequest) -> AgreementUpdate:
+    given = request.agreement
+    start, end = _validity(given)
+    return AgreementUpdate(
+        frozenset(request.update_mask.paths),
+        service_codes=tuple(SERVICE_CODES[c] for c in given.service_codes),
+        actions=tuple(ACTIONS[x] for x in given.actions),
+        valid_from=start,
+        valid_until=end,
+        state=AGREEMENT_STATES.get(given.state),
     )
 
 
@@ -233,9 +363,10 @@ def partner_profile_to_pb(p: PartnerProfile) -> pb.PartnerProfile:
     )
 
 
-def mappings_from_pb(p: pb.PartnerProfile) -> tuple[tuple[ServiceCode, tuple[str, ...]], ...]:
-    return tuple(
-        (SERVICE_CODES[m.service_code], tuple(m.service_type_patterns)) for m in p.mappings
+def partner_profile_from_pb(p: pb.PartnerProfile) -> PartnerProfile:
+    return PartnerProfile(
+        organization_number(names.PARTNER_PROFILE, p.name),
+        tuple((SERVICE_CODES[m.service_code], tuple(m.service_type_patterns)) for m in p.mappings),
     )
 
 

@@ -10,23 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
-from vkp_lib.logging import get_logger
+from vkp_lib.tasks import Backoff, repeat
 from vkp_registry.domain.decision import AccessSnapshot
-from vkp_registry.store import RegistryStore
+from vkp_registry.domain.model import Change, Resource
 
-log = get_logger("vkp.registry.feed")
+#: The most changes one read of the table applies.
+BATCH = 500
+
+
+class ChangeLog(Protocol):
+    """Where the changes are read from (the store)."""
+
+    async def snapshot(self) -> tuple[int, list[Resource]]: ...
+
+    async def changes_after(
+        self, revision: int, *, up_to: int | None = None, limit: int = BATCH
+    ) -> list[Change]: ...
 
 
 class Feed:
-    def __init__(self, store: RegistryStore, *, poll_seconds: float = 0.2) -> None:
-        self.store = store
+    def __init__(self, changes: ChangeLog, *, poll_seconds: float = 0.2) -> None:
+        self._changes = changes
         self.snapshot = AccessSnapshot()
         self._poll = poll_seconds
         self._nudged = asyncio.Event()
         self._advanced = asyncio.Condition()
+        #: Set once the service stops: the streams end.
         self.stopping = asyncio.Event()
-        store.after_write = self._nudged.set
 
     @property
     def revision(self) -> int:
@@ -35,37 +47,50 @@ class Feed:
     async def load(self) -> None:
         """The snapshot as the database has it now. The revision is read before the resources,
         so replaying the changes after it on top of them ends at the same state."""
-        revision, resources = await self.store.snapshot()
+        revision, resources = await self._changes.snapshot()
         snapshot = AccessSnapshot(revision=revision)
         for resource in resources:
             snapshot.put(resource)
         self.snapshot = snapshot
-        await self.catch_up()
+        while await self._step():
+            pass
 
-    async def catch_up(self) -> None:
-        while changes := await self.store.changes_after(self.snapshot.revision):
+    async def _step(self) -> bool:
+        """Applies the next changes; True when there may be more waiting."""
+        changes = await self._changes.changes_after(self.snapshot.revision, limit=BATCH)
+        if changes:
             for change in changes:
                 self.snapshot.apply(change)
             async with self._advanced:
                 self._advanced.notify_all()
+        return len(changes) == BATCH
+
+    def nudge(self) -> None:
+        """A write committed here: read the table now, not at the next poll."""
+        self._nudged.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Background task: follow the table until the service stops."""
-        stop_watch = asyncio.create_task(self._stop_streams(stopping))
+        """Background task: follow the table until the service stops. While the database is
+        away it is read again with a backoff, never slower than every few seconds."""
+        streams = asyncio.create_task(self._end_streams_on(stopping))
         try:
-            while not stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._nudged.wait(), self._poll)
-                self._nudged.clear()
-                try:
-                    await self.catch_up()
-                except Exception as exc:  # the database is away: try again at the next poll
-                    log.warning("change feed not read", error_type=type(exc).__name__)
+            await repeat(
+                self._step,
+                stopping,
+                name="change feed",
+                idle_seconds=self._poll,
+                backoff=Backoff(base=self._poll, cap=max(self._poll, 5.0)),
+                wake=self._nudged,
+            )
         finally:
-            stop_watch.cancel()
+            streams.cancel()
+            await self._end_streams()
 
-    async def _stop_streams(self, stopping: asyncio.Event) -> None:
+    async def _end_streams_on(self, stopping: asyncio.Event) -> None:
         await stopping.wait()
+        await self._end_streams()
+
+    async def _end_streams(self) -> None:
         self.stopping.set()
         async with self._advanced:
             self._advanced.notify_all()

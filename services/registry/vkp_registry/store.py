@@ -1,203 +1,112 @@
-"""The registry's storage: its resources, the change feed and idempotent creates.
+"""The registry's storage: its resources, the change feed, idempotent creates and the lists'
+filters. The only place with SQL (the tables are in `tables`).
 
-Each resource is a row keyed by its name, with the columns its lists filter on and its body as
-JSON. Every change bumps the one-row revision counter *in the change's own transaction*, so
-revision order is commit order (the counter's row lock makes writers take turns; a serial column
-would not: two writers can commit out of order and a subscriber resuming from the larger one
-would skip the other). The change and the resource as it now is go into `registry_changes`,
-which `WatchChanges` and every replica's access snapshot follow.
+Every change bumps the one-row revision counter *in the change's own transaction*, so revision
+order is commit order (the counter's row lock makes writers take turns; a serial column would
+not: two writers can commit out of order and a subscriber resuming from the larger one would
+skip the other). The change and the resource as it now is go into `registry_changes`, which
+`WatchChanges` and every replica's access snapshot follow.
+
+A write's checks (`Check`) run inside its transaction and read through `Reads`, so what they
+check still holds when the write commits.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_lib import paging
+from vkp_lib import names, paging
 from vkp_lib.db import Database, aware, rowcount
-from vkp_lib.errors import AlreadyExists, FailedPrecondition, NotFound
+from vkp_registry.domain import rules
 from vkp_registry.domain.model import (
     Agreement,
+    AgreementState,
     Change,
     ChangeType,
-    EpjEndpoint,
     Municipality,
-    PartnerProfile,
+    MunicipalityState,
+    Named,
+    Page,
+    PageRequest,
+    R,
+    RequestKey,
     Resource,
     Vendor,
     VendorSystem,
 )
+from vkp_registry.tables import (
+    KINDS,
+    Kind,
+    agreements_table,
+    changes_table,
+    client_ids_table,
+    kind_of,
+    metadata,
+    municipalities_table,
+    requests_table,
+    revision_table,
+    vendor_systems_table,
+)
+
+__all__ = ["Check", "Reads", "RegistryStore", "metadata"]
 
 MIGRATIONS = "vkp_registry.migrations"
 VERSION_TABLE = "alembic_version_registry"
 DEFAULT_PAGE_SIZE = 50
 
-metadata = sa.MetaData()
-revision_table = sa.Table(
-    "registry_revision",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("revision", sa.BigInteger, nullable=False),
-)
-changes_table = sa.Table(
-    "registry_changes",
-    metadata,
-    sa.Column("revision", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("commit_time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("change_type", sa.String(16), nullable=False),
-    sa.Column("resource_type", sa.String(32), nullable=False),
-    sa.Column("resource_name", sa.String(300), nullable=False),
-    sa.Column("body", sa.Text, nullable=True),
-)
-requests_table = sa.Table(
-    "registry_requests",
-    metadata,
-    sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("method", sa.String(64), nullable=False),
-    sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("resource_type", sa.String(32), nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-def _resource_table(name: str, *columns: sa.Column[Any]) -> sa.Table:
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("name", sa.String(300), primary_key=True),
-        *columns,
-        sa.Column("body", sa.Text, nullable=False),
-    )
-
-
-municipalities_table = _resource_table(
-    "registry_municipalities",
-    sa.Column("municipality_number", sa.String(4), nullable=False, unique=True),
-    sa.Column("state", sa.String(16), nullable=False),
-)
-vendors_table = _resource_table("registry_vendors")
-vendor_systems_table = _resource_table(
-    "registry_vendor_systems", sa.Column("vendor", sa.String(40), nullable=False, index=True)
-)
-client_ids_table = sa.Table(
-    "registry_client_ids",
-    metadata,
-    sa.Column("client_id", sa.String(200), primary_key=True),
-    sa.Column("vendor_system", sa.String(300), nullable=False, index=True),
-)
-epj_endpoints_table = _resource_table("registry_epj_endpoints")
-agreements_table = _resource_table(
-    "registry_agreements",
-    sa.Column("municipality", sa.String(9), nullable=False, index=True),
-    sa.Column("vendor_system", sa.String(300), nullable=False, index=True),
-    sa.Column("state", sa.String(16), nullable=False),
-)
-partner_profiles_table = _resource_table("registry_partner_profiles")
-
-R = TypeVar("R", bound=Resource)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Kind:
-    """How one kind of resource is stored."""
+class Reads:
+    """What a write's check may read, inside the write's transaction."""
 
-    type_name: str
-    resource: type[Any]
-    table: sa.Table
-    columns: Callable[[Any], dict[str, Any]]
-    missing: str  # the NOT_FOUND reason
-    exists: str  # the ALREADY_EXISTS reason
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
 
-    @property
-    def adapter(self) -> TypeAdapter[Any]:
-        return _ADAPTERS[self.type_name]
+    async def find(self, kind: type[R], name: str) -> R | None:
+        return await _find(self._session, kind_of(kind), name)
 
+    async def client_ids_taken(self, client_ids: Sequence[str], *, by_other_than: str) -> list[str]:
+        """Those of `client_ids` that belong to a system other than `by_other_than`."""
+        rows = await self._session.execute(
+            sa.select(client_ids_table.c.client_id).where(
+                client_ids_table.c.client_id.in_(list(client_ids)),
+                client_ids_table.c.vendor_system != by_other_than,
+            )
+        )
+        return [client_id for (client_id,) in rows]
 
-MUNICIPALITY = Kind(
-    "municipality",
-    Municipality,
-    municipalities_table,
-    lambda m: {"municipality_number": m.municipality_number, "state": m.state.value},
-    "MUNICIPALITY_NOT_FOUND",
-    "MUNICIPALITY_EXISTS",
-)
-VENDOR = Kind("vendor", Vendor, vendors_table, lambda v: {}, "VENDOR_NOT_FOUND", "VENDOR_EXISTS")
-VENDOR_SYSTEM = Kind(
-    "vendor_system",
-    VendorSystem,
-    vendor_systems_table,
-    lambda s: {"vendor": f"vendors/{s.vendor_organization_number}"},
-    "VENDOR_SYSTEM_NOT_FOUND",
-    "VENDOR_SYSTEM_EXISTS",
-)
-EPJ_ENDPOINT = Kind(
-    "epj_endpoint",
-    EpjEndpoint,
-    epj_endpoints_table,
-    lambda e: {},
-    "EPJ_ENDPOINT_NOT_FOUND",
-    "EPJ_ENDPOINT_EXISTS",
-)
-AGREEMENT = Kind(
-    "agreement",
-    Agreement,
-    agreements_table,
-    lambda a: {
-        "municipality": a.municipality,
-        "vendor_system": a.vendor_system,
-        "state": a.state.value,
-    },
-    "AGREEMENT_NOT_FOUND",
-    "AGREEMENT_EXISTS",
-)
-PARTNER_PROFILE = Kind(
-    "partner_profile",
-    PartnerProfile,
-    partner_profiles_table,
-    lambda p: {},
-    "PARTNER_PROFILE_NOT_FOUND",
-    "PARTNER_PROFILE_EXISTS",
-)
-KINDS = {
-    k.type_name: k
-    for k in (MUNICIPALITY, VENDOR, VENDOR_SYSTEM, EPJ_ENDPOINT, AGREEMENT, PARTNER_PROFILE)
-}
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    name: TypeAdapter(kind.resource) for name, kind in KINDS.items()
-}
-KIND_OF = {kind.resource: kind for kind in KINDS.values()}
+    async def municipality_number_taken(self, number: str) -> bool:
+        rows = await self._session.execute(
+            sa.select(municipalities_table.c.name).where(
+                municipalities_table.c.municipality_number == number
+            )
+        )
+        return rows.first() is not None
 
 
-def kind_of(resource: Resource) -> Kind:
-    return KIND_OF[type(resource)]
+#: A check a write makes in its transaction; it raises to refuse the write.
+Check = Callable[[Reads], Awaitable[None]]
 
 
-def _dump(resource: Resource) -> str:
-    return kind_of(resource).adapter.dump_json(resource).decode()
+async def _find(session: AsyncSession, kind: Kind, name: str) -> Any | None:
+    found = await session.execute(sa.select(kind.table.c.body).where(kind.table.c.name == name))
+    body = found.scalar_one_or_none()
+    return kind.load(body) if body is not None else None
 
 
-def _load(type_name: str, body: str) -> Any:
-    return KINDS[type_name].adapter.validate_json(body)
-
-
-def fingerprint(content: bytes) -> str:
-    """A stable hash of a request's content, to tell a retry from a reused request id."""
-    return hashlib.sha256(content).hexdigest()
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Any]
-    next_page_token: str
+def _stamped(resource: R, revision: int, now: datetime, *, created: bool) -> R:
+    times = {"create_time": now} if created and hasattr(resource, "create_time") else {}
+    if hasattr(resource, "update_time"):
+        times["update_time"] = now
+    stamped: R = replace(cast(Any, resource), revision=revision, **times)
+    return stamped
 
 
 class RegistryStore:
@@ -206,28 +115,33 @@ class RegistryStore:
     def __init__(self, db: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.db = db
         self._clock = clock
-        self.after_write: Callable[[], None] = lambda: None
 
     async def migrate(self) -> None:
         await self.db.migrate(MIGRATIONS, VERSION_TABLE)
 
-    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        result = await self.db.write(work)
-        self.after_write()
-        return result
-
     # -- the change feed ---------------------------------------------------------------------
 
-    async def _record(
-        self, session: AsyncSession, change: ChangeType, name: str, kind: Kind
-    ) -> tuple[int, datetime]:
+    async def _bump(self, session: AsyncSession) -> tuple[int, datetime]:
+        """The next revision, taken in the write's transaction, and the time of the change."""
         bumped = await session.execute(
             sa.update(revision_table)
             .where(revision_table.c.id == 1)
             .values(revision=revision_table.c.revision + 1)
             .returning(revision_table.c.revision)
         )
-        revision, now = int(bumped.scalar_one()), self._clock()
+        return int(bumped.scalar_one()), self._clock()
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        revision: int,
+        now: datetime,
+        change: ChangeType,
+        kind: Kind,
+        name: str,
+        body: str | None,
+    ) -> None:
+        """The change of `revision`, with the resource as it now is (None when deleted)."""
         await session.execute(
             sa.insert(changes_table).values(
                 revision=revision,
@@ -235,24 +149,9 @@ class RegistryStore:
                 change_type=change.value,
                 resource_type=kind.type_name,
                 resource_name=name,
-                body=None,
+                body=body,
             )
         )
-        return revision, now
-
-    async def _finish_change(
-        self, session: AsyncSession, revision: int, resource: Resource
-    ) -> None:
-        await session.execute(
-            sa.update(changes_table)
-            .where(changes_table.c.revision == revision)
-            .values(body=_dump(resource))
-        )
-
-    async def head_revision(self) -> int:
-        async with self.db.read() as session:
-            found = await session.execute(sa.select(revision_table.c.revision))
-            return int(found.scalar_one())
 
     async def changes_after(
         self, revision: int, *, up_to: int | None = None, limit: int = 500
@@ -269,7 +168,7 @@ class RegistryStore:
                     commit_time=aware(row.commit_time),
                     type=ChangeType(row.change_type),
                     resource_name=row.resource_name,
-                    resource=_load(row.resource_type, row.body) if row.body else None,
+                    resource=KINDS[row.resource_type].load(row.body) if row.body else None,
                 )
                 for row in rows
             ]
@@ -283,155 +182,121 @@ class RegistryStore:
             resources: list[Resource] = []
             for kind in KINDS.values():
                 rows = await session.execute(sa.select(kind.table.c.body))
-                resources += [_load(kind.type_name, body) for (body,) in rows]
+                resources += [kind.load(body) for (body,) in rows]
             return revision, resources
 
-    # -- generic resource operations ---------------------------------------------------------
+    # -- resources ---------------------------------------------------------------------------
 
-    async def _get_in(self, session: AsyncSession, kind: Kind, name: str) -> Any | None:
-        found = await session.execute(sa.select(kind.table.c.body).where(kind.table.c.name == name))
-        body = found.scalar_one_or_none()
-        return _load(kind.type_name, body) if body is not None else None
-
-    async def get(self, kind: Kind, name: str) -> Any:
+    async def find(self, kind: type[R], name: str) -> R | None:
         async with self.db.read() as session:
-            resource = await self._get_in(session, kind, name)
-        if resource is None:
-            raise NotFound(kind.missing, f"{name} does not exist")
-        return resource
-
-    async def page(
-        self,
-        kind: Kind,
-        *,
-        page_size: int,
-        page_token: str,
-        where: Sequence[sa.ColumnElement[bool]] = (),
-        filters: str = "",
-    ) -> Page:
-        size = page_size or DEFAULT_PAGE_SIZE
-        after = paging.position(page_token, filters, lambda parts: parts[0]) or ""
-        query = sa.select(kind.table.c.name, kind.table.c.body).order_by(kind.table.c.name)
-        for condition in where:
-            query = query.where(condition)
-        if after:
-            query = query.where(kind.table.c.name > after)
-        async with self.db.read() as session:
-            rows = list(await session.execute(query.limit(size + 1)))
-        items = [_load(kind.type_name, body) for _, body in rows[:size]]
-        more = len(rows) > size
-        return Page(items, paging.page_token([rows[size - 1][0]], filters) if more else "")
+            found: R | None = await _find(session, kind_of(kind), name)
+            return found
 
     async def create(
-        self,
-        resource: R,
-        *,
-        request_id: str = "",
-        method: str,
-        request_fingerprint: str,
-        check: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        self, resource: R, *, request: RequestKey | None = None, check: Check | None = None
     ) -> R:
-        kind = kind_of(resource)
+        """Stores a new resource, unless `request` names one already created (its first answer
+        again). Refused when the name is taken, or by `check`."""
+        kind = kind_of(type(resource))
 
         async def work(session: AsyncSession) -> R:
-            if request_id:
+            if request is not None:
                 earlier = await session.execute(
-                    sa.select(requests_table).where(requests_table.c.request_id == request_id)
+                    sa.select(requests_table).where(
+                        requests_table.c.request_id == request.request_id
+                    )
                 )
                 row = earlier.one_or_none()
                 if row is not None:
-                    if (row.method, row.fingerprint) != (method, request_fingerprint):
-                        raise FailedPrecondition(
-                            "REQUEST_ID_REUSED", "request_id was used for another request"
-                        )
-                    stored: R = _load(row.resource_type, row.body)
+                    rules.check_same_request(
+                        RequestKey(row.request_id, row.method, row.fingerprint), request
+                    )
+                    stored: R = KINDS[row.resource_type].load(row.body)
                     return stored
-            if await self._get_in(session, kind, resource.name) is not None:
-                raise AlreadyExists(kind.exists, f"{resource.name} exists")
+            if await _find(session, kind, resource.name) is not None:
+                raise rules.already_exists(type(resource), resource.name)
             if check is not None:
-                await check(session)
-            revision, now = await self._record(session, ChangeType.CREATED, resource.name, kind)
-            times = {"create_time": now} if hasattr(resource, "create_time") else {}
-            if hasattr(resource, "update_time"):
-                times["update_time"] = now
-            created: R = replace(cast(Any, resource), revision=revision, **times)
+                await check(Reads(session))
+            revision, now = await self._bump(session)
+            created = _stamped(resource, revision, now, created=True)
+            body = kind.dump(created)
             await session.execute(
-                sa.insert(kind.table).values(
-                    name=created.name, body=_dump(created), **kind.columns(created)
-                )
+                sa.insert(kind.table).values(name=created.name, body=body, **kind.columns(created))
             )
-            await self._finish_change(session, revision, created)
+            await self._record(session, revision, now, ChangeType.CREATED, kind, created.name, body)
             await self._after_save(session, created)
-            if request_id:
+            if request is not None:
                 await session.execute(
                     sa.insert(requests_table).values(
-                        request_id=request_id,
-                        method=method,
-                        fingerprint=request_fingerprint,
+                        request_id=request.request_id,
+                        method=request.method,
+                        fingerprint=request.fingerprint,
                         resource_type=kind.type_name,
-                        body=_dump(created),
+                        body=body,
                         create_time=now,
                     )
                 )
             return created
 
-        return await self._write(work)
+        return await self.db.write(work)
 
     async def update(
         self,
-        kind: Kind,
+        kind: type[R],
         name: str,
-        change: Callable[[Any], Any],
-        check: Callable[[AsyncSession, Any], Awaitable[None]] | None = None,
+        change: Callable[[R], R],
+        check: Check | None = None,
         *,
-        upsert: Any = None,
-    ) -> Any:
-        """Applies `change` to the stored resource; with `upsert`, to that when none is stored."""
+        upsert: R | None = None,
+    ) -> R:
+        """Applies `change` to the stored resource; with `upsert`, to that when none is stored.
+        Refused when there is none (and no `upsert`), or by `check`."""
+        stored_as = kind_of(kind)
 
-        async def work(session: AsyncSession) -> Any:
-            current = await self._get_in(session, kind, name)
-            if current is None and upsert is None:
-                raise NotFound(kind.missing, f"{name} does not exist")
+        async def work(session: AsyncSession) -> R:
+            current: R | None = await _find(session, stored_as, name)
             base = current if current is not None else upsert
+            if base is None:
+                raise rules.not_found(kind, name)
             changed = change(base)
             if check is not None:
-                await check(session, changed)
-            revision, now = await self._record(
-                session,
-                ChangeType.UPDATED if current is not None else ChangeType.CREATED,
-                name,
-                kind,
-            )
-            updated = replace(changed, revision=revision, update_time=now)
+                await check(Reads(session))
+            revision, now = await self._bump(session)
+            updated = _stamped(changed, revision, now, created=False)
+            body, columns = stored_as.dump(updated), stored_as.columns(updated)
             if current is None:
                 await session.execute(
-                    sa.insert(kind.table).values(
-                        name=name, body=_dump(updated), **kind.columns(updated)
-                    )
+                    sa.insert(stored_as.table).values(name=name, body=body, **columns)
                 )
             else:
                 await session.execute(
-                    sa.update(kind.table)
-                    .where(kind.table.c.name == name)
-                    .values(body=_dump(updated), **kind.columns(updated))
+                    sa.update(stored_as.table)
+                    .where(stored_as.table.c.name == name)
+                    .values(body=body, **columns)
                 )
-            await self._finish_change(session, revision, updated)
+            change_type = ChangeType.UPDATED if current is not None else ChangeType.CREATED
+            await self._record(session, revision, now, change_type, stored_as, name, body)
             await self._after_save(session, updated)
             return updated
 
-        return await self._write(work)
+        return await self.db.write(work)
 
-    async def delete(self, kind: Kind, name: str) -> int:
+    async def delete(self, kind: type[Named], name: str) -> int:
+        """Removes a resource; the revision of the removal."""
+        stored_as = kind_of(kind)
+
         async def work(session: AsyncSession) -> int:
-            deleted = await session.execute(sa.delete(kind.table).where(kind.table.c.name == name))
+            table = stored_as.table
+            deleted = await session.execute(sa.delete(table).where(table.c.name == name))
             if rowcount(deleted) == 0:
-                raise NotFound(kind.missing, f"{name} does not exist")
-            revision, _ = await self._record(session, ChangeType.DELETED, name, kind)
+                raise rules.not_found(kind, name)
+            revision, now = await self._bump(session)
+            await self._record(session, revision, now, ChangeType.DELETED, stored_as, name, None)
             return revision
 
-        return await self._write(work)
+        return await self.db.write(work)
 
-    async def _after_save(self, session: AsyncSession, resource: Resource) -> None:
+    async def _after_save(self, session: AsyncSession, resource: Named) -> None:
         if isinstance(resource, VendorSystem):
             await session.execute(
                 sa.delete(client_ids_table).where(client_ids_table.c.vendor_system == resource.name)
@@ -441,29 +306,61 @@ class RegistryStore:
                 [{"client_id": c, "vendor_system": resource.name} for c in resource.client_ids],
             )
 
-    # -- checks used inside writes ------------------------------------------------------------
+    # -- lists -------------------------------------------------------------------------------
 
-    async def require(self, session: AsyncSession, kind: Kind, name: str) -> Any:
-        resource = await self._get_in(session, kind, name)
-        if resource is None:
-            raise NotFound(kind.missing, f"{name} does not exist")
-        return resource
+    async def _page(
+        self, kind: Kind, page: PageRequest, where: Sequence[sa.ColumnElement[bool]] = ()
+    ) -> Page[Any]:
+        size = page.size or DEFAULT_PAGE_SIZE
+        after = paging.position(page.token, page.filters, lambda parts: parts[0]) or ""
+        query = sa.select(kind.table.c.name, kind.table.c.body).order_by(kind.table.c.name)
+        for condition in where:
+            query = query.where(condition)
+        if after:
+            query = query.where(kind.table.c.name > after)
+        async with self.db.read() as session:
+            rows = list(await session.execute(query.limit(size + 1)))
+        items = [kind.load(body) for _, body in rows[:size]]
+        more = len(rows) > size
+        return Page(items, paging.page_token([rows[size - 1][0]], page.filters) if more else "")
 
-    async def clients_taken(
-        self, session: AsyncSession, client_ids: Sequence[str], by_other_than: str
-    ) -> list[str]:
-        rows = await session.execute(
-            sa.select(client_ids_table.c.client_id).where(
-                client_ids_table.c.client_id.in_(list(client_ids)),
-                client_ids_table.c.vendor_system != by_other_than,
-            )
-        )
-        return [client_id for (client_id,) in rows]
+    async def list_municipalities(
+        self, page: PageRequest, *, state: MunicipalityState | None = None
+    ) -> Page[Municipality]:
+        where = [] if state is None else [municipalities_table.c.state == state.value]
+        return await self._page(kind_of(Municipality), page, where)
 
-    async def municipality_number_taken(self, session: AsyncSession, number: str) -> bool:
-        rows = await session.execute(
-            sa.select(municipalities_table.c.name).where(
-                municipalities_table.c.municipality_number == number
-            )
-        )
-        return rows.first() is not None
+    async def list_vendors(self, page: PageRequest) -> Page[Vendor]:
+        return await self._page(kind_of(Vendor), page)
+
+    async def list_vendor_systems(
+        self, page: PageRequest, *, vendor: str | None = None, name: str | None = None
+    ) -> Page[VendorSystem]:
+        """The systems of the vendor with this organisation number (all without one); with
+        `name`, only that one."""
+        where = []
+        if vendor is not None:
+            vendor_name = names.VENDOR.format(organization_number=vendor)
+            where.append(vendor_systems_table.c.vendor == vendor_name)
+        if name is not None:
+            where.append(vendor_systems_table.c.name == name)
+        return await self._page(kind_of(VendorSystem), page, where)
+
+    async def list_agreements(
+        self,
+        page: PageRequest,
+        *,
+        municipality: str | None = None,
+        vendor_system: str | None = None,
+        state: AgreementState | None = None,
+    ) -> Page[Agreement]:
+        """The agreements of the municipality with this organisation number (all without one),
+        of one vendor system, in one state."""
+        where = []
+        if municipality is not None:
+            where.append(agreements_table.c.municipality == municipality)
+        if vendor_system is not None:
+            where.append(agreements_table.c.vendor_system == vendor_system)
+        if state is not None:
+            where.append(agreements_table.c.state == state.value)
+        return await self._page(kind_of(Agreement), page, where)

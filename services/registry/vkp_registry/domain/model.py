@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from vkp_lib import names
 
@@ -176,6 +176,20 @@ class PartnerProfile:
 
 
 Resource = Municipality | Vendor | VendorSystem | EpjEndpoint | Agreement | PartnerProfile
+
+
+class Named(Protocol):
+    """What every resource has: its name and the revision of its last change."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def revision(self) -> int: ...
+
+
+#: One kind of resource, where code works the same for each.
+R = TypeVar("R", bound=Named)
 
 
 @dataclass(frozen=True)

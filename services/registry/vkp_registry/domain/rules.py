@@ -20,8 +20,8 @@ from vkp_registry.domain.model import (
     Agreement,
     EpjEndpoint,
     Municipality,
+    Named,
     RequestKey,
-    Resource,
     Vendor,
     VendorSystem,
 )
@@ -110,14 +110,14 @@ def check_municipality_number_free(taken: bool) -> None:
 
 #: A partner profile is never missing (it is empty until set) and never created twice (it is
 #: set, not created), so it has neither.
-_NOT_FOUND: dict[type[Resource], Reason] = {
+_NOT_FOUND: dict[type[Named], Reason] = {
     Municipality: Reason.MUNICIPALITY_NOT_FOUND,
     Vendor: Reason.VENDOR_NOT_FOUND,
     VendorSystem: Reason.VENDOR_SYSTEM_NOT_FOUND,
     EpjEndpoint: Reason.EPJ_ENDPOINT_NOT_FOUND,
     Agreement: Reason.AGREEMENT_NOT_FOUND,
 }
-_EXISTS: dict[type[Resource], Reason] = {
+_EXISTS: dict[type[Named], Reason] = {
     Municipality: Reason.MUNICIPALITY_EXISTS,
     Vendor: Reason.VENDOR_EXISTS,
     VendorSystem: Reason.VENDOR_SYSTEM_EXISTS,
@@ -126,9 +126,9 @@ _EXISTS: dict[type[Resource], Reason] = {
 }
 
 
-def not_found(kind: type[Resource], name: str) -> NotFound:
+def not_found(kind: type[Named], name: str) -> NotFound:
     return NotFound(_NOT_FOUND[kind], f"{name} does not exist")
 
 
-def already_exists(kind: type[Resource], name: str) -> AlreadyExists:
+def already_exists(kind: type[Named], name: str) -> AlreadyExists:
     return AlreadyExists(_EXISTS[kind], f"{name} exists")
