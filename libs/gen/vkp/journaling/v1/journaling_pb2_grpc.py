@@ -39,15 +39,12 @@ class JournalingServiceStub:
     ErrorInfo reasons (domain journaling.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
     INVALID_FORMAT (a field rule; BadRequest names the fields),
-    INVALID_PAGE_TOKEN
+    INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
     NOT_FOUND            ENTRY_NOT_FOUND
-    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
-    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
-    is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
-    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
-    MISSING_SCOPE
-    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
-    UNAUTHENTICATED: the reasons of the hub's authentication.
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
+    UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel):
@@ -107,15 +104,12 @@ class JournalingServiceServicer:
     ErrorInfo reasons (domain journaling.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
     INVALID_FORMAT (a field rule; BadRequest names the fields),
-    INVALID_PAGE_TOKEN
+    INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
     NOT_FOUND            ENTRY_NOT_FOUND
-    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
-    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
-    is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
-    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
-    MISSING_SCOPE
-    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
-    UNAUTHENTICATED: the reasons of the hub's authentication.
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
+    UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def Enqueue(self, request, context):
@@ -230,15 +224,12 @@ class JournalingService:
     ErrorInfo reasons (domain journaling.vkp):
     INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
     INVALID_FORMAT (a field rule; BadRequest names the fields),
-    INVALID_PAGE_TOKEN
+    INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
+    INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
     NOT_FOUND            ENTRY_NOT_FOUND
-    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
-    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
-    is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
-    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
-    MISSING_SCOPE
-    UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
-    UNAUTHENTICATED: the reasons of the hub's authentication.
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
+    UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+    UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     @staticmethod

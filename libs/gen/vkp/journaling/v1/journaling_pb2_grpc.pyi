@@ -40,15 +40,12 @@ class JournalingServiceStub:
     ErrorInfo reasons (domain journaling.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
-                           INVALID_PAGE_TOKEN
+                           INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
+                           INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
       NOT_FOUND            ENTRY_NOT_FOUND
-      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
-                           NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
-                           is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
-      PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
-                           MISSING_SCOPE
-      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
-      UNAUTHENTICATED: the reasons of the hub's authentication.
+      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
+      UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     @_typing.overload
@@ -91,15 +88,12 @@ class JournalingServiceAsyncStub(JournalingServiceStub):
     ErrorInfo reasons (domain journaling.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
-                           INVALID_PAGE_TOKEN
+                           INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
+                           INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
       NOT_FOUND            ENTRY_NOT_FOUND
-      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
-                           NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
-                           is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
-      PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
-                           MISSING_SCOPE
-      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
-      UNAUTHENTICATED: the reasons of the hub's authentication.
+      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
+      UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -138,15 +132,12 @@ class JournalingServiceServicer(metaclass=_abc_1.ABCMeta):
     ErrorInfo reasons (domain journaling.vkp):
       INVALID_ARGUMENT     MALFORMED_REQUEST (the bytes do not decode as the request),
                            INVALID_FORMAT (a field rule; BadRequest names the fields),
-                           INVALID_PAGE_TOKEN
+                           INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
+                           INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
       NOT_FOUND            ENTRY_NOT_FOUND
-      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
-                           NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
-                           is pushed to), ENTRY_NOT_READ (Acknowledge of an entry not fetched)
-      PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ asking for another municipality's notes),
-                           MISSING_SCOPE
-      UNAVAILABLE          STORAGE_UNAVAILABLE (safe to retry)
-      UNAUTHENTICATED: the reasons of the hub's authentication.
+      FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
+      UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+      UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
     @_abc_1.abstractmethod
