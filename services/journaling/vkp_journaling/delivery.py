@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -38,11 +39,9 @@ from vkp_journaling.domain.delivery import (
     after_failure,
 )
 from vkp_journaling.domain.entry import Entry
-from vkp_journaling.endpoints import EndpointDirectory
-from vkp_journaling.epj import Endpoint, FhirAdapter
+from vkp_journaling.epj import Endpoint
 from vkp_journaling.render import NoteContext, note_key, render_note
 from vkp_journaling.settings import JournalingSettings
-from vkp_journaling.store import JournalStore
 from vkp_lib.logging import get_logger
 from vkp_lib.tasks import Backoff, repeat
 
@@ -52,6 +51,40 @@ SPAN_NAME = "deliver journal note"
 #: How long a municipality whose EPJ pulls its notes is left alone.
 PULL_SKIP = timedelta(seconds=30)
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class QueueStore(Protocol):
+    """What delivery needs of the store (vkp_journaling.store.JournalStore)."""
+
+    async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool: ...
+
+    async def claim(
+        self, owner: str, now: datetime, lease: timedelta, *, paused: Sequence[str] = ()
+    ) -> tuple[str, str] | None: ...
+
+    async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None: ...
+
+    async def release(self, municipality: str, patient: str, owner: str) -> None: ...
+
+    async def journaled(self, entry: Entry, owner: str, now: datetime, note: str) -> bool: ...
+
+    async def retrying(
+        self, entry: Entry, owner: str, now: datetime, at: datetime, reason: str
+    ) -> bool: ...
+
+    async def dead(self, entry: Entry, owner: str, now: datetime, reason: str) -> bool: ...
+
+
+class Endpoints(Protocol):
+    """Municipalities' EPJ endpoints (vkp_journaling.endpoints.EndpointDirectory)."""
+
+    async def get(self, municipality: str) -> Endpoint | None: ...
+
+
+class Adapter(Protocol):
+    """Sends a note to an EPJ (vkp_journaling.epj.FhirAdapter)."""
+
+    async def deliver(self, endpoint: Endpoint, bundle: dict[str, Any]) -> Outcome: ...
 
 
 def vendor_trace(traceparent: str) -> Context:
@@ -71,9 +104,9 @@ def _note_context(entry: Entry) -> NoteContext:
 class Delivery:
     def __init__(
         self,
-        store: JournalStore,
-        endpoints: EndpointDirectory,
-        adapter: FhirAdapter,
+        store: QueueStore,
+        endpoints: Endpoints,
+        adapter: Adapter,
         settings: JournalingSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
