@@ -51,7 +51,6 @@ class RegistryServiceStub:
     ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
     EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
     FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
-    OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
     UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
@@ -209,7 +208,6 @@ class RegistryServiceServicer:
     ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
     EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
     FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
-    OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
     UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
@@ -544,7 +542,6 @@ class RegistryService:
     ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
     EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
     FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
-    OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
     UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 

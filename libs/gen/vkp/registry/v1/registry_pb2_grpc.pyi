@@ -52,7 +52,6 @@ class RegistryServiceStub:
       ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
                            EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
       FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
-      OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
       UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
@@ -148,7 +147,6 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
       ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
                            EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
       FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
-      OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
       UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
@@ -240,7 +238,6 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
       ALREADY_EXISTS       MUNICIPALITY_EXISTS, VENDOR_EXISTS, VENDOR_SYSTEM_EXISTS,
                            EPJ_ENDPOINT_EXISTS, AGREEMENT_EXISTS, CLIENT_ID_TAKEN
       FAILED_PRECONDITION  REQUEST_ID_REUSED (the same request_id with other content)
-      OUT_OF_RANGE         REVISION_UNAVAILABLE (WatchChanges from a revision no longer kept)
       UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
