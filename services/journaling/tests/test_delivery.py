@@ -1,0 +1,228 @@
+"""Delivery without a server, a database or an EPJ: one patient queue in memory, an adapter that
+answers what the test says, and the spans of the attempts in memory."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from vkp_journaling.delivery import SPAN_NAME, Delivery, vendor_trace
+from vkp_journaling.domain.delivery import JOURNALED, Outcome, Result
+from vkp_journaling.domain.entry import Entry, EntryState
+from vkp_journaling.epj import Endpoint
+from vkp_journaling.settings import JournalingSettings
+from vkp_lib.testing.data import TEST_PEOPLE
+from vkp_lib.testing.events import sample_event
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+PLACE = "964120005"
+PATIENT = TEST_PEOPLE[0].national_id
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+SETTINGS = JournalingSettings(max_attempts=3, backoff_base_seconds=1.0, backoff_max_seconds=8.0)
+ENDPOINT = Endpoint(municipality=PLACE, base_url="http://epj.invalid/fhir", pull=False)
+
+
+def entry(entry_id: str = "e-1", *, traceparent: str = TRACEPARENT, attempts: int = 0) -> Entry:
+    return Entry(
+        entry_id=entry_id,
+        municipality=PLACE,
+        patient=PATIENT,
+        sequence=1,
+        kind="home_measurement",
+        event_id="evt-0001",
+        service_code="DHO",
+        vendor_system="vendors/912340007/systems/dispenser-cloud",
+        client_id="dosetta-dispenser",
+        event=sample_event("home_measurement").SerializeToString(deterministic=True),
+        traceparent=traceparent,
+        occurred_time=NOW,
+        receive_time=NOW,
+        state=EntryState.QUEUED,
+        attempts=attempts,
+        next_attempt_time=None,
+        last_error_reason="",
+        create_time=NOW,
+        update_time=NOW,
+        journaled_time=None,
+        note_identifier="",
+    )
+
+
+class Queue:
+    """One patient queue: its waiting entries, and what delivery wrote."""
+
+    def __init__(self, *waiting: Entry) -> None:
+        self.waiting = list(waiting)
+        self.written: list[tuple[str, str, dict[str, Any]]] = []
+        self.leased = False
+
+    async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool:
+        return bool(self.waiting) and PLACE not in paused and not self.leased
+
+    async def claim(
+        self, owner: str, now: datetime, lease: timedelta, *, paused: Sequence[str] = ()
+    ) -> tuple[str, str] | None:
+        if not await self.any_due(now, paused=paused):
+            return None
+        self.leased = True
+        return PLACE, PATIENT
+
+    async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None:
+        return next((e for e in self.waiting if (e.next_attempt_time or now) <= now), None)
+
+    async def release(self, municipality: str, patient: str, owner: str) -> None:
+        self.leased = False
+
+    def _done(self, entry: Entry, state: str, **values: Any) -> bool:
+        self.written.append((entry.entry_id, state, values))
+        self.waiting = [e for e in self.waiting if e.entry_id != entry.entry_id]
+        if state == "RETRYING":
+            self.waiting.insert(0, dataclasses.replace(entry, next_attempt_time=values["at"]))
+        return True
+
+    async def journaled(self, entry: Entry, owner: str, now: datetime, note: str) -> bool:
+        return self._done(entry, "JOURNALED", note=note)
+
+    async def retrying(
+        self, entry: Entry, owner: str, now: datetime, at: datetime, reason: str
+    ) -> bool:
+        return self._done(entry, "RETRYING", at=at, reason=reason)
+
+    async def dead(self, entry: Entry, owner: str, now: datetime, reason: str) -> bool:
+        return self._done(entry, "DEAD", reason=reason)
+
+
+class Endpoints:
+    def __init__(self, endpoint: Endpoint | None = ENDPOINT) -> None:
+        self.endpoint = endpoint
+
+    async def get(self, municipality: str) -> Endpoint | None:
+        return self.endpoint
+
+
+class Adapter:
+    """Answers each delivery with the next outcome; records the span current during the call."""
+
+    def __init__(self, *outcomes: Outcome) -> None:
+        self.outcomes = list(outcomes)
+        self.calls: list[trace.SpanContext] = []
+
+    async def deliver(self, endpoint: Endpoint, bundle: dict[str, Any]) -> Outcome:
+        self.calls.append(trace.get_current_span().get_span_context())
+        return self.outcomes.pop(0)
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+def delivery(
+    queue: Queue, adapter: Adapter, provider: TracerProvider, endpoints: Endpoints | None = None
+) -> Delivery:
+    return Delivery(
+        queue,
+        endpoints or Endpoints(),
+        adapter,
+        SETTINGS,
+        clock=lambda: NOW,
+        tracer_provider=provider,
+    )
+
+
+async def test_an_attempt_is_a_span_under_the_vendors_stored_traceparent_and_the_epj_call_under_it(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    adapter = Adapter(JOURNALED)
+    assert await delivery(Queue(entry()), adapter, provider).step("w")
+    (span,) = exporter.get_finished_spans()
+    assert span.name == SPAN_NAME
+    assert span.kind is trace.SpanKind.CONSUMER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == PARENT_ID
+    assert adapter.calls == [span.context]  # the EPJ call is made inside the attempt's span
+    assert PATIENT not in str(dict(span.attributes or {}))
+
+
+async def test_an_entry_without_a_traceparent_starts_a_trace_of_its_own(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    assert await delivery(Queue(entry(traceparent="")), Adapter(JOURNALED), provider).step("w")
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None
+    assert not vendor_trace("")  # an empty context: nothing to continue
+
+
+async def test_a_transient_failure_is_retried_later_and_holds_the_patients_queue(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    queue = Queue(entry("e-1"), entry("e-2"))
+    adapter = Adapter(Outcome(Result.TRANSIENT, "EPJ_ERROR_503"))
+    assert await delivery(queue, adapter, provider).step("w")
+    ((entry_id, state, values),) = queue.written
+    assert (entry_id, state, values["reason"]) == ("e-1", "RETRYING", "EPJ_ERROR_503")
+    assert NOW + timedelta(seconds=0.5) <= values["at"] <= NOW + timedelta(seconds=1)
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert (span.attributes or {})["vkp.journaling.reason"] == "EPJ_ERROR_503"
+
+
+async def test_a_note_refused_for_good_is_dead_and_the_queue_goes_on_to_the_next(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    queue = Queue(entry("e-1"), entry("e-2"))
+    adapter = Adapter(Outcome(Result.PERMANENT, "EPJ_REJECTED_400"), JOURNALED)
+    assert await delivery(queue, adapter, provider).step("w")
+    assert [(i, s) for i, s, _ in queue.written] == [("e-1", "DEAD"), ("e-2", "JOURNALED")]
+    assert queue.written[1][2] == {"note": "e-2/1"}
+
+
+async def test_the_last_allowed_attempt_failing_makes_the_entry_dead(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    queue = Queue(entry(attempts=SETTINGS.max_attempts - 1))
+    adapter = Adapter(Outcome(Result.TRANSIENT, "EPJ_TIMEOUT"))
+    assert await delivery(queue, adapter, provider).step("w")
+    assert [(s, v["reason"]) for _, s, v in queue.written] == [("DEAD", "EPJ_TIMEOUT")]
+
+
+async def test_a_municipality_without_an_endpoint_waits_for_one_without_calling_any_epj(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    queue, adapter = Queue(entry()), Adapter()
+    assert await delivery(queue, adapter, provider, Endpoints(None)).step("w")
+    assert [(s, v["reason"]) for _, s, v in queue.written] == [("RETRYING", "NO_EPJ_ENDPOINT")]
+    assert adapter.calls == []
+
+
+async def test_an_epj_that_pulls_is_left_alone(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    queue, adapter = Queue(entry()), Adapter()
+    pulling = Endpoints(dataclasses.replace(ENDPOINT, pull=True))
+    worker = delivery(queue, adapter, provider, pulling)
+    assert await worker.step("w")
+    assert (queue.written, adapter.calls, exporter.get_finished_spans()) == ([], [], ())
+    assert not await worker.step("w")  # the municipality is skipped for a while
