@@ -22,6 +22,7 @@ from vkp.ingest.v1 import ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_cli.registry import seed
+from vkp_epj_sim import sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
@@ -451,6 +452,17 @@ async def test_a_repeated_event_id_creates_one_event_and_one_journal_entry(
     assert len(entries) == 1
 
 
+async def test_an_event_sent_twice_in_one_batch_is_registered_once(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    event = event_of("medication_dispense", person=3)
+    answer = await stub.SubmitEvents(
+        pb.SubmitEventsRequest(events=[event, event]), metadata=hub.vendor(DISPENSER)
+    )
+    first, second = (r.receipt for r in answer.results)
+    assert (second.name, first.replayed, second.replayed) == (first.name, False, True)
+
+
 async def test_every_acknowledged_event_survives_a_sigkill_and_reaches_journaling_once(
     hub: Hub,
 ) -> None:
@@ -510,6 +522,45 @@ async def test_events_wait_while_journaling_is_down_and_go_once_it_is_back(hub: 
     await wait_entries(hub, TEST_PEOPLE[person].national_id, names)
     entries = await journal_entries(hub, TEST_PEOPLE[person].national_id)
     assert len([e for e in entries if f"events/{e.name.removeprefix('entries/')}" in names]) == 5
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+async def test_an_event_id_the_vendor_never_sent_is_event_not_found(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetEventStatus(
+            pb.GetEventStatusRequest(event_id=f"evt-{uuid.uuid4().hex[:12]}"),
+            metadata=hub.vendor(DISPENSER),
+        )
+    assert reason_of(caught) == ("NOT_FOUND", "EVENT_NOT_FOUND")
+
+
+async def test_the_status_of_an_event_follows_it_until_it_is_journaled(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    patient = select_patients(sandbox_patients(), municipality="4699", active="27")[0]
+    event = event_of("dispenser_alert")
+    event.patient.value = patient.national_id
+    metadata = hub.vendor(DISPENSER)
+    request = pb.SubmitEventRequest(event=event)
+    receipt = (await submit_as_a_vendor_does(stub, request, metadata)).receipt
+    states = []
+    for _ in range(200):
+        status = (
+            await stub.GetEventStatus(
+                pb.GetEventStatusRequest(event_id=event.event_id), metadata=metadata
+            )
+        ).status
+        states.append(status.state)
+        if status.state == common_pb2.EVENT_STATE_JOURNALED:
+            break
+        await asyncio.sleep(0.1)
+    assert states[-1] == common_pb2.EVENT_STATE_JOURNALED
+    assert (status.name, status.receive_time) == (receipt.name, receipt.receive_time)
+    assert status.state_time.ToDatetime() >= receipt.receive_time.ToDatetime()
 
 
 async def test_an_accepted_batch_and_a_denial_are_each_one_audit_record(
