@@ -452,6 +452,78 @@ async def test_a_partner_profile_is_empty_until_set(registry: Registry) -> None:
     assert list(got.partner_profile.mappings) == [mapping]
 
 
+async def test_lists_filter_by_state_and_by_parent(registry: Registry) -> None:
+    suspended = await registry.municipality(state=pb.MUNICIPALITY_STATE_SUSPENDED)
+    active = await registry.municipality()
+    listed: list[str] = []
+    token = ""
+    while True:
+        page = await registry.stub.ListMunicipalities(
+            pb.ListMunicipalitiesRequest(
+                state=pb.MUNICIPALITY_STATE_SUSPENDED, page_size=1000, page_token=token
+            ),
+            metadata=registry.admin,
+        )
+        listed += [m.name for m in page.municipalities]
+        token = page.next_page_token
+        if not token:
+            break
+    assert suspended.name in listed
+    assert active.name not in listed
+    one, two = await registry.system(), await registry.system()
+    of_vendor = await registry.stub.ListVendorSystems(
+        pb.ListVendorSystemsRequest(parent=one.name.rsplit("/systems/", 1)[0]),
+        metadata=registry.admin,
+    )
+    assert [s.name for s in of_vendor.vendor_systems] == [one.name]
+    kept, revoked = await registry.agreement(active, one), await registry.agreement(active, two)
+    revoke = pb.UpdateAgreementRequest(
+        agreement=pb.Agreement(name=revoked.name, state=pb.AGREEMENT_STATE_REVOKED)
+    )
+    revoke.update_mask.paths.append("state")
+    await registry.stub.UpdateAgreement(revoke, metadata=registry.admin)
+    by_state = await registry.stub.ListAgreements(
+        pb.ListAgreementsRequest(parent=active.name, state=pb.AGREEMENT_STATE_ACTIVE),
+        metadata=registry.admin,
+    )
+    assert [a.name for a in by_state.agreements] == [kept.name]
+
+
+async def test_an_update_that_clears_a_field_an_agreement_needs_is_refused(
+    registry: Registry,
+) -> None:
+    agreement = await registry.agreement(await registry.municipality(), await registry.system())
+    update = pb.UpdateAgreementRequest(agreement=pb.Agreement(name=agreement.name))
+    update.update_mask.paths.append("actions")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await registry.stub.UpdateAgreement(update, metadata=registry.admin)
+    assert reason_of(caught) == ("INVALID_ARGUMENT", "INVALID_UPDATE_MASK")
+    got = await registry.stub.GetAgreement(
+        pb.GetAgreementRequest(name=agreement.name), metadata=registry.admin
+    )
+    assert got.agreement == agreement
+
+
+async def test_an_agreement_created_without_an_id_is_named_after_its_vendor_system(
+    registry: Registry,
+) -> None:
+    place, system = await registry.municipality(), await registry.system()
+    agreement = await registry.agreement(place, system)
+    vendor_org = system.name.split("/")[1]
+    assert agreement.name == f"{place.name}/agreements/{vendor_org}-platform"
+
+
+async def test_the_partner_profile_of_an_unknown_municipality_is_not_found(
+    registry: Registry,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await registry.stub.GetPartnerProfile(
+            pb.GetPartnerProfileRequest(name=f"municipalities/{org()}/partnerProfile"),
+            metadata=registry.admin,
+        )
+    assert reason_of(caught) == ("NOT_FOUND", "MUNICIPALITY_NOT_FOUND")
+
+
 # -- the access decision -----------------------------------------------------------------------
 
 
