@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -212,17 +213,26 @@ def store() -> MemoryStore:
     return MemoryStore()
 
 
+@asynccontextmanager
+async def following(store: MemoryStore, poll_seconds: float) -> AsyncIterator[Feed]:
+    """A feed following the store, as the service's background task, until the block ends."""
+    feed = Feed(store, poll_seconds=poll_seconds)
+    await feed.load()
+    stopping = asyncio.Event()
+    follower = asyncio.create_task(feed.run(stopping))
+    try:
+        yield feed
+    finally:
+        stopping.set()
+        await asyncio.wait_for(follower, 5)
+
+
 @pytest.fixture
 async def service(store: MemoryStore) -> AsyncIterator[RegistryService]:
     """The use cases with their feed following the store. It polls only every minute, so a
     write is seen at once only because the writer nudges it."""
-    feed = Feed(store, poll_seconds=60)
-    await feed.load()
-    stopping = asyncio.Event()
-    follower = asyncio.create_task(feed.run(stopping))
-    yield RegistryService(store, feed, heartbeat_seconds=0.05, clock=lambda: NOW)
-    stopping.set()
-    await asyncio.wait_for(follower, 5)
+    async with following(store, poll_seconds=60) as feed:
+        yield RegistryService(store, feed, heartbeat_seconds=0.05, clock=lambda: NOW)
 
 
 async def _connected(service: RegistryService) -> Agreement:
@@ -416,32 +426,18 @@ async def test_a_decision_follows_each_write_made_through_this_replica(
 async def test_a_change_another_replica_commits_is_applied_within_a_poll(
     store: MemoryStore,
 ) -> None:
-    feed = Feed(store, poll_seconds=0.05)
-    await feed.load()
-    stopping = asyncio.Event()
-    follower = asyncio.create_task(feed.run(stopping))
-    try:
+    async with following(store, poll_seconds=0.05) as feed:
         store.commit(ChangeType.CREATED, PLACE.name, PLACE, created=True)
         await feed.wait_beyond(0, seconds=2)
         assert PLACE.organization_number in feed.snapshot.municipalities
-    finally:
-        stopping.set()
-        await follower
 
 
 async def test_the_feed_reads_on_after_the_database_was_away(store: MemoryStore) -> None:
-    feed = Feed(store, poll_seconds=0.01)
-    await feed.load()
-    store.failures = 3
-    stopping = asyncio.Event()
-    follower = asyncio.create_task(feed.run(stopping))
-    try:
+    async with following(store, poll_seconds=0.01) as feed:
+        store.failures = 3
         store.commit(ChangeType.CREATED, PLACE.name, PLACE, created=True)
         await feed.wait_beyond(0, seconds=5)
         assert (store.failures, feed.revision) == (0, 1)
-    finally:
-        stopping.set()
-        await follower
 
 
 async def test_watch_changes_sends_the_changes_after_a_revision_then_heartbeats(
@@ -456,14 +452,9 @@ async def test_watch_changes_sends_the_changes_after_a_revision_then_heartbeats(
 
 
 async def test_watch_changes_ends_when_the_service_stops(store: MemoryStore) -> None:
-    feed = Feed(store, poll_seconds=60)
-    await feed.load()
-    stopping = asyncio.Event()
-    follower = asyncio.create_task(feed.run(stopping))
-    batches = RegistryService(store, feed, heartbeat_seconds=60).watch_changes(0)
-    assert await anext(batches) == ([], 0)
-    waiting = asyncio.ensure_future(anext(batches))
-    stopping.set()
+    async with following(store, poll_seconds=60) as feed:
+        batches = RegistryService(store, feed, heartbeat_seconds=60).watch_changes(0)
+        assert await anext(batches) == ([], 0)
+        waiting = asyncio.ensure_future(anext(batches))
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 2)
-    await follower
