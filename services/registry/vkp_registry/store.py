@@ -7,7 +7,7 @@ not: two writers can commit out of order and a subscriber resuming from the larg
 skip the other). The change and the resource as it now is go into `registry_changes`, which
 `WatchChanges` and every replica's access snapshot follow.
 
-A write's checks (`Check`) run inside its transaction and read through `Reads`, so what they
+A write's checks run inside its transaction and read through `TransactionReads`, so what they
 check still holds when the write commits.
 """
 
@@ -54,7 +54,7 @@ from vkp_registry.tables import (
     vendor_systems_table,
 )
 
-__all__ = ["Check", "Reads", "RegistryStore", "metadata"]
+__all__ = ["RegistryStore", "TransactionCheck", "TransactionReads", "metadata"]
 
 MIGRATIONS = "vkp_registry.migrations"
 VERSION_TABLE = "alembic_version_registry"
@@ -63,7 +63,7 @@ DEFAULT_PAGE_SIZE = 50
 T = TypeVar("T")
 
 
-class Reads:
+class TransactionReads:
     """What a write's check may read, inside the write's transaction."""
 
     def __init__(self, session: AsyncSession) -> None:
@@ -92,7 +92,7 @@ class Reads:
 
 
 #: A check a write makes in its transaction; it raises to refuse the write.
-Check = Callable[[Reads], Awaitable[None]]
+TransactionCheck = Callable[[TransactionReads], Awaitable[None]]
 
 
 async def _find(session: AsyncSession, kind: Kind, name: str) -> Any | None:
@@ -193,7 +193,11 @@ class RegistryStore:
             return found
 
     async def create(
-        self, resource: R, *, request: RequestKey | None = None, check: Check | None = None
+        self,
+        resource: R,
+        *,
+        request: RequestKey | None = None,
+        check: TransactionCheck | None = None,
     ) -> R:
         """Stores a new resource, unless `request` names one already created (its first answer
         again). Refused when the name is taken, or by `check`."""
@@ -216,7 +220,7 @@ class RegistryStore:
             if await _find(session, kind, resource.name) is not None:
                 raise rules.already_exists(type(resource), resource.name)
             if check is not None:
-                await check(Reads(session))
+                await check(TransactionReads(session))
             revision, now = await self._bump(session)
             created = _stamped(resource, revision, now, created=True)
             body = kind.dump(created)
@@ -245,7 +249,7 @@ class RegistryStore:
         kind: type[R],
         name: str,
         change: Callable[[R], R],
-        check: Check | None = None,
+        check: TransactionCheck | None = None,
         *,
         upsert: R | None = None,
     ) -> R:
@@ -260,7 +264,7 @@ class RegistryStore:
                 raise rules.not_found(kind, name)
             changed = change(base)
             if check is not None:
-                await check(Reads(session))
+                await check(TransactionReads(session))
             revision, now = await self._bump(session)
             updated = _stamped(changed, revision, now, created=False)
             body, columns = stored_as.dump(updated), stored_as.columns(updated)
