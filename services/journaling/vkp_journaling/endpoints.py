@@ -20,6 +20,7 @@ import grpc
 from vkp.registry.v1 import registry_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_journaling.epj import Endpoint
+from vkp_lib import names
 from vkp_lib.logging import get_logger
 
 log = get_logger("vkp.journaling.endpoints")
@@ -56,7 +57,9 @@ class EndpointDirectory:
             return cached[1]
         try:
             found = await self._stub.GetEpjEndpoint(
-                pb.GetEpjEndpointRequest(name=f"municipalities/{municipality}/epjEndpoint")
+                pb.GetEpjEndpointRequest(
+                    name=names.EPJ_ENDPOINT.format(organization_number=municipality)
+                )
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() is not grpc.StatusCode.NOT_FOUND:

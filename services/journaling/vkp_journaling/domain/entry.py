@@ -65,20 +65,11 @@ class NewEntry:
 
 
 @dataclass(frozen=True)
-class Entry:
-    entry_id: str
-    municipality: str
-    patient: str
+class Entry(NewEntry):
+    """An entry as stored: the event as it came, its place in the queue and its state."""
+
+    #: Its place in the patient's queue (1, 2, ...).
     sequence: int
-    kind: str
-    event_id: str
-    service_code: str
-    vendor_system: str
-    client_id: str
-    event: bytes
-    traceparent: str
-    occurred_time: datetime
-    receive_time: datetime
     state: EntryState
     attempts: int
     next_attempt_time: datetime | None
