@@ -8,11 +8,12 @@ per municipality pauses a failing EPJ (breaker.py).
 
 The trace goes on: each attempt is a span (kind CONSUMER) whose parent is the stored traceparent
 of the vendor's SubmitEvent call, so the attempt, and the EPJ call under it (the httpx
-instrumentation), are in the trace whose id the vendor's receipt carries. A parent rather than a
-link: one entry is one message, delivered on its own (OpenTelemetry's messaging conventions allow
-the creation context as the parent then), and a link alone would leave the delivery in a trace of
-its own that a search by the receipt's trace id does not find. An entry without a traceparent
-starts a trace of its own.
+instrumentation), are in the vendor's trace (whose id ingest's audit record of the event also
+carries). A parent rather than a link: one entry is one message, delivered on its own
+(OpenTelemetry's messaging conventions allow the creation context as the parent then), and a link
+alone would leave the delivery in a trace of its own that a search by the vendor's trace id does
+not find; the sampling decision the vendor's call made holds for its delivery too. An entry
+without a traceparent starts a trace of its own.
 """
 
 from __future__ import annotations
