@@ -4,9 +4,7 @@ server)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -34,7 +32,6 @@ from vkp_registry.domain.updates import (
     VendorSystemUpdate,
 )
 
-PROTO = Path(__file__).resolve().parents[3] / "protos/vkp/registry/v1/registry.proto"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLACE = Municipality("964120005", "4699", "Fjordvik kommune")
 
@@ -166,27 +163,8 @@ def test_an_agreements_validity_is_changed_as_a_whole() -> None:
     assert changed.state is AgreementState.ACTIVE
 
 
-# -- the reasons and the contract --------------------------------------------------------------
-
-#: Reasons the registry can answer with that the libraries raise: malformed requests and the
-#: contract's field rules (the runner), page tokens (vkp_lib.paging).
-SHARED = {
-    "MALFORMED_REQUEST",
-    "INVALID_FORMAT",
-    "INVALID_ORGANIZATION_NUMBER",
-    "INVALID_MUNICIPALITY_NUMBER",
-    "INVALID_PAGE_TOKEN",
-}
-CODES = {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION"}
-CODES |= {"UNAUTHENTICATED", "PERMISSION_DENIED", "OUT_OF_RANGE", "UNAVAILABLE"}
+# -- the reasons (the contract's list is kept in step by tests/test_contract_honesty.py) -----
 
 
 def test_a_reason_is_its_own_name() -> None:
     assert [r.name for r in Reason] == [r.value for r in Reason]
-
-
-def test_the_contract_lists_exactly_the_reasons_the_registry_and_its_libraries_raise() -> None:
-    text = PROTO.read_text()
-    block = text[text.index("// ErrorInfo reasons") : text.index("service RegistryService")]
-    documented = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", block)) - CODES
-    assert documented == {r.value for r in Reason} | SHARED
