@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import (
     Column,
+    Connection,
     ForeignKey,
     Integer,
     MetaData,
@@ -506,3 +507,140 @@ def test_settings_come_from_vkp_db_variables(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.url_for("ingest") == "postgresql://vkp@db.local/hub"
     assert settings.migrate_on_start is False
     assert "db.local" not in repr(settings)
+
+
+# -- sync works (write_sync): the same writer, its works run without a return to the loop ------
+
+
+def add_note_sync(body: str) -> Callable[[Connection], int]:
+    def work(connection: Connection) -> int:
+        result = connection.execute(insert(notes).values(body=body).returning(notes.c.id))
+        note_id: int = result.scalar_one()
+        return note_id
+
+    return work
+
+
+def fail_sync(connection: Connection) -> int:
+    connection.execute(insert(notes).values(body="written before the failure"))
+    raise ValueError("this work fails")
+
+
+def add_orphan_sync(connection: Connection) -> int:
+    connection.execute(insert(children).values(id=1, parent_id=404))
+    return 1
+
+
+async def queued_sync(
+    database: Database, works: list[Callable[[Connection], int]]
+) -> list[asyncio.Task[int]]:
+    tasks = [asyncio.create_task(database.write_sync(work)) for work in works]
+    await asyncio.sleep(0)
+    return tasks
+
+
+async def test_a_sync_write_returns_its_work_value_and_a_later_read_sees_it(db: Database) -> None:
+    note_id = await db.write_sync(add_note_sync("first"))
+    async with db.read() as session:
+        body = await session.scalar(select(notes.c.body).where(notes.c.id == note_id))
+    assert body == "first"
+
+
+async def test_concurrent_sync_writes_share_transactions(db: Database) -> None:
+    before = db.commits
+    ids = await asyncio.gather(*(db.write_sync(add_note_sync(f"note {i}")) for i in range(200)))
+    assert 1 <= db.commits - before < 200
+    assert len(set(ids)) == 200
+    assert sorted(await read_bodies(db)) == sorted(f"note {i}" for i in range(200))
+
+
+async def test_a_failing_sync_work_fails_only_its_caller_and_the_rest_of_its_batch_commits(
+    db: Database,
+) -> None:
+    async with writer_held(db):
+        tasks = await queued_sync(
+            db, [add_note_sync("a"), add_note_sync("a"), fail_sync, add_note_sync("b")]
+        )
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], int)
+    assert isinstance(results[1], IntegrityError)
+    assert isinstance(results[2], ValueError)
+    assert isinstance(results[3], int)
+    assert await read_bodies(db) == ["a", "b"]
+
+
+async def test_a_failing_sync_work_alone_in_its_batch_leaves_nothing_written(db: Database) -> None:
+    before = db.commits
+    with pytest.raises(ValueError, match="this work fails"):
+        await db.write_sync(fail_sync)
+    assert db.commits - before == 1
+    assert await read_bodies(db) == []
+    await db.write_sync(add_note_sync("after"))
+    assert await read_bodies(db) == ["after"]
+
+
+async def test_a_failed_commit_of_sync_works_fails_every_caller_and_the_writer_goes_on(
+    db: Database,
+) -> None:
+    async with writer_held(db):
+        tasks = await queued_sync(db, [add_note_sync("lost with the batch"), add_orphan_sync])
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [type(r) for r in results] == [IntegrityError, IntegrityError]
+    assert await read_bodies(db) == []
+    await db.write_sync(add_note_sync("the writer goes on"))
+    assert await read_bodies(db) == ["the writer goes on"]
+
+
+async def test_a_batch_of_async_and_sync_works_commits_both(db: Database) -> None:
+    async with writer_held(db):
+        tasks = await queued(db, [add_note("async")])
+        tasks += await queued_sync(db, [add_note_sync("sync")])
+    await asyncio.gather(*tasks)
+    assert sorted(await read_bodies(db)) == ["async", "sync"]
+
+
+async def test_a_sync_write_is_durable_across_a_restart(database_url: str) -> None:
+    first = Database.from_url(database_url, name="probe")
+    await first.start()
+    await first.write(create_tables)
+    await first.write_sync(add_note_sync("kept"))
+    await first.close()
+    second = Database.from_url(database_url, name="probe")
+    await second.start()
+    try:
+        assert await read_bodies(second) == ["kept"]
+    finally:
+        await second.close()
+
+
+async def test_sqlite_pragmas_are_in_effect_on_the_sync_writer(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite:///{tmp_path / 'probe.db'}", name="probe")
+    await database.start()
+    names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only")
+    try:
+        writer = await database.write_sync(
+            lambda c: {name: c.scalar(text(f"PRAGMA {name}")) for name in names}
+        )
+    finally:
+        await database.close()
+    assert writer == {
+        "journal_mode": "wal",
+        "synchronous": 2,
+        "busy_timeout": 5000,
+        "foreign_keys": 1,
+        "query_only": 0,
+    }
+
+
+async def test_a_sync_work_runs_in_its_callers_trace_and_its_batch_span_links_the_call(
+    db: Database, span_exporter: InMemorySpanExporter
+) -> None:
+    span_exporter.clear()
+    with trace.get_tracer(__name__).start_as_current_span("rpc") as rpc:
+        await db.write_sync(add_note_sync(NATIONAL_ID))
+    (statement,) = statement_spans(span_exporter, "notes")
+    assert statement.parent is not None
+    assert statement.parent.span_id == rpc.get_span_context().span_id
+    (batch,) = [s for s in span_exporter.get_finished_spans() if s.name == "db write batch"]
+    assert [link.context.span_id for link in batch.links] == [rpc.get_span_context().span_id]
+    assert all(NATIONAL_ID not in s.to_json() for s in span_exporter.get_finished_spans())

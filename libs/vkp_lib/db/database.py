@@ -10,6 +10,14 @@
   COMMIT fails, every caller of the batch gets that error. A work runs in its caller's context
   (span, request id) and must neither commit nor roll back. SQLAlchemy drops FOR UPDATE on
   SQLite: the one writer serialises writes there; PostgreSQL serialises other replicas.
+- `write_sync(work)`: the same writer, batches and guarantees for a work that is a plain
+  function of a SQLAlchemy Core `Connection` (no awaits between its statements). The sync works
+  of a batch run together without returning to the event loop: on SQLite in the writer's own
+  thread on a connection of its own (one thread hop per batch, not several per statement); on
+  PostgreSQL in one greenlet over the writer's connection (one round trip per statement, so a
+  work keeps its statements few: executemany, `unnest` of arrays, RETURNING). A batch of one
+  work needs no SAVEPOINT: its failure rolls back the transaction it is alone in. The hot paths
+  (ingest's registrations, audit's appends) are sync works.
 - `migrate(package, version_table)`: Alembic `upgrade head` for the scripts in `package`, with a
   version table of the service's own, so services can share one PostgreSQL database.
 - Every statement is traced by OpenTelemetry's SQLAlchemy instrumentation: the statement text,
@@ -18,9 +26,12 @@
   parameters out (`hide_parameters`), and aiosqlite's DEBUG lines, which hold them, are off.
 
 SQLite follows SQLAlchemy's aiosqlite recipe: the driver's own transaction handling is off and
-SQLAlchemy emits BEGIN: `BEGIN IMMEDIATE` on the writer's single connection, plain `BEGIN` on
-the readers'. Each connection runs with WAL, busy_timeout 5000 ms, synchronous FULL (a commit is
-on disk when `write` returns) and foreign keys on; reader connections are query-only.
+SQLAlchemy emits BEGIN: `BEGIN IMMEDIATE` on the writer's connections, plain `BEGIN` on the
+readers'. The writer has two connections, used one at a time by its one task: aiosqlite's for
+async works and migrations, and a pysqlite one in the writer's thread for sync works (a batch
+holding both kinds commits them in two transactions, the async works' first). Each connection
+runs with WAL, busy_timeout 5000 ms, synchronous FULL (a commit is on disk when `write` returns)
+and foreign keys on; reader connections are query-only.
 """
 
 from __future__ import annotations
@@ -30,12 +41,14 @@ import contextvars
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy
 import sqlalchemy.ext.asyncio as sqlalchemy_asyncio
 from alembic import command
 from alembic.config import Config
@@ -98,9 +111,14 @@ class WriterStopped(RuntimeError):
     """The writer stopped before this write was committed."""
 
 
+#: A work of `write_sync`: a plain function of the writer's connection, inside its transaction.
+SyncWork = Callable[[Connection], T]
+
+
 @dataclass(frozen=True)
 class _Pending:
-    work: Callable[[AsyncSession], Awaitable[Any]]
+    work: Callable[[AsyncSession], Awaitable[Any]] | None
+    sync_work: Callable[[Connection], Any] | None
     context: contextvars.Context
     caller_span: trace.SpanContext
 
@@ -119,6 +137,9 @@ class Database:
         self.commits = 0
         self._database_file = Path(url.database or "") if self.dialect == "sqlite" else None
         self._write_engine, self._read_engine = _engines(url, name)
+        #: SQLite: the sync works' connection (pysqlite), used only in the writer's thread.
+        self._sync_engine = _sqlite_sync_engine(url) if self.dialect == "sqlite" else None
+        self._thread: ThreadPoolExecutor | None = None
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._writer: Batcher[_Pending, Any] | None = None
@@ -143,6 +164,8 @@ class Database:
             raise StartupError(
                 f"cannot open the {self.name} database at {self.url} ({type(error).__name__})"
             ) from error
+        if self._sync_engine is not None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-db-writer")
         self._writer = Batcher(
             self._commit,
             max_size=self.max_batch,
@@ -157,6 +180,11 @@ class Database:
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
         await self._write_engine.dispose()
         await self._read_engine.dispose()
 
@@ -186,13 +214,28 @@ class Database:
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Runs `work(session)` in the writer's next transaction and returns its value once that
         transaction is committed; its exception, or the COMMIT's, is raised here."""
+        return await self._submit(work, None)
+
+    async def write_sync(self, work: SyncWork[T]) -> T:
+        """Runs `work(connection)` in the writer's next transaction, among the batch's other sync
+        works without a return to the event loop, and returns its value once that transaction is
+        committed; its exception, or the COMMIT's, is raised here. `work` runs in its caller's
+        context (span), must not block on anything but the database, and must neither commit
+        nor roll back."""
+        return await self._submit(None, work)
+
+    async def _submit(
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]] | None,
+        sync_work: SyncWork[T] | None,
+    ) -> T:
         if not self._accepting or self._writer is None:
             raise RuntimeError(f"the {self.name} database is not open for writes")
         if _inside_work.get():
             raise RuntimeError("write() inside a work would wait for itself: use its session")
         caller_span = trace.get_current_span().get_span_context()
         value: T = await self._writer.submit(
-            _Pending(work, contextvars.copy_context(), caller_span)
+            _Pending(work, sync_work, contextvars.copy_context(), caller_span)
         )
         return value
 
@@ -216,21 +259,49 @@ class Database:
             return await self._outcomes(batch, span)
 
     async def _outcomes(self, batch: list[_Pending], span: trace.Span) -> list[Any]:
-        """Each work's value or exception once the batch is committed; the COMMIT's error is
-        raised (every caller of the batch gets it)."""
-        try:
-            outcomes = await self._run_batch(batch)
-        except Exception as error:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__qualname__))
-            _log.warning(
-                "write batch not committed",
-                database=self.name,
-                works=len(batch),
-                error_type=type(error).__qualname__,
+        """Each work's value or exception once its transaction is committed: the async works'
+        and the sync works' (a COMMIT's error is the outcome of each work of its transaction)."""
+        async_part = [p for p in batch if p.work is not None]
+        sync_part = [p for p in batch if p.sync_work is not None]
+        done: dict[int, Any] = {}
+        for part, run in ((async_part, self._run_batch), (sync_part, self._run_sync_batch)):
+            if not part:
+                continue
+            try:
+                outcomes = await run(part)
+            except Exception as error:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__qualname__))
+                _log.warning(
+                    "write batch not committed",
+                    database=self.name,
+                    works=len(part),
+                    error_type=type(error).__qualname__,
+                )
+                if len(part) == len(batch):
+                    raise
+                outcomes = [error] * len(part)
+            else:
+                self.commits += 1
+            done.update(zip(map(id, part), outcomes, strict=True))
+        return [done[id(p)] for p in batch]
+
+    async def _run_sync_batch(self, batch: list[_Pending]) -> list[Any]:
+        """The sync works of a batch in one transaction, committed, without a return to the
+        event loop between them: in the writer's thread (SQLite) or in one greenlet over the
+        writer's connection (PostgreSQL)."""
+        if self._thread is not None:
+            assert self._sync_engine is not None
+            loop = asyncio.get_running_loop()
+            run = contextvars.copy_context().run  # the batch span, for the statements' spans
+            return await loop.run_in_executor(
+                self._thread, run, _sqlite_sync_transaction, self._sync_engine, batch
             )
-            raise
-        self.commits += 1
-        return outcomes
+        async with self._write_engine.connect() as connection:
+            try:
+                return await connection.run_sync(_sync_transaction, batch)
+            except BaseException:
+                await connection.invalidate()
+                raise
 
     async def _run_batch(self, batch: list[_Pending]) -> list[Any]:
         """The works of a batch in one transaction, committed. A connection whose COMMIT failed
@@ -262,9 +333,56 @@ async def _call(work: Callable[[AsyncSession], Awaitable[T]], session: AsyncSess
     return await work(session)
 
 
+def _call_sync(work: Callable[[Connection], T], connection: Connection) -> T:
+    _inside_work.set(True)
+    return work(connection)
+
+
+def _in_savepoint(pending: _Pending, connection: Connection) -> Any:
+    """Runs one sync work in a SAVEPOINT of its own and in its caller's context; its value, or
+    the exception its caller gets."""
+    assert pending.sync_work is not None
+    try:
+        with connection.begin_nested():
+            return pending.context.run(_call_sync, pending.sync_work, connection)
+    except Exception as error:
+        return error
+
+
+def _sync_transaction(connection: Connection, batch: list[_Pending]) -> list[Any]:
+    """The sync works of a batch in one transaction on `connection`, committed (a COMMIT's
+    error is raised). A work alone in its transaction needs no SAVEPOINT: its error rolls the
+    transaction back."""
+    if len(batch) > 1:
+        with connection.begin():
+            return [_in_savepoint(pending, connection) for pending in batch]
+    (pending,) = batch
+    assert pending.sync_work is not None
+    transaction = connection.begin()
+    try:
+        value = pending.context.run(_call_sync, pending.sync_work, connection)
+    except Exception as error:
+        transaction.rollback()
+        return [error]
+    transaction.commit()
+    return [value]
+
+
+def _sqlite_sync_transaction(engine: Engine, batch: list[_Pending]) -> list[Any]:
+    """`_sync_transaction` on the SQLite writer's own connection (in the writer's thread); a
+    connection whose COMMIT failed is closed, since the driver may leave its transaction open."""
+    with engine.connect() as connection:
+        try:
+            return _sync_transaction(connection, batch)
+        except BaseException:
+            connection.invalidate()
+            raise
+
+
 async def _run_in_savepoint(pending: _Pending, session: AsyncSession) -> Any:
     """Runs one work in a SAVEPOINT of its own and in its caller's context; its value, or the
     exception its caller gets."""
+    assert pending.work is not None
     task = asyncio.create_task(_call(pending.work, session), context=pending.context)
     try:
         async with session.begin_nested():
@@ -319,6 +437,21 @@ def _engines(url: URL, name: str) -> tuple[AsyncEngine, AsyncEngine]:
     return writer, reader
 
 
+def _sqlite_sync_engine(url: URL) -> Engine:
+    """The SQLite writer's connection for sync works: pysqlite, one connection, traced like the
+    others; used only in the writer's thread."""
+    _instrument_sqlalchemy()
+    engine = sqlalchemy.create_engine(  # looked up now: the instrumentation wraps it
+        url.set(drivername="sqlite+pysqlite"),
+        hide_parameters=True,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},  # made in one thread, closed by close()
+    )
+    _sqlite_transactions(engine, "BEGIN IMMEDIATE", SQLITE_PRAGMAS)
+    return engine
+
+
 def _engine(url: URL, **options: Any) -> AsyncEngine:
     """An engine whose statements are traced, without parameter values in spans or errors."""
     _instrument_sqlalchemy()
@@ -352,8 +485,12 @@ def _end_failed_statement_span(context: ExceptionContext) -> None:
     span.end()
 
 
-def _sqlite_transactions(engine: AsyncEngine, begin: str, pragmas: tuple[str, ...]) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_transactions(
+    engine: AsyncEngine | Engine, begin: str, pragmas: tuple[str, ...]
+) -> None:
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -361,6 +498,6 @@ def _sqlite_transactions(engine: AsyncEngine, begin: str, pragmas: tuple[str, ..
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql(begin)
