@@ -14,11 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_ingest.domain.model import Incoming, Outgoing, Registered, Registration, StoredEvent
+from vkp_ingest.domain.model import Outgoing, Registered, Registration, StoredEvent
 from vkp_lib.db import Database, aware, insert, rowcount
 
 MIGRATIONS = "vkp_ingest.migrations"
@@ -63,6 +65,76 @@ audit_outbox = sa.Table(
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
 )
 
+#: Takes `count` positions; returns the last.
+_BUMP = (
+    sa.update(counter)
+    .where(counter.c.id == 1)
+    .values(position=counter.c.position + sa.bindparam("count"))
+    .returning(counter.c.position)
+)
+#: New events, and the ids of those stored (a key stored before is left alone).
+_ADD_EVENTS = {
+    dialect: insert(dialect, events)
+    .on_conflict_do_nothing(index_elements=["vendor_system", "event_id"])
+    .returning(events.c.id)
+    for dialect in ("sqlite", "postgresql")
+}
+_ADD_AUDIT = sa.insert(audit_outbox)
+
+
+def _stored(connection: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The stored rows of these keys (per vendor system, so SQLite searches the unique index;
+    a row-value IN scans)."""
+    by_system: dict[str, list[str]] = {}
+    for system, event_id in keys:
+        by_system.setdefault(system, []).append(event_id)
+    found = sa.select(
+        events.c.id,
+        events.c.vendor_system,
+        events.c.event_id,
+        events.c.content_hash,
+        events.c.receive_time,
+    ).where(
+        sa.or_(
+            *(
+                sa.and_(events.c.vendor_system == system, events.c.event_id.in_(ids))
+                for system, ids in by_system.items()
+            )
+        )
+    )
+    return {(r.vendor_system, r.event_id): r for r in connection.execute(found)}
+
+
+def _outcomes(
+    requests: Sequence[Registration],
+    ours: dict[tuple[str, str], str],
+    inserted: set[str],
+    stored: dict[tuple[str, str], Any],
+    now: datetime,
+) -> list[list[Registered]]:
+    """Each request's events as registered: new the first time this call stored its key; else a
+    repeat (same content hash) or a reused id, against the row stored first."""
+    first_hash: dict[str, str] = {}  # of each key this call stored, by id
+    results: list[list[Registered]] = []
+    for request in requests:
+        mine: list[Registered] = []
+        for item in request.events:
+            key = (item.vendor_system, item.event_id)
+            new_id = ours[key]
+            if new_id in inserted:
+                if new_id not in first_hash:
+                    first_hash[new_id] = item.content_hash
+                    mine.append(Registered(new_id, item.event_id, now))
+                    continue
+                row_id, row_hash, received = new_id, first_hash[new_id], now
+            else:
+                row = stored[key]
+                row_id, row_hash, received = row.id, row.content_hash, aware(row.receive_time)
+            same = row_hash == item.content_hash
+            mine.append(Registered(row_id, item.event_id, received, replayed=same, reused=not same))
+        results.append(mine)
+    return results
+
 
 class IngestStore:
     def __init__(self, db: Database) -> None:
@@ -76,115 +148,65 @@ class IngestStore:
     async def register_many(
         self, requests: Sequence[Registration], now: datetime
     ) -> list[list[Registered]]:
-        """Several requests' events in one transaction: each request's audit record of a
-        municipality is stored when that request registered a new event there."""
+        """Several requests' events in one transaction (a few statements, whatever their number):
+        each request's audit record of a municipality is stored when that request registered a
+        new event there."""
         incoming = [item for request in requests for item in request.events]
-
-        async def work(session: AsyncSession) -> list[Registered]:
-            # Per vendor system, so SQLite searches the unique index (a row-value IN scans).
-            by_system: dict[str, list[str]] = {}
-            for i in incoming:
-                by_system.setdefault(i.vendor_system, []).append(i.event_id)
-            keys = sa.or_(
-                *(
-                    sa.and_(events.c.vendor_system == system, events.c.event_id.in_(ids))
-                    for system, ids in by_system.items()
-                )
+        ours: dict[tuple[str, str], str] = {}  # the id this call gives each new key
+        rows: list[dict[str, object]] = []
+        for item in incoming:
+            key = (item.vendor_system, item.event_id)
+            if key in ours:
+                continue
+            ours[key] = str(uuid.uuid4())
+            rows.append(
+                {
+                    "id": ours[key],
+                    "vendor_system": item.vendor_system,
+                    "event_id": item.event_id,
+                    "client_id": item.client_id,
+                    "content_hash": item.content_hash,
+                    "municipality": item.municipality,
+                    "event": item.event,
+                    "traceparent": item.traceparent,
+                    "receive_time": now,
+                    "sent": False,
+                }
             )
-            found = sa.select(
-                events.c.id,
-                events.c.vendor_system,
-                events.c.event_id,
-                events.c.content_hash,
-                events.c.receive_time,
-            ).where(keys)
-            known = {(r.vendor_system, r.event_id) for r in await session.execute(found)}
-            fresh: dict[tuple[str, str], Incoming] = {}
-            for item in incoming:
-                if (item.vendor_system, item.event_id) not in known:
-                    fresh.setdefault((item.vendor_system, item.event_id), item)
-            ours: dict[str, str] = {}  # the id this call gave each new event
-            if fresh:
-                last = await self._next_position(session, len(fresh))
-                rows = []
-                for offset, (key, item) in enumerate(fresh.items()):
-                    new_id = str(uuid.uuid4())
-                    ours[new_id] = key[1]
-                    rows.append(
-                        {
-                            "id": new_id,
-                            "vendor_system": item.vendor_system,
-                            "event_id": item.event_id,
-                            "client_id": item.client_id,
-                            "content_hash": item.content_hash,
-                            "municipality": item.municipality,
-                            "event": item.event,
-                            "traceparent": item.traceparent,
-                            "receive_time": now,
-                            "position": last - len(fresh) + 1 + offset,
-                            "sent": False,
-                        }
-                    )
-                # A concurrent writer (another replica) may have stored one meanwhile: nothing
-                # then, and the hash below tells a repeat from a reused id.
-                await session.execute(
-                    insert(self.db.dialect, events).on_conflict_do_nothing(
-                        index_elements=["vendor_system", "event_id"]
-                    ),
-                    rows,
+        add = self._add_events
+
+        def work(connection: Connection) -> list[list[Registered]]:
+            inserted = add(connection, rows)
+            # A key stored before (or by another replica meanwhile): its stored row tells a
+            # repeat from a reused id. Read back only for those.
+            earlier = {key for key, new_id in ours.items() if new_id not in inserted}
+            stored = _stored(connection, earlier) if earlier else {}
+            results = _outcomes(requests, ours, inserted, stored, now)
+            records = [
+                {"id": str(uuid.uuid4()), "record": request.audits[m], "create_time": now}
+                for request, mine in zip(requests, results, strict=True)
+                for m in sorted(
+                    {i.municipality for i, r in zip(request.events, mine, strict=True) if r.new}
                 )
-            stored = {(r.vendor_system, r.event_id): r for r in await session.execute(found)}
-            results: list[Registered] = []
-            seen: set[str] = set()
-            for item in incoming:
-                row = stored[(item.vendor_system, item.event_id)]
-                new = row.id in ours and row.id not in seen
-                seen.add(row.id)
-                if new:
-                    results.append(Registered(row.id, item.event_id, now))
-                    continue
-                same = row.content_hash == item.content_hash
-                results.append(
-                    Registered(
-                        row.id,
-                        item.event_id,
-                        aware(row.receive_time),
-                        replayed=same,
-                        reused=not same,
-                    )
-                )
-            records = []
-            position = 0
-            for request in requests:
-                items = request.events
-                mine = results[position : position + len(items)]
-                position += len(items)
-                created = {i.municipality for i, r in zip(items, mine, strict=True) if r.new}
-                records += [
-                    {"id": str(uuid.uuid4()), "record": request.audits[m], "create_time": now}
-                    for m in sorted(created)
-                    if m in request.audits
-                ]
+                if m in request.audits
+            ]
             if records:
-                await session.execute(sa.insert(audit_outbox), records)
+                connection.execute(_ADD_AUDIT, records)
             return results
 
-        flat = await self.db.write(work)
-        split, position = [], 0
-        for request in requests:
-            split.append(flat[position : position + len(request.events)])
-            position += len(request.events)
-        return split
+        return await self.db.write_sync(work)
 
-    async def _next_position(self, session: AsyncSession, count: int) -> int:
-        """Takes `count` positions; returns the last (in the row lock, so in commit order)."""
-        bumped = await session.execute(
-            sa.update(counter)
-            .where(counter.c.id == 1)
-            .values(position=counter.c.position + count)
-            .returning(counter.c.position)
-        )
-        return int(bumped.scalar_one())
+    def _add_events(self, connection: Connection, rows: list[dict[str, object]]) -> set[str]:
+        """Inserts the rows that are new (ON CONFLICT DO NOTHING), numbered from the counter
+        (in its row lock, so in commit order); the ids of those inserted."""
+        if not rows:
+            return set()
+        last = int(connection.execute(_BUMP, {"count": len(rows)}).scalar_one())
+        first = last - len(rows) + 1
+        for offset, row in enumerate(rows):
+            row["position"] = first + offset
+        statement = _ADD_EVENTS[self.db.dialect]
+        return {str(i) for i in connection.execute(statement, rows).scalars()}
 
     async def find(self, client_id: str, event_id: str) -> StoredEvent | None:
         """An event by its id, among those of the caller's vendor system."""
