@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, canonical, from_canonical, link
@@ -69,6 +70,24 @@ checkpoints = sa.Table(
     sa.Column("signature", sa.LargeBinary, nullable=False),
 )
 
+#: The statements of an append, made once.
+_HEADS = (
+    sa.select(chains.c.municipality, chains.c.head_sequence, chains.c.head_hash)
+    .where(chains.c.municipality.in_(sa.bindparam("municipalities", expanding=True)))
+    .order_by(chains.c.municipality)
+    .with_for_update()
+)
+_STORED = sa.select(records.c.record_id, records.c.sequence).where(
+    records.c.record_id.in_(sa.bindparam("ids", expanding=True))
+)
+_ADD_RECORDS = sa.insert(records)
+_ADD_PATIENTS = sa.insert(record_patients)
+_MOVE_HEAD = (
+    sa.update(chains)
+    .where(chains.c.municipality == sa.bindparam("m"))
+    .values(head_sequence=sa.bindparam("s"), head_hash=sa.bindparam("h"))
+)
+
 
 def _after(parts: list[str]) -> tuple[datetime, int]:
     return datetime.fromisoformat(parts[0]), int(parts[1])
@@ -94,15 +113,13 @@ class AuditStore:
 
     async def append(self, batch: Sequence[AuditRecord], now: datetime) -> list[Appended]:
         """Appends the records to their municipalities' chains in one transaction, with a
-        handful of statements whatever the number of records and chains."""
+        handful of statements whatever the number of records and chains (run together in the
+        writer, `Database.write_sync`)."""
+        lock_heads = self._lock_heads
 
-        async def work(session: AsyncSession) -> dict[str, Appended]:
-            heads = await self._lock_heads(session, sorted({r.municipality for r in batch}))
-            stored = await session.execute(
-                sa.select(records.c.record_id, records.c.sequence).where(
-                    records.c.record_id.in_({r.record_id for r in batch})
-                )
-            )
+        def work(connection: Connection) -> dict[str, Appended]:
+            heads = lock_heads(connection, sorted({r.municipality for r in batch}))
+            stored = connection.execute(_STORED, {"ids": list({r.record_id for r in batch})})
             placed = {rid: Appended(rid, seq, created=False) for rid, seq in stored}
             moved = dict(heads)
             rows: list[dict[str, object]] = []
@@ -129,46 +146,36 @@ class AuditStore:
                 placed[record.record_id] = Appended(record.record_id, linked.sequence, True)
                 moved[record.municipality] = (linked.sequence, linked.hash)
             if rows:
-                await session.execute(sa.insert(records), rows)
+                connection.execute(_ADD_RECORDS, rows)
             if named:
-                await session.execute(sa.insert(record_patients), named)
+                connection.execute(_ADD_PATIENTS, named)
             changed = [
                 {"m": m, "s": sequence, "h": head_hash}
                 for m, (sequence, head_hash) in moved.items()
                 if (sequence, head_hash) != heads[m]
             ]
             if changed:
-                await session.execute(
-                    sa.update(chains)
-                    .where(chains.c.municipality == sa.bindparam("m"))
-                    .values(head_sequence=sa.bindparam("s"), head_hash=sa.bindparam("h")),
-                    changed,
-                )
+                connection.execute(_MOVE_HEAD, changed)
             return placed
 
-        placed = await self.db.write(work)
+        placed = await self.db.write_sync(work)
         return [placed[r.record_id] for r in batch]
 
-    async def _lock_heads(
-        self, session: AsyncSession, municipalities: list[str]
+    def _lock_heads(
+        self, connection: Connection, municipalities: list[str]
     ) -> dict[str, tuple[int, str]]:
         """The heads of these chains, locked in municipality order (made when new)."""
-        query = (
-            sa.select(chains.c.municipality, chains.c.head_sequence, chains.c.head_hash)
-            .where(chains.c.municipality.in_(municipalities))
-            .order_by(chains.c.municipality)
-            .with_for_update()
-        )
-        heads = {m: (int(s), str(h)) for m, s, h in await session.execute(query)}
+        wanted = {"municipalities": municipalities}
+        heads = {m: (int(s), str(h)) for m, s, h in connection.execute(_HEADS, wanted)}
         missing = [m for m in municipalities if m not in heads]
         if missing:
-            await session.execute(
+            connection.execute(
                 insert(self.db.dialect, chains).on_conflict_do_nothing(
                     index_elements=["municipality"]
                 ),
                 [{"municipality": m, "head_sequence": 0, "head_hash": GENESIS} for m in missing],
             )
-            heads = {m: (int(s), str(h)) for m, s, h in await session.execute(query)}
+            heads = {m: (int(s), str(h)) for m, s, h in connection.execute(_HEADS, wanted)}
         return heads
 
     async def heads(self) -> dict[str, tuple[int, str]]:
