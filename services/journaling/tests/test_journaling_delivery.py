@@ -66,13 +66,20 @@ class Queue:
         self.written: list[tuple[str, str, dict[str, Any]]] = []
         self.leased = False
 
-    async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool:
-        return bool(self.waiting) and PLACE not in paused and not self.leased
+    async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]:
+        due = self.waiting and PLACE not in paused and not self.leased
+        return {PLACE: NOW} if due else {}
 
     async def claim(
-        self, owner: str, now: datetime, lease: timedelta, *, paused: Sequence[str] = ()
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        paused: Sequence[str] = (),
+        order: Sequence[str] | None = None,
     ) -> tuple[str, str] | None:
-        if not await self.any_due(now, paused=paused):
+        if PLACE not in (await self.dues(paused=paused)) or PLACE not in (order or [PLACE]):
             return None
         self.leased = True
         return PLACE, PATIENT

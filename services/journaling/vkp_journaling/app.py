@@ -33,9 +33,10 @@ FULL_NAME = journaling_pb2.DESCRIPTOR.services_by_name["JournalingService"].full
 #: The settings `build_service` takes after the runtime's and authentication's, in order:
 #: `vkp serve` validates them all before the service starts.
 SETTINGS = (DatabaseSettings, JournalingSettings)
-#: Audit records sent together, at most; and the relay's wait when none are owed.
+#: Audit records sent together, at most; and how often the relay looks for records owed when no
+#: delivery here wakes it (records left by a crash, or by another replica's stopped relay).
 AUDIT_BATCH = 200
-AUDIT_IDLE_SECONDS = 0.5
+AUDIT_IDLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,19 @@ def build_service(
             adapter = FhirAdapter()
             stack.push_async_callback(adapter.close)
             endpoints = EndpointDirectory(registry, secrets_dir=journaling.epj_secrets_dir)
-            service = JournalingService(store)
-            yield Dependencies(
-                db=db,
-                service=service,
-                delivery=Delivery(store, endpoints, adapter, journaling),
-                audit_relay=AuditRelay(
-                    service.audit_owed,
-                    service.audit_sent,
-                    AuditClient(audit),
-                    batch=AUDIT_BATCH,
-                    idle_seconds=AUDIT_IDLE_SECONDS,
-                ),
+            # An entry queued here wakes the workers; a note delivered wakes the audit relay.
+            service = JournalingService(store, on_queued=lambda entries: delivery.notify(entries))
+            audit_relay = AuditRelay(
+                service.audit_owed,
+                service.audit_sent,
+                AuditClient(audit),
+                batch=AUDIT_BATCH,
+                idle_seconds=AUDIT_IDLE_SECONDS,
             )
+            delivery = Delivery(
+                store, endpoints, adapter, journaling, on_journaled=audit_relay.wake.set
+            )
+            yield Dependencies(db=db, service=service, delivery=delivery, audit_relay=audit_relay)
 
     def register(server: grpc.aio.Server, deps: Dependencies) -> None:
         journaling_pb2_grpc.add_JournalingServiceServicer_to_server(

@@ -1,10 +1,17 @@
 """Delivery: workers lease patient queues and deliver each queue's head to the municipality's EPJ,
 one note at a time per patient, in sequence order.
 
-Each worker is a `vkp_lib.tasks.repeat` loop: at once again after work, `poll_seconds` idle after
-none, a backoff while the database or the registry is away. A failed attempt is retried after an
-exponential backoff with jitter, or the entry is dead (domain.delivery.after_failure); a breaker
-per municipality pauses a failing EPJ (breaker.py).
+Each worker is a `vkp_lib.tasks.repeat` loop: at once again after work, a backoff while the
+database or the registry is away, and when there is nothing to do it waits to be woken: by
+`notify` (an Enqueue or RetryEntry committed in this process), by a timer at the earliest time a
+queue falls due (a retry, an expired lease), or after `poll_seconds` (work another replica took
+in). A failed attempt is retried after an exponential backoff with jitter, or the entry is dead
+(domain.delivery.after_failure); a breaker per municipality pauses a failing EPJ (breaker.py).
+
+Claims are fair across municipalities: a worker reads each municipality's earliest due time (one
+index probe each), and claims in the due municipality this process served least recently, the
+queue there due the longest; it delivers at most `NOTES_PER_CLAIM` notes of that queue before it
+claims again. So one municipality's backlog, or its EPJ's outage, holds up no other.
 
 The trace goes on: each attempt is a span (kind CONSUMER) whose parent is the stored traceparent
 of the vendor's SubmitEvent call, so the attempt, and the EPJ call under it (the httpx
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -51,16 +59,26 @@ log = get_logger("vkp.journaling.delivery")
 SPAN_NAME = "deliver journal note"
 #: How long a municipality whose EPJ pulls its notes is left alone.
 PULL_SKIP = timedelta(seconds=30)
+#: The most notes a worker delivers from one claimed queue before it claims again (fairness).
+NOTES_PER_CLAIM = 10
+#: The waits of a worker while the database or the registry is away.
+FAILURE_BACKOFF = Backoff(base=0.1, cap=5.0)
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class QueueStore(Protocol):
     """What delivery needs of the store (vkp_journaling.store.JournalStore)."""
 
-    async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool: ...
+    async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]: ...
 
     async def claim(
-        self, owner: str, now: datetime, lease: timedelta, *, paused: Sequence[str] = ()
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        paused: Sequence[str] = (),
+        order: Sequence[str] | None = None,
     ) -> tuple[str, str] | None: ...
 
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None: ...
@@ -113,6 +131,7 @@ class Delivery:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        on_journaled: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
@@ -132,6 +151,13 @@ class Delivery:
         self._clock = clock
         self._owner = uuid.uuid4().hex
         self._skip: dict[str, datetime] = {}  # pull-mode municipalities, until when
+        self._on_journaled = on_journaled
+        #: Each worker's wake-up, and the workers waiting for work (the latest last).
+        self._wakes = [asyncio.Event() for _ in range(settings.workers)]
+        self._idle: list[int] = []
+        self._timer: asyncio.TimerHandle | None = None
+        #: When this process last claimed a queue in each municipality (time.monotonic()).
+        self._served: dict[str, float] = {}
         self._tracer = trace.get_tracer("vkp.journaling", tracer_provider=tracer_provider)
         meter = metrics.get_meter("vkp.journaling", meter_provider=meter_provider)
         self.dead_letters = meter.create_counter(
@@ -143,18 +169,52 @@ class Delivery:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Background task: the workers, until the service stops."""
-        await asyncio.gather(
-            *(
-                repeat(
-                    functools.partial(self.step, f"{self._owner}-{n}"),
-                    stopping,
-                    name="delivery",
-                    idle_seconds=self.settings.poll_seconds,
-                    backoff=Backoff(base=self.settings.poll_seconds),
+        try:
+            await asyncio.gather(
+                *(
+                    repeat(
+                        functools.partial(self._work, n),
+                        stopping,
+                        name="delivery",
+                        idle_seconds=self.settings.poll_seconds,
+                        backoff=FAILURE_BACKOFF,
+                        wake=self._wakes[n],
+                    )
+                    for n in range(self.settings.workers)
                 )
-                for n in range(self.settings.workers)
             )
-        )
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def notify(self, queues: int = 1) -> None:
+        """Work was queued in this process (Enqueue, RetryEntry committed): up to `queues` idle
+        workers go and look at once."""
+        for _ in range(min(queues, len(self._idle))):
+            self._wakes[self._idle.pop()].set()
+
+    def _wake_all(self) -> None:
+        self._timer = None
+        self.notify(len(self._idle))
+
+    def _wake_at(self, due: datetime) -> None:
+        """Idle workers look again when `due` comes (unless a sooner timer is set)."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, (due - self._clock()).total_seconds())
+        if self._timer is not None:
+            if self._timer.when() <= at:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._wake_all)
+
+    async def _work(self, worker: int) -> bool:
+        """One worker's step; an idle worker joins those `notify` wakes."""
+        if worker in self._idle:
+            self._idle.remove(worker)
+        busy = await self.step(f"{self._owner}-{worker}")
+        if not busy:
+            self._idle.append(worker)
+        return busy
 
     def _paused(self) -> list[str]:
         now = self._clock()
@@ -162,22 +222,33 @@ class Delivery:
         return sorted({*self.breakers.paused(), *self._skip})
 
     async def step(self, owner: str) -> bool:
-        """Leases one due patient queue and delivers its due notes; False when none was due."""
+        """Leases one due patient queue, in the due municipality served least recently, and
+        delivers its due notes; False when none was due."""
         lease = timedelta(seconds=self.settings.lease_seconds)
         paused = self._paused()
-        if not await self.store.any_due(self._clock(), paused=paused):
+        dues = await self.store.dues(paused=paused)
+        now = self._clock()
+        ready = [m for m, due in dues.items() if due <= now]
+        if not ready:
+            if dues:
+                self._wake_at(min(dues.values()))
             return False
-        claimed = await self.store.claim(owner, self._clock(), lease, paused=paused)
+        ready.sort(key=lambda m: self._served.get(m, 0.0))
+        claimed = await self.store.claim(owner, self._clock(), lease, paused=paused, order=ready)
         if claimed is None:
             return False
         municipality, patient = claimed
-        # Deliver the queue's notes one after the other while well within the lease.
+        self._served[municipality] = time.monotonic()
+        if len(ready) > 1:
+            self.notify()  # more municipalities are due: one more worker
+        # Deliver the queue's notes one after the other, a few, well within the lease.
         until = self._clock() + lease / 2
         try:
-            while self._clock() < until and (
-                entry := await self.store.head(municipality, patient, self._clock())
-            ):
-                if not await self._deliver(entry, owner):
+            for _ in range(NOTES_PER_CLAIM):
+                entry = await self.store.head(municipality, patient, self._clock())
+                if entry is None or not await self._deliver(entry, owner):
+                    break
+                if self._clock() >= until:
                     break
         finally:
             await self.store.release(municipality, patient, owner)
@@ -229,6 +300,7 @@ class Delivery:
         if not await self.store.journaled(entry, owner, self._clock(), note):
             return False  # the lease ran out and another worker has the queue
         self.journaled_notes.add(1, {"municipality": entry.municipality})
+        self._on_journaled()
         return True
 
     async def _failed(self, entry: Entry, owner: str, outcome: Outcome) -> bool:

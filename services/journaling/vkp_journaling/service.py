@@ -62,14 +62,20 @@ class JournalingService:
         store: EntryStore,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_queued: Callable[[int], None] = lambda entries: None,
     ) -> None:
         self._store = store
         self._clock = clock
+        #: Told how many entries were newly queued, once committed (delivery's wake-up).
+        self._on_queued = on_queued
 
     async def enqueue(self, items: Sequence[NewEntry]) -> list[Enqueued]:
         """Stores the entries that are new, each numbered in its patient's queue; a repeated
         entry id changes nothing. One result per item, in order, once committed."""
-        return await self._store.enqueue(items, self._clock())
+        results = await self._store.enqueue(items, self._clock())
+        if created := sum(r.created for r in results):
+            self._on_queued(created)
+        return results
 
     async def get_entry(self, entry_id: str) -> Entry:
         entry = await self._store.get(entry_id)
@@ -108,6 +114,7 @@ class JournalingService:
         if found is None:
             raise _not_found()
         check_retryable(found)
+        self._on_queued(1)
         return await self.get_entry(entry_id)
 
     # -- the audit outbox ----------------------------------------------------------------------

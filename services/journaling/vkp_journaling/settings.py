@@ -27,7 +27,12 @@ class JournalingSettings(BaseSettings):
     breaker_cooldown_seconds: float = Field(
         default=2.0, gt=0, description="First pause of an open breaker (doubles up to 30 s)."
     )
-    poll_seconds: float = Field(default=0.1, gt=0, description="Idle wait between looks for work.")
+    poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often idle workers look for work queued through another replica "
+        "(work queued here, and retries falling due, wake them at once).",
+    )
     epj_secrets_dir: Path | None = Field(
         default=None, description="A folder of EPJ credentials, one file per secret name."
     )

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_journaling.domain.entry import (
     ALARM_STEP,
@@ -29,7 +28,15 @@ from vkp_journaling.domain.entry import (
     NewEntry,
     Page,
 )
-from vkp_journaling.tables import EPOCH, MIGRATIONS, VERSION_TABLE, entries, queues
+from vkp_journaling.tables import (
+    EPOCH,
+    MIGRATIONS,
+    VERSION_TABLE,
+    WAITING_NOTE,
+    entries,
+    municipalities,
+    queues,
+)
 from vkp_lib import paging
 from vkp_lib.db import Database, aware, insert, rowcount
 
@@ -47,6 +54,120 @@ def _entry(row: sa.Row[Any]) -> Entry:
     return Entry(**values)
 
 
+def _head_due(municipality: str, patient: str) -> sa.ScalarSelect[datetime]:
+    """When a queue's head is due: its next attempt, else when it was enqueued; NULL (no row)
+    when nothing waits."""
+    return (
+        sa.select(sa.func.coalesce(entries.c.next_attempt_time, entries.c.create_time))
+        .where(entries.c.municipality == municipality, entries.c.patient == patient, WAITING_NOTE)
+        .order_by(entries.c.sequence)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _store_new(
+    connection: sa.Connection, dialect: str, fresh: Sequence[NewEntry], now: datetime
+) -> set[str]:
+    """Inserts entries not stored yet (one per id), numbered in their patients' queues; the ids
+    inserted (another replica may have stored one meanwhile). The queue rows are locked in key
+    order, their counters bumped once each, and a queue with nothing to deliver made due."""
+    by_queue: dict[tuple[str, str], list[NewEntry]] = {}
+    for item in fresh:
+        by_queue.setdefault((item.municipality, item.patient), []).append(item)
+    keys = sorted(by_queue)
+    connection.execute(
+        insert(dialect, municipalities).on_conflict_do_nothing(index_elements=["municipality"]),
+        [{"municipality": m} for m in sorted({m for m, _ in keys})],
+    )
+    connection.execute(
+        insert(dialect, queues).on_conflict_do_nothing(index_elements=["municipality", "patient"]),
+        [
+            {
+                "municipality": m,
+                "patient": p,
+                "last_sequence": 0,
+                "lease_owner": "",
+                "lease_until": EPOCH,
+                "due_time": None,
+            }
+            for m, p in keys
+        ],
+    )
+    last = {
+        (str(m), str(p)): int(n)
+        for m, p, n in connection.execute(
+            sa.select(queues.c.municipality, queues.c.patient, queues.c.last_sequence)
+            .where(sa.tuple_(queues.c.municipality, queues.c.patient).in_(keys))
+            .order_by(queues.c.municipality, queues.c.patient)
+            .with_for_update()
+        )
+    }
+    rows: list[dict[str, Any]] = []
+    bumps: list[dict[str, Any]] = []
+    for key in keys:
+        queued = by_queue[key]
+        for offset, item in enumerate(queued, start=1):
+            rows.append(_new_row(item, last[key] + offset, now))
+        deliverable = any(item.kind != ALARM_STEP for item in queued)
+        bumps.append(
+            {
+                "k_municipality": key[0],
+                "k_patient": key[1],
+                "k_last": last[key] + len(queued),
+                "k_due": now if deliverable else None,
+            }
+        )
+    connection.execute(
+        sa.update(queues)
+        .where(
+            queues.c.municipality == sa.bindparam("k_municipality"),
+            queues.c.patient == sa.bindparam("k_patient"),
+        )
+        .values(
+            last_sequence=sa.bindparam("k_last"),
+            due_time=sa.func.coalesce(
+                queues.c.due_time, sa.bindparam("k_due", type_=sa.DateTime(timezone=True))
+            ),
+        ),
+        bumps,
+    )
+    inserted = connection.execute(
+        insert(dialect, entries)
+        .on_conflict_do_nothing(index_elements=["entry_id"])
+        .returning(entries.c.entry_id),
+        rows,
+    )
+    return {str(entry_id) for (entry_id,) in inserted}
+
+
+def _new_row(item: NewEntry, sequence: int, now: datetime) -> dict[str, Any]:
+    return {
+        "entry_id": item.entry_id,
+        "municipality": item.municipality,
+        "patient": item.patient,
+        "sequence": sequence,
+        "kind": item.kind,
+        "event_id": item.event_id,
+        "service_code": item.service_code,
+        "vendor_system": item.vendor_system,
+        "client_id": item.client_id,
+        "event": item.event,
+        "traceparent": item.traceparent,
+        "occurred_time": item.occurred_time,
+        "receive_time": item.receive_time,
+        "state": EntryState.QUEUED.value,
+        "attempts": 0,
+        "next_attempt_time": None,
+        "last_error_reason": "",
+        "create_time": now,
+        "update_time": now,
+        "journaled_time": None,
+        "note_identifier": "",
+        "audit_pending": False,
+    }
+
+
 class JournalStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -58,104 +179,61 @@ class JournalStore:
 
     async def enqueue(self, items: Sequence[NewEntry], now: datetime) -> list[Enqueued]:
         """Stores the entries that are new, numbering each in its patient's queue; a repeat
-        changes nothing (INSERT … ON CONFLICT DO NOTHING: it never fails the others)."""
+        changes nothing (INSERT … ON CONFLICT DO NOTHING: it never fails the others). A few
+        statements whatever the number of items; a queue that had nothing to deliver is due
+        from `now`."""
+        dialect = self.db.dialect
 
-        async def work(session: AsyncSession) -> list[Enqueued]:
-            ids = [item.entry_id for item in items]
+        def work(connection: sa.Connection) -> list[Enqueued]:
+            ids = list(dict.fromkeys(item.entry_id for item in items))
             known = {
                 entry_id: EntryState(state)
-                for entry_id, state in await session.execute(
+                for entry_id, state in connection.execute(
                     sa.select(entries.c.entry_id, entries.c.state).where(
                         entries.c.entry_id.in_(ids)
                     )
                 )
             }
+            fresh = list(
+                {i.entry_id: i for i in reversed(items) if i.entry_id not in known}.values()
+            )
+            fresh.reverse()
+            created = _store_new(connection, dialect, fresh, now) if fresh else set()
             results: list[Enqueued] = []
             for item in items:
-                if item.entry_id in known:
-                    results.append(Enqueued(item.entry_id, False, known[item.entry_id]))
-                    continue
-                sequence = await self._next_sequence(session, item.municipality, item.patient)
-                inserted = await session.execute(
-                    insert(self.db.dialect, entries)
-                    .values(
-                        entry_id=item.entry_id,
-                        municipality=item.municipality,
-                        patient=item.patient,
-                        sequence=sequence,
-                        kind=item.kind,
-                        event_id=item.event_id,
-                        service_code=item.service_code,
-                        vendor_system=item.vendor_system,
-                        client_id=item.client_id,
-                        event=item.event,
-                        traceparent=item.traceparent,
-                        occurred_time=item.occurred_time,
-                        receive_time=item.receive_time,
-                        state=EntryState.QUEUED.value,
-                        attempts=0,
-                        next_attempt_time=None,
-                        last_error_reason="",
-                        create_time=now,
-                        update_time=now,
-                        journaled_time=None,
-                        note_identifier="",
-                        audit_pending=False,
-                    )
-                    .on_conflict_do_nothing(index_elements=["entry_id"])
+                new = item.entry_id in created
+                created.discard(item.entry_id)
+                results.append(
+                    Enqueued(item.entry_id, new, known.get(item.entry_id, EntryState.QUEUED))
                 )
-                created = rowcount(inserted) > 0
-                known[item.entry_id] = EntryState.QUEUED
-                results.append(Enqueued(item.entry_id, created, EntryState.QUEUED))
             return results
 
-        return await self.db.write(work)
-
-    async def _next_sequence(self, session: AsyncSession, municipality: str, patient: str) -> int:
-        await session.execute(
-            insert(self.db.dialect, queues)
-            .values(
-                municipality=municipality,
-                patient=patient,
-                last_sequence=0,
-                lease_owner="",
-                lease_until=EPOCH,
-            )
-            .on_conflict_do_nothing(index_elements=["municipality", "patient"])
-        )
-        bumped = await session.execute(
-            sa.update(queues)
-            .where(queues.c.municipality == municipality, queues.c.patient == patient)
-            .values(last_sequence=queues.c.last_sequence + 1)
-            .returning(queues.c.last_sequence)
-        )
-        return int(bumped.scalar_one())
+        return await self.db.write_sync(work)
 
     # -- delivery ------------------------------------------------------------------------------
 
-    def _head(self) -> sa.Select[tuple[datetime]]:
-        """The due time of a queue's head (correlated to `queues`)."""
-        due = sa.func.coalesce(entries.c.next_attempt_time, EPOCH)
-        return (
-            sa.select(due)
+    async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]:
+        """Each municipality's earliest queue due time (a queue due now, or when the next one
+        falls due), outside the paused municipalities: one index probe per municipality, and a
+        read, so idle workers cost no write."""
+        earliest = (
+            sa.select(sa.func.min(queues.c.due_time))
             .where(
-                entries.c.municipality == queues.c.municipality,
-                entries.c.patient == queues.c.patient,
-                entries.c.state.in_(_WAITING),
-                entries.c.kind != ALARM_STEP,
+                queues.c.municipality == municipalities.c.municipality,
+                queues.c.due_time.is_not(None),
             )
-            .order_by(entries.c.sequence)
-            .limit(1)
+            .scalar_subquery()
         )
+        query = sa.select(municipalities.c.municipality, earliest)
+        if paused:
+            query = query.where(municipalities.c.municipality.not_in(list(paused)))
+        async with self.db.read() as session:
+            rows = await session.execute(query)
+            return {str(m): aware(due) for m, due in rows if due is not None}
 
     async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool:
-        """Whether some queue's head is due and unleased: a read, so idle workers cost no write."""
-        head_due = self._head().scalar_subquery()
-        query = sa.select(queues.c.patient).where(queues.c.lease_until < now, head_due <= now)
-        if paused:
-            query = query.where(queues.c.municipality.not_in(list(paused)))
-        async with self.db.read() as session:
-            return (await session.execute(query.limit(1))).first() is not None
+        """Whether some queue is due and unleased outside the paused municipalities (a read)."""
+        return any(due <= now for due in (await self.dues(paused=paused)).values())
 
     async def claim(
         self,
@@ -164,31 +242,47 @@ class JournalStore:
         lease: timedelta,
         *,
         paused: Sequence[str] = (),
+        order: Sequence[str] | None = None,
     ) -> tuple[str, str] | None:
-        """Leases a patient queue whose head is due, outside the paused municipalities."""
+        """Leases a due patient queue: in the first municipality of `order` (default: every one
+        but the paused) that has one, the queue due the longest. Its due time becomes the
+        lease's expiry, so a worker that dies leaves it due again then."""
 
-        async def work(session: AsyncSession) -> tuple[str, str] | None:
-            head_due = self._head().scalar_subquery()
-            query = (
-                sa.select(queues.c.municipality, queues.c.patient)
-                .where(queues.c.lease_until < now, head_due <= now)
-                .order_by(head_due)
-                .limit(1)
-                .with_for_update(skip_locked=True, of=queues)
+        def work(connection: sa.Connection) -> tuple[str, str] | None:
+            places = (
+                list(order)
+                if order is not None
+                else [
+                    str(m)
+                    for (m,) in connection.execute(
+                        sa.select(municipalities.c.municipality).order_by(
+                            municipalities.c.municipality
+                        )
+                    )
+                ]
             )
-            if paused:
-                query = query.where(queues.c.municipality.not_in(list(paused)))
-            row = (await session.execute(query)).one_or_none()
-            if row is None:
-                return None
-            await session.execute(
-                sa.update(queues)
-                .where(queues.c.municipality == row.municipality, queues.c.patient == row.patient)
-                .values(lease_owner=owner, lease_until=now + lease)
-            )
-            return str(row.municipality), str(row.patient)
+            for municipality in places:
+                if municipality in paused:
+                    continue
+                patient = connection.execute(
+                    sa.select(queues.c.patient)
+                    .where(queues.c.municipality == municipality, queues.c.due_time <= now)
+                    .order_by(queues.c.due_time)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).scalar_one_or_none()
+                if patient is None:
+                    continue
+                until = now + lease
+                connection.execute(
+                    sa.update(queues)
+                    .where(queues.c.municipality == municipality, queues.c.patient == patient)
+                    .values(lease_owner=owner, lease_until=until, due_time=until)
+                )
+                return municipality, str(patient)
+            return None
 
-        return await self.db.write(work)
+        return await self.db.write_sync(work)
 
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None:
         """The entry to deliver next for a patient, if it is due."""
@@ -199,8 +293,7 @@ class JournalStore:
                     .where(
                         entries.c.municipality == municipality,
                         entries.c.patient == patient,
-                        entries.c.state.in_(_WAITING),
-                        entries.c.kind != ALARM_STEP,
+                        WAITING_NOTE,
                     )
                     .order_by(entries.c.sequence)
                     .limit(1)
@@ -214,23 +307,36 @@ class JournalStore:
         return entry
 
     async def release(self, municipality: str, patient: str, owner: str) -> None:
-        async def work(session: AsyncSession) -> None:
-            await session.execute(
+        """Gives the queue up; it is due again when its head is (NULL: nothing left)."""
+
+        def work(connection: sa.Connection) -> None:
+            mine = (
+                queues.c.municipality == municipality,
+                queues.c.patient == patient,
+                queues.c.lease_owner == owner,
+            )
+            # The row lock first, then the head: an Enqueue committed meanwhile is seen.
+            if (
+                connection.execute(
+                    sa.select(queues.c.patient).where(*mine).with_for_update()
+                ).first()
+                is None
+            ):
+                return
+            connection.execute(
                 sa.update(queues)
-                .where(
-                    queues.c.municipality == municipality,
-                    queues.c.patient == patient,
-                    queues.c.lease_owner == owner,
+                .where(*mine)
+                .values(
+                    lease_owner="", lease_until=EPOCH, due_time=_head_due(municipality, patient)
                 )
-                .values(lease_owner="", lease_until=EPOCH)
             )
 
-        await self.db.write(work)
+        await self.db.write_sync(work)
 
     async def _set(self, entry_id: str, owner: str, values: dict[str, object]) -> bool:
         """Updates a waiting entry while `owner` still holds its queue's lease."""
 
-        async def work(session: AsyncSession) -> bool:
+        def work(connection: sa.Connection) -> bool:
             leased = (
                 sa.select(queues.c.patient)
                 .where(
@@ -240,14 +346,14 @@ class JournalStore:
                 )
                 .exists()
             )
-            done = await session.execute(
+            done = connection.execute(
                 sa.update(entries)
                 .where(entries.c.entry_id == entry_id, entries.c.state.in_(_WAITING), leased)
                 .values(**values)
             )
             return rowcount(done) > 0
 
-        return await self.db.write(work)
+        return await self.db.write_sync(work)
 
     async def journaled(self, entry: Entry, owner: str, now: datetime, note: str) -> bool:
         return await self._set(
@@ -302,14 +408,14 @@ class JournalStore:
             return [_entry(r) for r in rows]
 
     async def audited(self, entry_ids: Sequence[str]) -> None:
-        async def work(session: AsyncSession) -> None:
-            await session.execute(
+        def work(connection: sa.Connection) -> None:
+            connection.execute(
                 sa.update(entries)
                 .where(entries.c.entry_id.in_(list(entry_ids)))
                 .values(audit_pending=False)
             )
 
-        await self.db.write(work)
+        await self.db.write_sync(work)
 
     # -- reading and operators -----------------------------------------------------------------
 
@@ -367,19 +473,26 @@ class JournalStore:
         """Puts the entry back in its patient's queue, at its place, if it is in one of `states`;
         the state it was found in (None: no such entry)."""
 
-        async def work(session: AsyncSession) -> EntryState | None:
-            found = (
-                await session.execute(
-                    sa.select(entries.c.state).where(entries.c.entry_id == entry_id)
+        def work(connection: sa.Connection) -> EntryState | None:
+            place = connection.execute(
+                sa.select(entries.c.municipality, entries.c.patient).where(
+                    entries.c.entry_id == entry_id
                 )
-            ).scalar_one_or_none()
-            if found is None:
+            ).one_or_none()
+            if place is None:
                 return None
-            state = EntryState(found)
+            # The queue's row lock first: a release meanwhile either sees this entry back or has
+            # left the queue unleased before this looks.
+            queue = (queues.c.municipality == place.municipality, queues.c.patient == place.patient)
+            connection.execute(sa.select(queues.c.patient).where(*queue).with_for_update())
+            found = connection.execute(
+                sa.select(entries.c.state).where(entries.c.entry_id == entry_id)
+            ).one()
+            state = EntryState(found.state)
             if state in states:
-                await session.execute(
+                connection.execute(
                     sa.update(entries)
-                    .where(entries.c.entry_id == entry_id, entries.c.state == found)
+                    .where(entries.c.entry_id == entry_id, entries.c.state == found.state)
                     .values(
                         state=EntryState.QUEUED.value,
                         attempts=0,
@@ -388,6 +501,16 @@ class JournalStore:
                         update_time=now,
                     )
                 )
+                # Due now unless leased (its release finds the new head) or due sooner.
+                connection.execute(
+                    sa.update(queues)
+                    .where(
+                        *queue,
+                        queues.c.lease_owner == "",
+                        sa.or_(queues.c.due_time.is_(None), queues.c.due_time > now),
+                    )
+                    .values(due_time=now)
+                )
             return state
 
-        return await self.db.write(work)
+        return await self.db.write_sync(work)

@@ -1,10 +1,21 @@
-"""The journaling service's tables, as its migrations made them (vkp_journaling.migrations)."""
+"""The journaling service's tables, as its migrations made them (vkp_journaling.migrations).
+
+A patient queue's `due_time` says when a worker may next claim it, kept up to date in the
+transactions that change it: the due time of its head (the next attempt of a retried note, else
+when the head was enqueued) while unleased, its lease's expiry while leased, NULL when it has no
+note to deliver. Claims go by the index on (municipality, due_time), one municipality at a time
+(`journal_municipalities` lists them), so their cost does not grow with the entries waiting. The
+head itself is found by a partial index on the waiting notes (`WAITING_NOTE`), so neither does
+the cost of finding it grow with a patient's delivered ones.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+
+from vkp_journaling.domain.entry import ALARM_STEP, WAITING
 
 MIGRATIONS = "vkp_journaling.migrations"
 VERSION_TABLE = "alembic_version_journaling"
@@ -49,4 +60,38 @@ queues = sa.Table(
     sa.Column("last_sequence", sa.BigInteger, nullable=False),
     sa.Column("lease_owner", sa.String(64), nullable=False),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
+    # When a worker may next claim the queue (see above); NULL: nothing to deliver.
+    sa.Column("due_time", sa.DateTime(timezone=True), nullable=True),
+)
+#: Every municipality with a queue: the claims' list to go through (one index probe each).
+municipalities = sa.Table(
+    "journal_municipalities",
+    metadata,
+    sa.Column("municipality", sa.String(9), primary_key=True),
+)
+
+#: An entry that waits in its queue to be delivered as a note: QUEUED or RETRYING, not an alarm
+#: step. Literals, not parameters: the partial index of heads serves only a query with this very
+#: condition (SQLite matches its terms; PostgreSQL must prove it when it plans).
+WAITING_NOTE_SQL = (
+    f"state IN ({', '.join(repr(state.value) for state in WAITING)}) AND kind != '{ALARM_STEP}'"
+)
+WAITING_NOTE = sa.and_(
+    entries.c.state.in_([sa.literal_column(repr(state.value)) for state in WAITING]),
+    entries.c.kind != sa.literal_column(repr(ALARM_STEP)),
+)
+sa.Index(
+    "ix_journal_entries_head",
+    entries.c.municipality,
+    entries.c.patient,
+    entries.c.sequence,
+    sqlite_where=sa.text(WAITING_NOTE_SQL),
+    postgresql_where=sa.text(WAITING_NOTE_SQL),
+)
+sa.Index(
+    "ix_journal_queues_due",
+    queues.c.municipality,
+    queues.c.due_time,
+    sqlite_where=sa.text("due_time IS NOT NULL"),
+    postgresql_where=sa.text("due_time IS NOT NULL"),
 )
