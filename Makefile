@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # The contracts as last released: buf breaking compares protos/ against it.
 BASELINE := protos/baseline.binpb
 
-.PHONY: help install generate check-generated lint breaking baseline format typecheck pytest test run bench
+.PHONY: help install generate check-generated lint breaking baseline format typecheck pytest test run bench bench-smoke
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,5 +68,8 @@ test: lint typecheck check-generated pytest ## Every check: lint, types, generat
 run: install ## Start the hub: all five services as separate processes
 	$(BIN)/vkp run
 
-bench: install ## Benchmarks, each figure beside a baseline measured in the same run
-	$(BIN)/python bench/run.py
+bench: install ## Benchmarks: one table, each figure beside a baseline of the same run (BENCH_ARGS="--json f.json")
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-smoke: install ## Every benchmark row with tiny sizes, in seconds (run by make test)
+	$(BIN)/python bench/run.py --smoke $(BENCH_ARGS)

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from rich.table import Table
+from report import Row
 
 from vkp_lib.identity.dpop import DpopKey, DpopVerifier, MemoryReplayCache
 from vkp_lib.identity.issuer import (
@@ -38,7 +38,7 @@ async def _per_call(
     return (time.perf_counter() - start) / calls
 
 
-async def _measure(issuer: DevelopmentIssuer, seconds: float) -> list[tuple[str, float]]:
+async def _measure(issuer: DevelopmentIssuer, seconds: float) -> list[tuple[str, str, float]]:
     vendor = TokenVerifier(
         KeySource(file=issuer.jwks_file), issuer=DEV_ISSUER, audience=DEFAULT_AUDIENCE
     )
@@ -62,26 +62,38 @@ async def _measure(issuer: DevelopmentIssuer, seconds: float) -> list[tuple[str,
 
     return [
         (
+            "vendor-first",
             "vendor token, first time (ES256)",
             await _per_call(lambda i: vendor._verify(token), share),
         ),
-        ("vendor token, again (cached)", await _per_call(lambda i: vendor.verify(token), share)),
         (
+            "vendor-cached",
+            "vendor token, again (cached)",
+            await _per_call(lambda i: vendor.verify(token), share),
+        ),
+        (
+            "service-first",
             "service token, first time (ES256)",
             await _per_call(lambda i: service._verify(service_token), share),
         ),
-        ("DPoP proof, a new one each call", await _per_call(proof, share, len(proofs) - 50)),
+        (
+            "dpop",
+            "DPoP proof, a new one each call",
+            await _per_call(proof, share, len(proofs) - 50),
+        ),
     ]
 
 
-def identity_table(issuer: DevelopmentIssuer, seconds: float, noop_rpc_seconds: float) -> Table:
-    rows = asyncio.run(_measure(issuer, seconds))
-    table = Table(
-        title="identity: verification per call, against the time of one no-op RPC "
-        f"({noop_rpc_seconds * 1e6:.0f} µs)"
-    )
-    for column in ("check", "time", "vs a no-op RPC"):
-        table.add_column(column, justify="left" if column == "check" else "right")
-    for name, spent in rows:
-        table.add_row(name, f"{spent * 1e6:.1f} µs", f"{spent / noop_rpc_seconds:.2f}")
-    return table
+def identity_rows(issuer: DevelopmentIssuer, seconds: float, noop_rpc_seconds: float) -> list[Row]:
+    """Each check's time per call beside the server time of one no-op RPC."""
+    return [
+        Row(
+            key=f"identity.{key}",
+            name=f"identity: {name}",
+            value=spent * 1e6,
+            unit="µs",
+            ratio=spent / noop_rpc_seconds,
+            ratio_of="no-op RPC time",
+        )
+        for key, name, spent in asyncio.run(_measure(issuer, seconds))
+    ]

@@ -1,222 +1,510 @@
-"""Benchmarks of the hub, each figure beside a baseline measured in the same run.
+"""The hub's benchmarks: one table, every figure beside a baseline measured in the same run, on
+SQLite and on PostgreSQL where the row has a database; `--json PATH` writes the same figures.
 
-    .venv/bin/python bench/run.py [--seconds 3] [--concurrency 16]
+    .venv/bin/python bench/run.py                  # the full run (make bench), a few minutes
+    .venv/bin/python bench/run.py --smoke          # every row with tiny sizes (make bench-smoke)
+    .venv/bin/python bench/run.py --only ingest,audit --databases sqlite --seconds 5
 
-runner: a no-op unary RPC served by the hub's runner (OpenTelemetry with a batch exporter,
-request id and JSON logging, error mapping, authentication, the field rules), without and with
-a vendor token to verify, against the same no-op RPC on a bare grpc.aio server. Each server
-runs in its own process; the load comes from this one over loopback, `concurrency` calls in
-flight.
+The rows (issue 15's table, and the costs behind them):
 
-validation: the contracts' field rules (protovalidate) on an event of each payload kind and on a
-batch of 500, against decoding the same message (validation_bench.py).
+- runner (runner_bench.py): a no-op unary RPC on a bare grpc.aio server (the baseline), behind
+  the hub's runner, and behind it with a vendor token to verify; 16 in flight, each server in a
+  process of its own. The baseline and the runner with a token are measured again with h2load, a
+  load generator in C (h2load_bench.py), against each other.
+- validation, identity: the field rules on an event of each kind and on a batch of 500, and
+  token and DPoP verification, per call against the server time of one no-op RPC.
+- Then, per database, the whole hub (hub.py: the EPJ simulator and the five services, seeded
+  with the sandbox, plus a lone ingest without journaling):
+  - idle (idle_bench.py): each service's CPU while nothing happens;
+  - audit (audit_bench.py): Record awaited by 16 callers;
+  - ingest (ingest_bench.py): SubmitEvent at 16 in flight, and SubmitEvents of 500;
+  - e2e (e2e_bench.py): a steady offered rate, acceptance to journaled, lost and duplicated;
+  - backlog (backlog_bench.py): delivery with a large backlog in one municipality against an
+    empty queue's, and another municipality's acceptance to journaled meanwhile.
 
-audit: records committed per second when 16 callers each await theirs (as lookup will), into a
-real audit process on SQLite, against the no-op RPC (audit_bench.py).
-
-ingest: SubmitEvent at the same concurrency, durable with a vendor token, and SubmitEvents of
-500 back to back, into a real ingest process on SQLite (ingest_bench.py).
-
-identity: verifying a vendor token (the first time, and again from the cache), a service token,
-and a DPoP proof (identity_bench.py).
+The load client is never the limit unseen: requests are encoded before the clock starts and
+its CPU share (of one core) is printed beside each row. The machine's other work shows in the
+figures: compare ratios, not absolute rates, across runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import math
 import os
-import statistics
-import subprocess
+import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import grpc
 from audit_bench import measure_audit
-from google.protobuf import empty_pb2
-from identity_bench import identity_table
+from backlog_bench import measure_backlog
+from e2e_bench import measure_e2e
+from h2load_bench import find_h2load, run_h2load
+from hub import POSTGRESQL, SERVICES, SQLITE, Hub, Started, running_hub, start_hubs, stop_hubs
+from identity_bench import identity_rows
+from idle_bench import measure_idle
 from ingest_bench import measure_ingest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from rich.console import Console
-from rich.table import Table
-from validation_bench import validation_table
+from load import Load
+from report import Row, print_table, write_json
+from runner_bench import METHOD, NoopLoad, NoopServer, measure_noop
+from validation_bench import validation_rows
 
-from vkp_lib.auth import AnonymousAuthenticator
 from vkp_lib.identity.issuer import DevelopmentIssuer
-from vkp_lib.identity.permissions import Permissions, Scope, Scopes
-from vkp_lib.identity.setup import build_authentication
+from vkp_lib.identity.permissions import Scopes
 from vkp_lib.logging import configure_logging
-from vkp_lib.rpc import Context
-from vkp_lib.runner import Service, serve
-from vkp_lib.settings import AuthSettings, RuntimeSettings
-from vkp_lib.telemetry import RedactingSpanExporter, Redactor
 
-METHOD = "/vkp.bench.v1.BenchService/Noop"
-BENCH_ACCESS = Permissions("vkp.bench.v1.BenchService", {"Noop": Scope(Scopes.INGEST)})
-E = empty_pb2.Empty
+HUB_GROUPS = ("idle", "audit", "ingest", "e2e", "backlog")
+GROUPS = ("runner", "validation", "identity", *HUB_GROUPS)
+DATABASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
 
 
-async def noop(request: E, context: Context) -> E:
-    return E()
+@dataclass(frozen=True)
+class Sizes:
+    """How long and how much each row runs: the full run's, or the smoke run's."""
+
+    seconds: float
+    rate: float
+    duration: float
+    drain: float
+    backlog: int
+    empty_events: int
+    window: float
+    other_rate: float
+    idle_settle: float
+    idle_seconds: float
 
 
-def _register(server: grpc.aio.Server, _: None) -> None:
-    handler = grpc.unary_unary_rpc_method_handler(
-        noop, request_deserializer=E.FromString, response_serializer=E.SerializeToString
+FULL = Sizes(
+    seconds=3.0,
+    rate=500.0,
+    duration=60.0,
+    drain=30.0,
+    backlog=100_000,
+    empty_events=2_000,
+    window=15.0,
+    other_rate=20.0,
+    idle_settle=5.0,
+    idle_seconds=10.0,
+)
+SMOKE = Sizes(
+    seconds=0.3,
+    rate=100.0,
+    duration=0.5,
+    drain=5.0,
+    backlog=500,
+    empty_events=50,
+    window=0.5,
+    other_rate=20.0,
+    idle_settle=0.2,
+    idle_seconds=0.5,
+)
+
+
+def _ratio_met(ratio: float, target: float) -> bool:
+    return not math.isnan(ratio) and ratio >= target
+
+
+def _rate_row(
+    key: str,
+    name: str,
+    load: Load,
+    base: Load,
+    *,
+    database: str = "",
+    target: float | None = None,
+    unit: str = "req/s",
+) -> Row:
+    ratio = load.rate / base.rate
+    return Row(
+        key=key,
+        name=name,
+        database=database,
+        value=load.rate,
+        unit=unit,
+        ratio=ratio,
+        ratio_of="no-op",
+        p50_ms=load.p50_ms,
+        p99_ms=load.p99_ms,
+        target="" if target is None else f"≥ {target:.2f} x no-op",
+        met=None if target is None else _ratio_met(ratio, target),
+        client_cpu=load.client_cpu,
+        details={"calls": load.calls, "seconds": load.seconds},
     )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("vkp.bench.v1.BenchService", {"Noop": handler}),)
-    )
 
 
-class _Discard(SpanExporter):
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
+class Bench:
+    def __init__(self, args: argparse.Namespace, sizes: Sizes) -> None:
+        self.args = args
+        self.sizes = sizes
+        self.rows: list[Row] = []
+        self.base: Load | None = None
+        self.issuer_dir = tempfile.TemporaryDirectory(prefix="vkp-bench-issuer-")
+        self.issuer = DevelopmentIssuer.open(Path(self.issuer_dir.name))
 
+    def wants(self, group: str) -> bool:
+        return group in self.args.only
 
-async def _serve_bare() -> None:
-    server = grpc.aio.server()
-    _register(server, None)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(port, flush=True)
-    await server.wait_for_termination()
-
-
-async def _serve_runner(with_auth: bool) -> None:
-    configure_logging("bench", "INFO")  # as deployed
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(_Discard(), Redactor())))
-    service = Service(
-        "bench", "vkp.bench.v1.BenchService", _register, authenticator=AnonymousAuthenticator()
-    )
-    runtime = RuntimeSettings(development=True)
-    if with_auth:  # the development issuer named by the environment (VKP_AUTH_*)
-        authentication = build_authentication(BENCH_ACCESS, AuthSettings(), runtime)
-        service.authenticator = authentication.authenticator
-        service.on_start = authentication.on_start
-    await serve(service, runtime, "127.0.0.1", 0, tracer_provider=provider)
-
-
-async def _load(
-    port: int, seconds: float, concurrency: int, metadata: tuple[tuple[str, str], ...] = ()
-) -> tuple[float, float, float]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(
-            METHOD, request_serializer=E.SerializeToString, response_deserializer=E.FromString
-        )
-        for _ in range(200):  # warm up
-            await call(E(), metadata=metadata)
-        latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                began = time.perf_counter()
-                await call(E(), metadata=metadata)
-                latencies.append(time.perf_counter() - began)
-
+    def step(self, label: str, work: Callable[..., None], *args: Any) -> None:
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    cuts = statistics.quantiles(latencies, n=100)
-    return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000
+        print(f"… {label}", file=sys.stderr, flush=True)
+        work(*args)
+        print(f"  {label}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+
+    # -- the no-op servers --
+
+    def runner(self) -> None:
+        load = NoopLoad(self.sizes.seconds, self.args.concurrency)
+        token = self.issuer.vendor_token("bench-client", [Scopes.INGEST])
+        with_token = NoopLoad(
+            load.seconds, load.concurrency, (("authorization", f"Bearer {token}"),)
+        )
+        servers = {
+            "bare": NoopServer("bare"),
+            "runner": NoopServer("runner"),
+            "runner-auth": NoopServer("runner-auth", self.issuer.env()),
+        }
+        try:
+            base = self.base = measure_noop(servers["bare"].address, load)
+            self.rows.append(
+                _rate_row("noop.bare", "no-op RPC, bare grpc.aio (the baseline)", base, base)
+            )
+            if not self.wants("runner"):
+                return
+            runner = measure_noop(servers["runner"].address, load)
+            self.rows.append(_rate_row("runner", "runner no-op, no token", runner, base))
+            auth = measure_noop(servers["runner-auth"].address, with_token)
+            self.rows.append(
+                _rate_row("runner.token", "runner no-op, vendor token", auth, base, target=0.85)
+            )
+            self._h2load(servers, with_token.metadata)
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    def _h2load(
+        self, servers: dict[str, NoopServer], metadata: tuple[tuple[str, str], ...]
+    ) -> None:
+        h2load, why = find_h2load(install=not self.args.smoke and not self.args.no_install)
+        names = (
+            ("h2load.bare", "no-op RPC, bare grpc.aio, h2load (C client)"),
+            ("h2load.runner.token", "runner no-op, vendor token, h2load (C client)"),
+        )
+        if h2load is None:
+            print(f"h2load rows skipped: {why}", file=sys.stderr)
+            self.rows += [Row(key=key, name=name, skipped=why) for key, name in names]
+            return
+        seconds, concurrency = self.sizes.seconds, self.args.concurrency
+        bare = run_h2load(h2load, servers["bare"].address, METHOD, seconds, concurrency)
+        auth = run_h2load(
+            h2load, servers["runner-auth"].address, METHOD, seconds, concurrency, metadata
+        )
+        assert self.base is not None
+        for (key, name), figures, baseline, target in (
+            (names[0], bare, bare, None),
+            (names[1], auth, bare, 0.85),
+        ):
+            ratio = figures.rate / baseline.rate
+            self.rows.append(
+                Row(
+                    key=key,
+                    name=name,
+                    value=figures.rate,
+                    unit="req/s",
+                    ratio=ratio,
+                    ratio_of="no-op, h2load",
+                    target="" if target is None else f"≥ {target:.2f} x no-op",
+                    met=None if target is None else _ratio_met(ratio, target),
+                    client_cpu=figures.client_cpu,
+                    details={
+                        "mean_ms": figures.mean_ms,
+                        "calls": figures.succeeded,
+                        "vs_python_client_baseline": figures.rate / self.base.rate,
+                    },
+                )
+            )
+
+    @property
+    def noop_rpc_seconds(self) -> float:
+        assert self.base is not None
+        return 1 / self.base.rate
+
+    # -- the whole hub, per database --
+
+    def hub_rows(self, hub: Hub) -> None:
+        for group, work in (
+            ("idle", self.idle),
+            ("audit", self.audit),
+            ("ingest", self.ingest),
+            ("e2e", self.e2e),
+            ("backlog", self.backlog),
+        ):
+            if self.wants(group):
+                self.step(f"{group} ({hub.database})", work, hub)
+
+    def idle(self, hub: Hub) -> None:
+        shares = measure_idle(hub, self.sizes.idle_settle, self.sizes.idle_seconds)
+        total = sum(shares.values()) * 100
+        self.rows.append(
+            Row(
+                key="idle",
+                name=f"idle hub, CPU over {self.sizes.idle_seconds:g} s",
+                database=hub.database,
+                value=total,
+                unit="% core",
+                target="< 2 % of a core",
+                met=total < 2,
+                details={f"{name}_percent": shares[name] * 100 for name in SERVICES},
+            )
+        )
+        self.rows += [
+            Row(
+                key=f"idle.{name}",
+                name=f"  idle: {name}",
+                database=hub.database,
+                value=shares[name] * 100,
+                unit="% core",
+            )
+            for name in SERVICES
+        ]
+
+    def audit(self, hub: Hub) -> None:
+        assert self.base is not None
+        load = measure_audit(hub, self.sizes.seconds, self.args.concurrency, self.base.rate)
+        self.rows.append(
+            _rate_row(
+                "audit",
+                f"audit Record awaited by {self.args.concurrency} callers",
+                load,
+                self.base,
+                database=hub.database,
+                target=0.60,
+                unit="records/s",
+            )
+        )
+
+    def ingest(self, hub: Hub) -> None:
+        assert self.base is not None
+        figures = measure_ingest(hub, self.sizes.seconds, self.args.concurrency, self.base.rate)
+        self.rows.append(
+            _rate_row(
+                "ingest.unary",
+                f"ingest SubmitEvent, durable, token, {self.args.concurrency} in flight",
+                figures.unary,
+                self.base,
+                database=hub.database,
+                target=0.60,
+            )
+        )
+        batches = figures.batches
+        self.rows.append(
+            Row(
+                key="ingest.batch",
+                name="ingest SubmitEvents of 500, back to back",
+                database=hub.database,
+                value=batches.item_rate,
+                unit="events/s",
+                ratio=batches.item_rate / self.base.rate,
+                ratio_of="no-op",
+                p50_ms=batches.p50_ms,
+                p99_ms=batches.p99_ms,
+                target="≥ 10,000 events/s",
+                met=batches.item_rate >= 10_000,
+                client_cpu=batches.client_cpu,
+                details={"batches": batches.calls, "seconds": batches.seconds},
+            )
+        )
+
+    def e2e(self, hub: Hub) -> None:
+        sizes = self.sizes
+        figures = measure_e2e(hub, sizes.rate, sizes.duration, sizes.drain)
+        journaled = figures.journaled
+        met = (
+            journaled.p99_ms <= 1000
+            and journaled.lost == 0
+            and journaled.duplicated == 0
+            and figures.refused == 0
+        )
+        self.rows.append(
+            Row(
+                key="e2e",
+                name=f"event → journaled, whole hub, {sizes.rate:g}/s for {sizes.duration:g} s",
+                database=hub.database,
+                value=figures.achieved_rate,
+                unit="events/s",
+                shown=(
+                    f"{figures.achieved_rate:,.0f} events/s, {journaled.lost} lost, "
+                    f"{journaled.duplicated} dup"
+                ),
+                p50_ms=journaled.p50_ms,
+                p99_ms=journaled.p99_ms,
+                target="p99 ≤ 1 s, 0 lost, 0 dup",
+                met=met,
+                client_cpu=figures.client_cpu,
+                details={
+                    "offered_rate": figures.offered_rate,
+                    "accepted": figures.accepted,
+                    "refused": figures.refused,
+                    "journaled": journaled.journaled,
+                    "lost": journaled.lost,
+                    "duplicated": journaled.duplicated,
+                    "unexpected_notes": journaled.unexpected,
+                    "drain_seconds": figures.drain_seconds,
+                    "client_max_lag_seconds": figures.max_lag_seconds,
+                },
+            )
+        )
+
+    def backlog(self, hub: Hub) -> None:
+        sizes = self.sizes
+        figures = measure_backlog(
+            hub, sizes.backlog, sizes.empty_events, sizes.window, sizes.other_rate, sizes.drain
+        )
+        other = figures.other.journaled
+        self.rows.append(
+            Row(
+                key="backlog",
+                name=f"journaling, {figures.backlog:,} waiting in one municipality",
+                database=hub.database,
+                value=figures.backlog_rate,
+                unit="notes/s",
+                shown=(
+                    f"{figures.backlog_rate:,.1f} notes/s (empty {figures.empty_rate:,.1f}); "
+                    f"other {other.lost} late"
+                ),
+                ratio=figures.ratio,
+                ratio_of="empty queue",
+                p50_ms=other.p50_ms,
+                p99_ms=other.p99_ms,
+                target="≥ 0.80 x empty; other's p99 ≤ 1 s",
+                met=_ratio_met(figures.ratio, 0.8) and other.p99_ms <= 1000,
+                client_cpu=figures.other.client_cpu,
+                details={
+                    "empty_queue_events": figures.empty_events,
+                    "empty_queue_rate": figures.empty_rate,
+                    "backlog": figures.backlog,
+                    "fill_rate": figures.fill_rate,
+                    "window_seconds": figures.window_seconds,
+                    "other_offered_rate": figures.other.offered_rate,
+                    "other_accepted": figures.other.accepted,
+                    "other_journaled": other.journaled,
+                    "other_not_journaled": other.lost,
+                    "other_duplicated": other.duplicated,
+                    "other_p50_ms": other.p50_ms,
+                    "other_p99_ms": other.p99_ms,
+                },
+            )
+        )
+
+    # -- all of it --
+
+    def run(self) -> None:
+        hubs = any(self.wants(g) for g in HUB_GROUPS) and self.args.databases
+        with contextlib.ExitStack() as stack:
+            early: Future[Started] | None = None
+            if self.args.smoke and hubs:
+                # The smoke run starts its hubs while the first rows run: its time goes to
+                # checking that every row gives a figure, not to figures anyone reads.
+                pool = stack.enter_context(ThreadPoolExecutor(1))
+                early = pool.submit(start_hubs, self.args.databases)
+                stack.callback(lambda: stop_hubs(early.result() if early else []))
+            self.step("runner", self.runner)
+            if self.wants("validation"):
+                self.step("validation", self.validation)
+            if self.wants("identity"):
+                self.step("identity", self.identity)
+            if early is not None:
+                for _, hub in early.result():
+                    self.hub_rows(hub)
+            elif hubs:
+                for database in self.args.databases:
+                    with running_hub(database) as hub:
+                        self.hub_rows(hub)
+
+    def validation(self) -> None:
+        self.rows += validation_rows(self.sizes.seconds, self.noop_rpc_seconds)
+
+    def identity(self) -> None:
+        self.rows += identity_rows(self.issuer, self.sizes.seconds, self.noop_rpc_seconds)
 
 
-def _measure(
-    kind: str,
-    seconds: float,
-    concurrency: int,
-    env: dict[str, str] | None = None,
-    metadata: tuple[tuple[str, str], ...] = (),
-) -> tuple[float, float, float]:
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={
-            **os.environ,
-            "OTEL_SDK_DISABLED": "true",
-            "VKP_SHUTDOWN_DRAIN_SECONDS": "0",
-            **(env or {}),
-        },
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        return asyncio.run(_load(port, seconds, concurrency, metadata))
-    finally:
-        server.terminate()
-        server.wait(30)
+def _names(text: str, allowed: Any) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)}")
+    return names
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="VKP benchmarks")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="every row with tiny sizes")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, help="of each closed-loop row (3; smoke 0.3)")
+    parser.add_argument("--rate", type=float, help="events/s offered in the e2e row (500)")
+    parser.add_argument("--duration", type=float, help="seconds of the e2e row (60)")
+    parser.add_argument("--backlog", type=int, help="events waiting in the backlog row (100,000)")
+    parser.add_argument("--window", type=float, help="seconds measured in the backlog row (15)")
     parser.add_argument(
-        "--serve", choices=["bare", "runner", "runner-auth"], help=argparse.SUPPRESS
+        "--only",
+        type=lambda text: _names(text, GROUPS),
+        default=list(GROUPS),
+        help=f"row groups, comma separated: {','.join(GROUPS)} (the no-op baseline always runs)",
     )
+    parser.add_argument(
+        "--databases",
+        type=lambda text: [DATABASES[n] for n in _names(text, DATABASES)],
+        default=list(DATABASES.values()),
+        help="sqlite,postgresql",
+    )
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install h2load")
     args = parser.parse_args()
-    if args.serve:
-        if args.serve == "bare":
-            asyncio.run(_serve_bare())
-        else:
-            asyncio.run(_serve_runner(with_auth=args.serve == "runner-auth"))
-        return
-    configure_logging("bench", "WARNING")
-    base = _measure("bare", args.seconds, args.concurrency)
-    runner = _measure("runner", args.seconds, args.concurrency)
-    with tempfile.TemporaryDirectory() as folder:
-        issuer = DevelopmentIssuer.open(Path(folder))
-        token = issuer.vendor_token("bench-client", [Scopes.INGEST])
-        with_auth = _measure(
-            "runner-auth",
-            args.seconds,
-            args.concurrency,
-            env=issuer.env(),
-            metadata=(("authorization", f"Bearer {token}"),),
-        )
-        identity = identity_table(issuer, args.seconds, 1 / base[0])
-    table = Table(title=f"no-op unary RPC, concurrency {args.concurrency}, {args.seconds:g} s each")
-    for column in ("server", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p99 vs baseline"):
-        table.add_column(column, justify="right" if column != "server" else "left")
-    audit = measure_audit(args.seconds, args.concurrency)
-    ingest, batches = measure_ingest(args.seconds, args.concurrency)
-    ingest_pg, batches_pg = measure_ingest(args.seconds, args.concurrency, "postgresql")
-    rows = (
-        ("bare grpc.aio (baseline)", base),
-        ("vkp runner", runner),
-        ("vkp runner, vendor token (bearer)", with_auth),
-        ("audit Record, awaited, durable (SQLite)", audit),
-        ("ingest SubmitEvent, durable, auth on (SQLite)", ingest),
-        ("ingest SubmitEvent, durable, auth on (PostgreSQL)", ingest_pg),
+    base = SMOKE if args.smoke else FULL
+    sizes = Sizes(
+        seconds=args.seconds or base.seconds,
+        rate=args.rate or base.rate,
+        duration=args.duration or base.duration,
+        drain=base.drain,
+        backlog=args.backlog if args.backlog is not None else base.backlog,
+        empty_events=base.empty_events,
+        window=args.window or base.window,
+        other_rate=base.other_rate,
+        idle_settle=base.idle_settle,
+        idle_seconds=base.idle_seconds,
     )
-    for name, (rate, p50, p99) in rows:
-        table.add_row(
-            name,
-            f"{rate:,.0f}",
-            f"{p50:.2f}",
-            f"{p99:.2f}",
-            f"{rate / base[0]:.2f}",
-            f"{p99 / base[2]:.2f}",
-        )
-    console = Console(width=120)
-    console.print(table)
-    console.print(validation_table(args.seconds, 1 / base[0]))
-    console.print(identity)
-    batch_table = Table(title="ingest SubmitEvents of 500, back to back, durable")
-    for column in ("database", "events/s", "median ms per batch", "slowest ms", "vs no-op req/s"):
-        batch_table.add_column(column, justify="left" if column == "database" else "right")
-    for backend, (events, median, slowest) in (("SQLite", batches), ("PostgreSQL", batches_pg)):
-        batch_table.add_row(
-            backend, f"{events:,.0f}", f"{median:.0f}", f"{slowest:.0f}", f"{events / base[0]:.2f}"
-        )
-    console.print(batch_table)
+    configure_logging("bench", "WARNING")
+    began = time.perf_counter()
+    bench = Bench(args, sizes)
+    bench.run()
+    elapsed = time.perf_counter() - began
+    title = (
+        f"VKP benchmarks{' (smoke: tiny sizes, no figure means anything)' if args.smoke else ''}"
+        f" — {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end,"
+        f" {elapsed:.0f} s; ratios against the no-op server of this run"
+    )
+    print_table(bench.rows, title)
+    if args.json:
+        run = {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "smoke": args.smoke,
+            "seconds": elapsed,
+            "cores": os.cpu_count(),
+            "load_average_at_end": os.getloadavg()[0],
+            "python": platform.python_version(),
+            "concurrency": args.concurrency,
+            "sizes": sizes.__dict__,
+            "groups": args.only,
+            "databases": args.databases,
+        }
+        write_json(args.json, bench.rows, run)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""The whole hub as real processes on free ports, on SQLite or on a PostgreSQL database of the
+run's own: the EPJ simulator, the five services (registry, audit, journaling, lookup, ingest)
+with the registry seeded from the sandbox, and beside them a second ingest, `ingest_alone`,
+with a database of its own and no journaling to relay to, for the rows that measure ingest's own
+work without a delivery pipeline sharing the two cores (as the issue's figures were taken).
+
+Services run as deployed: their default settings, INFO logs off (WARNING), no telemetry export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+
+from vkp.registry.v1 import registry_pb2_grpc
+from vkp_cli.registry import seed
+from vkp_epj_sim import SeedPatient, sandbox_patients, select_patients
+from vkp_epj_sim.testing import SimulatorProcess
+from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
+from vkp_lib.sandbox import BJORKEDAL, FJORDVIK, HOME_FOLLOW_UP, SANDBOX, SandboxMunicipality
+from vkp_lib.testing.plugin import postgres_database
+from vkp_lib.testing.processes import NOWHERE, ServiceProcess, stop_all
+
+SQLITE, POSTGRESQL = "SQLite", "PostgreSQL"
+#: The five services, in the order they start (a service needs the addresses of those before).
+SERVICES = ("registry", "audit", "journaling", "lookup", "ingest")
+#: The vendor system the bench's events come from: home measurements (one Observation a note).
+VENDOR = HOME_FOLLOW_UP
+#: Push municipalities: the hub delivers their notes to the simulator.
+BUSY, OTHER = FJORDVIK, BJORKEDAL
+
+
+def patients(municipality: SandboxMunicipality) -> list[SeedPatient]:
+    """The simulator's sandbox patients of a municipality: the bench's events are theirs."""
+    return select_patients(sandbox_patients(), municipality=municipality.municipality_number)
+
+
+@dataclass
+class Hub:
+    database: str
+    folder: Path
+    issuer: DevelopmentIssuer
+    sim: SimulatorProcess
+    processes: dict[str, ServiceProcess]
+    ingest_alone: ServiceProcess
+
+    def address(self, service: str) -> str:
+        return self.processes[service].address
+
+    def vendor_metadata(self) -> tuple[tuple[str, str], ...]:
+        token = self.issuer.vendor_token(VENDOR.client_ids[0], [Scopes.INGEST])
+        return (("authorization", f"Bearer {token}"),)
+
+    def epj(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.sim.url, timeout=60)
+
+
+def _base_env(issuer: DevelopmentIssuer) -> dict[str, str]:
+    return {
+        **issuer.env(),
+        "VKP_LOG_LEVEL": "WARNING",
+        "OTEL_SDK_DISABLED": "true",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+    }
+
+
+async def _seed(registry: str, issuer: DevelopmentIssuer, simulator_url: str) -> None:
+    admin = issuer.vendor_token("bench-admin", [Scopes.ADMIN])
+    async with grpc.aio.insecure_channel(registry) as channel:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        metadata = (("authorization", f"Bearer {admin}"),)
+        await seed(stub, metadata, SANDBOX, simulator_url=simulator_url)
+
+
+@contextlib.contextmanager
+def database_urls(database: str, folder: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """The hub's VKP_DB_URL per service and the lone ingest's: SQLite files in `folder`, or two
+    PostgreSQL databases of this run (the hub's services share one, as they may), dropped after."""
+    if database == SQLITE:
+        urls = {name: f"sqlite+aiosqlite:///{folder / f'{name}.db'}" for name in SERVICES}
+        yield urls, f"sqlite+aiosqlite:///{folder / 'ingest-alone.db'}"
+        return
+    with postgres_database() as shared, postgres_database() as alone:
+        yield dict.fromkeys(SERVICES, shared), alone
+
+
+@contextlib.contextmanager
+def running_hub(database: str) -> Iterator[Hub]:
+    """The hub, seeded and serving; all stopped (and PostgreSQL's databases dropped) after."""
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vkp-bench-")))
+        urls, alone_url = stack.enter_context(database_urls(database, folder))
+        issuer = DevelopmentIssuer.open(folder / "issuer")
+        base = _base_env(issuer)
+        sim = SimulatorProcess(folder / "epj", env={"VKP_LOG_LEVEL": "WARNING"})
+        stack.callback(sim.stop)
+        started: list[ServiceProcess] = []
+        stack.callback(lambda: stop_all(*started))
+
+        def start(name: str, **env: str) -> ServiceProcess:
+            process = ServiceProcess(name, {**base, "VKP_DB_URL": urls[name], **env})
+            started.append(process)
+            return process
+
+        registry, audit = start("registry"), start("audit")
+        sim.wait_ready()
+        registry.wait_serving()
+        audit.wait_serving()
+        asyncio.run(_seed(registry.address, issuer, sim.url))
+        targets = {"VKP_REGISTRY_TARGET": registry.address, "VKP_AUDIT_TARGET": audit.address}
+        journaling, lookup = start("journaling", **targets), start("lookup", **targets)
+        alone = ServiceProcess(
+            "ingest",
+            {**base, **targets, "VKP_DB_URL": alone_url, "VKP_JOURNALING_TARGET": NOWHERE},
+        )
+        started.append(alone)
+        journaling.wait_serving()
+        ingest = start("ingest", **targets, VKP_JOURNALING_TARGET=journaling.address)
+        for process in (lookup, alone, ingest):
+            process.wait_serving()
+        processes = dict(zip(SERVICES, (registry, audit, journaling, lookup, ingest), strict=True))
+        yield Hub(database, folder, issuer, sim, processes, alone)
+
+
+Started = list[tuple[contextlib.AbstractContextManager[Hub], Hub]]
+
+
+def start_hubs(databases: Sequence[str]) -> Started:
+    """Several hubs started at once, each in a thread of its own (for the smoke run, whose
+    figures mean nothing, so its time goes to the checks); `stop_hubs` stops them."""
+    managers = [running_hub(database) for database in databases]
+    with ThreadPoolExecutor(len(managers)) as pool:
+        entering = [(manager, pool.submit(manager.__enter__)) for manager in managers]
+    started: Started = []
+    failures: list[BaseException] = []
+    for manager, future in entering:
+        try:
+            started.append((manager, future.result()))
+        except Exception as exc:  # the others are stopped before this is raised
+            failures.append(exc)
+    if failures:
+        stop_hubs(started)
+        raise failures[0]
+    return started
+
+
+def stop_hubs(started: Started) -> None:
+    """Stops hubs `start_hubs` started, at once."""
+    if started:
+        with ThreadPoolExecutor(len(started)) as pool:
+            stopping = [pool.submit(manager.__exit__, None, None, None) for manager, _ in started]
+        for future in stopping:
+            future.result()
