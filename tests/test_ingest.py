@@ -24,6 +24,11 @@ from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
+from vkp_ingest.domain.model import Incoming, Registration, content_hash
+from vkp_ingest.relay import JournalingRelay
+from vkp_ingest.settings import IngestSettings
+from vkp_ingest.store import IngestStore
+from vkp_lib.db import Database
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
 from vkp_lib.national_id import check_digits, synthetic_organization_number
@@ -608,3 +613,63 @@ async def test_an_accepted_batch_and_a_denial_are_each_one_audit_record(
         if r.outcome == audit_pb2.AUDIT_OUTCOME_DENIED
     ]
     assert [r.outcome_reason for r in refusals][-1:] == ["NO_ACCESS"]
+
+
+# -- the relay's outbox, on the store ------------------------------------------------------------
+
+
+@dataclass
+class RecordingJournaling:
+    """Journaling's Enqueue, recording each call's items."""
+
+    calls: list[list[journaling_pb2.EnqueueItem]]
+
+    async def Enqueue(
+        self, request: journaling_pb2.EnqueueRequest
+    ) -> journaling_pb2.EnqueueResponse:
+        self.calls.append(list(request.items))
+        return journaling_pb2.EnqueueResponse()
+
+
+async def registered_store(
+    database_url: str, counts: dict[str, int]
+) -> tuple[IngestStore, dict[str, list[str]]]:
+    """A migrated ingest store with `counts[municipality]` events registered for each (one
+    patient each), one registration per municipality in the order given; their event ids."""
+    store = IngestStore(Database.from_url(database_url, name="ingest"))
+    await store.db.start()
+    await store.migrate()
+    now = datetime.now(UTC)
+    ids: dict[str, list[str]] = {}
+    for person, (municipality, count) in enumerate(counts.items()):
+        items = []
+        for _ in range(count):
+            event = event_of("home_measurement", person=person, municipality=municipality)
+            data = event.SerializeToString(deterministic=True)
+            hashed = content_hash(data)
+            items.append(Incoming("v", event.event_id, "c", hashed, municipality, data, ""))
+        await store.register_many([Registration(items, {})], now)
+        ids[municipality] = [item.event_id for item in items]
+    return store, ids
+
+
+async def test_the_relay_sends_a_waiting_municipality_beside_another_ones_backlog_in_order(
+    database_url: str,
+) -> None:
+    backlog, quiet = FJORDVIK.organization_number, NORDHEIM.organization_number
+    store, ids = await registered_store(database_url, {backlog: 1200, quiet: 3})
+    journaling = RecordingJournaling([])
+    relay = JournalingRelay(store, journaling, IngestSettings(relay_batch=500))
+    try:
+        while await relay.send():
+            pass
+    finally:
+        await store.db.close()
+    assert [i.event.municipality for i in journaling.calls[0]].count(quiet) == 3
+    assert all(len(call) <= 500 for call in journaling.calls)
+    sent = [item for call in journaling.calls for item in call]
+    assert len(sent) == len({item.entry_id for item in sent}) == 1203
+    for municipality in (backlog, quiet):  # one patient each: in the order registered
+        assert [i.event.event_id for i in sent if i.event.municipality == municipality] == ids[
+            municipality
+        ]

@@ -87,22 +87,32 @@ def build_service(
             ):
                 channels.append(insecure_channel(target, service, tokens))
             registry, audit, journaling = channels
+            audit_client = AuditClient(audit)
+            journaling_stub = journaling_pb2_grpc.JournalingServiceStub(journaling)
+            relay = JournalingRelay(store, journaling_stub, ingest)
+            audits = audit_relay(store, audit_client)
+
+            async def register(requests: list[Registration]) -> list[list[Registered]]:
+                registered = await store.register_many(requests, datetime.now(UTC))
+                if any(r.new for results in registered for r in results):
+                    relay.wake.set()  # the relays wait for work: it is here
+                    audits.wake.set()
+                return registered
+
             registrar: GroupCommit[Registration, list[Registered]] = GroupCommit(
-                lambda requests: store.register_many(requests, datetime.now(UTC)),
+                register,
                 size=lambda request: len(request.events),
                 max_size=2000,
                 stopping_reason=Reason.INGEST_STOPPING,
             )
-            audit_client = AuditClient(audit)
-            journaling_stub = journaling_pb2_grpc.JournalingServiceStub(journaling)
             yield Dependencies(
                 store=store,
                 registrar=registrar,
                 decisions=DecisionClient(registry),
                 audit=audit_client,
                 journaling=journaling_stub,
-                relay=JournalingRelay(store, journaling_stub, ingest),
-                audit_relay=audit_relay(store, audit_client),
+                relay=relay,
+                audit_relay=audits,
             )
         finally:
             for channel in channels:

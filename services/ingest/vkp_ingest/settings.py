@@ -20,7 +20,12 @@ class IngestSettings(BaseSettings):
         default=7 * 86400.0, gt=0, description="How old an event may be when it arrives."
     )
     relay_batch: int = Field(default=500, ge=1, le=500, description="Events per Enqueue call.")
-    relay_poll_seconds: float = Field(default=0.05, gt=0, description="Idle wait of the relay.")
+    relay_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Idle wait of the relay: a registration in the same process wakes it at "
+        "once, so this only bounds how late another replica's registrations are found.",
+    )
     relay_lease_seconds: float = Field(
         default=10.0, gt=0, description="How long one replica's relay holds the outbox."
     )

@@ -18,10 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_ingest.domain.model import Outgoing, Registered, Registration, StoredEvent
-from vkp_lib.db import Database, aware, insert, rowcount
+from vkp_lib.db import Database, aware, insert
 
 MIGRATIONS = "vkp_ingest.migrations"
 VERSION_TABLE = "alembic_version_ingest"
@@ -80,6 +79,58 @@ _ADD_EVENTS = {
     for dialect in ("sqlite", "postgresql")
 }
 _ADD_AUDIT = sa.insert(audit_outbox)
+_MARK_SENT = (
+    sa.update(events).where(events.c.id.in_(sa.bindparam("ids", expanding=True))).values(sent=True)
+)
+_AUDIT_SENT = sa.delete(audit_outbox).where(
+    audit_outbox.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_LEASE_ROW = {
+    dialect: insert(dialect, relay_lease)
+    .values(id=1, owner="", until=EPOCH)
+    .on_conflict_do_nothing(index_elements=["id"])
+    for dialect in ("sqlite", "postgresql")
+}
+_TAKE_LEASE = (
+    sa.update(relay_lease)
+    .where(
+        relay_lease.c.id == 1,
+        sa.or_(
+            relay_lease.c.owner == sa.bindparam("holder"),
+            relay_lease.c.until < sa.bindparam("now"),
+        ),
+    )
+    .values(owner=sa.bindparam("holder"), until=sa.bindparam("held_until"))
+)
+#: The municipalities with unsent events: a skip scan of the outbox's partial index (migration
+#: 0002), one index seek per municipality, however many events wait.
+_WAITING = {
+    dialect: sa.text(
+        f"""
+        WITH RECURSIVE waiting(municipality) AS (
+            SELECT MIN(municipality) FROM ingest_events WHERE sent = {false}
+            UNION ALL
+            SELECT (
+                SELECT MIN(e.municipality) FROM ingest_events e
+                WHERE e.sent = {false} AND e.municipality > waiting.municipality
+            )
+            FROM waiting WHERE waiting.municipality IS NOT NULL
+        )
+        SELECT municipality FROM waiting WHERE municipality IS NOT NULL
+        """  # noqa: S608 - no values: the dialect's literal false only
+    )
+    for dialect, false in (("sqlite", "0"), ("postgresql", "false"))
+}
+_OUTGOING = (
+    events.c.id,
+    events.c.vendor_system,
+    events.c.client_id,
+    events.c.event,
+    events.c.traceparent,
+    events.c.receive_time,
+    events.c.position,
+    events.c.municipality,
+)
 
 
 def _stored(connection: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
@@ -226,33 +277,38 @@ class IngestStore:
     async def lease_outbox(self, owner: str, now: datetime, lease: timedelta) -> bool:
         """Takes (or keeps) the relay's lease: only its holder sends, so order holds."""
 
-        async def work(session: AsyncSession) -> bool:
-            await session.execute(
-                insert(self.db.dialect, relay_lease)
-                .values(id=1, owner="", until=EPOCH)
-                .on_conflict_do_nothing(index_elements=["id"])
+        def work(connection: Connection) -> bool:
+            connection.execute(_LEASE_ROW[self.db.dialect])
+            taken = connection.execute(
+                _TAKE_LEASE, {"holder": owner, "now": now, "held_until": now + lease}
             )
-            taken = await session.execute(
-                sa.update(relay_lease)
-                .where(
-                    relay_lease.c.id == 1,
-                    sa.or_(relay_lease.c.owner == owner, relay_lease.c.until < now),
-                )
-                .values(owner=owner, until=now + lease)
-            )
-            return rowcount(taken) > 0
+            return taken.rowcount > 0
 
-        return await self.db.write(work)
+        return await self.db.write_sync(work)
 
-    async def unsent(self, limit: int) -> list[Outgoing]:
+    async def unsent(self, limit: int, after: str = "") -> list[Outgoing]:
+        """The oldest unsent events of each municipality that has any, a fair share of `limit`
+        each, in position order (each municipality's, so each patient's, order kept). When more
+        municipalities wait than `limit`, those after `after` (in order, wrapping) go first."""
         async with self.db.read() as session:
-            rows = await session.execute(
-                sa.select(events)
-                .where(events.c.sent.is_(False))
-                .order_by(events.c.position)
-                .limit(limit)
-            )
-            return [
+            waiting = list((await session.execute(_WAITING[self.db.dialect])).scalars())
+            if not waiting:
+                return []
+            waiting = [m for m in waiting if m > after] + [m for m in waiting if m <= after]
+            chosen = waiting[:limit]
+            share = max(1, limit // len(chosen))
+            oldest = [
+                sa.select(
+                    sa.select(*_OUTGOING)
+                    .where(events.c.sent == sa.false(), events.c.municipality == m)
+                    .order_by(events.c.position)
+                    .limit(share)
+                    .subquery()
+                )
+                for m in chosen
+            ]
+            rows = await session.execute(sa.union_all(*oldest))
+            found = [
                 Outgoing(
                     r.id,
                     r.vendor_system,
@@ -261,17 +317,15 @@ class IngestStore:
                     r.traceparent,
                     aware(r.receive_time),
                     r.position,
+                    r.municipality,
                 )
                 for r in rows
             ]
+        return sorted(found, key=lambda e: e.position)
 
     async def mark_sent(self, ids: Sequence[str]) -> None:
-        async def work(session: AsyncSession) -> None:
-            await session.execute(
-                sa.update(events).where(events.c.id.in_(list(ids))).values(sent=True)
-            )
-
-        await self.db.write(work)
+        wanted = {"ids": list(ids)}
+        await self.db.write_sync(lambda connection: connection.execute(_MARK_SENT, wanted))
 
     # -- the audit outbox --------------------------------------------------------------------
 
@@ -288,7 +342,5 @@ class IngestStore:
     async def audit_sent(self, ids: Sequence[str]) -> None:
         """Forgets records the audit log has committed."""
 
-        async def work(session: AsyncSession) -> None:
-            await session.execute(sa.delete(audit_outbox).where(audit_outbox.c.id.in_(list(ids))))
-
-        await self.db.write(work)
+        wanted = {"ids": list(ids)}
+        await self.db.write_sync(lambda connection: connection.execute(_AUDIT_SENT, wanted))

@@ -74,3 +74,4 @@ class Outgoing:
     traceparent: str
     receive_time: datetime
     position: int
+    municipality: str
