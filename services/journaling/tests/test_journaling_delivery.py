@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from vkp_journaling.delivery import SPAN_NAME, Delivery, vendor_trace
 from vkp_journaling.domain.delivery import JOURNALED, Outcome, Result
-from vkp_journaling.domain.entry import Entry, EntryState
+from vkp_journaling.domain.entry import Claim, Entry, EntryState
 from vkp_journaling.epj import Endpoint
 from vkp_journaling.settings import JournalingSettings
 from vkp_lib.testing.data import TEST_PEOPLE
@@ -70,7 +70,7 @@ class Queue:
         due = self.waiting and PLACE not in paused and not self.leased
         return {PLACE: NOW} if due else {}
 
-    async def claim(
+    async def claim_head(
         self,
         owner: str,
         now: datetime,
@@ -78,11 +78,11 @@ class Queue:
         *,
         paused: Sequence[str] = (),
         order: Sequence[str] | None = None,
-    ) -> tuple[str, str] | None:
+    ) -> Claim | None:
         if PLACE not in (await self.dues(paused=paused)) or PLACE not in (order or [PLACE]):
             return None
         self.leased = True
-        return PLACE, PATIENT
+        return Claim(PLACE, PATIENT, await self.head(PLACE, PATIENT, now), len(self.waiting) > 1)
 
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None:
         return next((e for e in self.waiting if (e.next_attempt_time or now) <= now), None)

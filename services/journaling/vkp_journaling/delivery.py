@@ -47,7 +47,7 @@ from vkp_journaling.domain.delivery import (
     RetryPolicy,
     after_failure,
 )
-from vkp_journaling.domain.entry import Entry
+from vkp_journaling.domain.entry import Claim, Entry
 from vkp_journaling.epj import Endpoint
 from vkp_journaling.render import NoteContext, note_key, render_note
 from vkp_journaling.settings import JournalingSettings
@@ -71,7 +71,7 @@ class QueueStore(Protocol):
 
     async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]: ...
 
-    async def claim(
+    async def claim_head(
         self,
         owner: str,
         now: datetime,
@@ -79,7 +79,7 @@ class QueueStore(Protocol):
         *,
         paused: Sequence[str] = (),
         order: Sequence[str] | None = None,
-    ) -> tuple[str, str] | None: ...
+    ) -> Claim | None: ...
 
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None: ...
 
@@ -234,22 +234,23 @@ class Delivery:
                 self._wake_at(min(dues.values()))
             return False
         ready.sort(key=lambda m: self._served.get(m, 0.0))
-        claimed = await self.store.claim(owner, self._clock(), lease, paused=paused, order=ready)
-        if claimed is None:
+        claim = await self.store.claim_head(owner, self._clock(), lease, paused=paused, order=ready)
+        if claim is None:
             return False
-        municipality, patient = claimed
+        municipality, patient = claim.municipality, claim.patient
         self._served[municipality] = time.monotonic()
         if len(ready) > 1:
             self.notify()  # more municipalities are due: one more worker
         # Deliver the queue's notes one after the other, a few, well within the lease.
         until = self._clock() + lease / 2
+        entry = claim.head
         try:
             for _ in range(NOTES_PER_CLAIM):
-                entry = await self.store.head(municipality, patient, self._clock())
                 if entry is None or not await self._deliver(entry, owner):
                     break
-                if self._clock() >= until:
+                if not claim.more or self._clock() >= until:
                     break
+                entry = await self.store.head(municipality, patient, self._clock())
         finally:
             await self.store.release(municipality, patient, owner)
         return True

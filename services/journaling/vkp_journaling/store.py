@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from vkp_journaling.domain.entry import (
     ALARM_STEP,
     WAITING,
+    Claim,
     Enqueued,
     Entry,
     EntryState,
@@ -52,6 +53,19 @@ def _entry(row: sa.Row[Any]) -> Entry:
     }
     values["state"] = EntryState(values["state"])
     return Entry(**values)
+
+
+def _waiting(municipality: str, patient: str) -> sa.Select[Any]:
+    """A patient's waiting notes in queue order (the partial index of heads)."""
+    return (
+        sa.select(entries)
+        .where(entries.c.municipality == municipality, entries.c.patient == patient, WAITING_NOTE)
+        .order_by(entries.c.sequence)
+    )
+
+
+def _due(entry: Entry, now: datetime) -> bool:
+    return entry.next_attempt_time is None or entry.next_attempt_time <= now
 
 
 def _head_due(municipality: str, patient: str) -> sa.ScalarSelect[datetime]:
@@ -244,11 +258,25 @@ class JournalStore:
         paused: Sequence[str] = (),
         order: Sequence[str] | None = None,
     ) -> tuple[str, str] | None:
-        """Leases a due patient queue: in the first municipality of `order` (default: every one
-        but the paused) that has one, the queue due the longest. Its due time becomes the
-        lease's expiry, so a worker that dies leaves it due again then."""
+        """Leases a due patient queue (see `claim_head`): its municipality and patient."""
+        claim = await self.claim_head(owner, now, lease, paused=paused, order=order)
+        return None if claim is None else (claim.municipality, claim.patient)
 
-        def work(connection: sa.Connection) -> tuple[str, str] | None:
+    async def claim_head(
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        paused: Sequence[str] = (),
+        order: Sequence[str] | None = None,
+    ) -> Claim | None:
+        """Leases a due patient queue: in the first municipality of `order` (default: every one
+        but the paused) that has one, the queue due the longest; with its head, read in the same
+        transaction. Its due time becomes the lease's expiry, so a worker that dies leaves it
+        due again then."""
+
+        def work(connection: sa.Connection) -> Claim | None:
             places = (
                 list(order)
                 if order is not None
@@ -279,7 +307,12 @@ class JournalStore:
                     .where(queues.c.municipality == municipality, queues.c.patient == patient)
                     .values(lease_owner=owner, lease_until=until, due_time=until)
                 )
-                return municipality, str(patient)
+                waiting = [
+                    _entry(row)
+                    for row in connection.execute(_waiting(municipality, patient).limit(2))
+                ]
+                head = waiting[0] if waiting and _due(waiting[0], now) else None
+                return Claim(municipality, str(patient), head, more=len(waiting) > 1)
             return None
 
         return await self.db.write_sync(work)
@@ -287,24 +320,11 @@ class JournalStore:
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None:
         """The entry to deliver next for a patient, if it is due."""
         async with self.db.read() as session:
-            row = (
-                await session.execute(
-                    sa.select(entries)
-                    .where(
-                        entries.c.municipality == municipality,
-                        entries.c.patient == patient,
-                        WAITING_NOTE,
-                    )
-                    .order_by(entries.c.sequence)
-                    .limit(1)
-                )
-            ).one_or_none()
+            row = (await session.execute(_waiting(municipality, patient).limit(1))).one_or_none()
         if row is None:
             return None
         entry = _entry(row)
-        if entry.next_attempt_time is not None and entry.next_attempt_time > now:
-            return None
-        return entry
+        return entry if _due(entry, now) else None
 
     async def release(self, municipality: str, patient: str, owner: str) -> None:
         """Gives the queue up; it is due again when its head is (NULL: nothing left)."""

@@ -95,6 +95,17 @@ class Enqueued:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A patient queue a worker has leased: its head when due, and whether another note waits
+    behind it."""
+
+    municipality: str
+    patient: str
+    head: Entry | None
+    more: bool
+
+
+@dataclass(frozen=True)
 class Page:
     entries: list[Entry]
     next_page_token: str
