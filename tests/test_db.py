@@ -4,7 +4,8 @@ tracing without values."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,8 +32,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vkp_lib.db import Database, DatabaseSettings
+from vkp_lib.db import database as database_module
 from vkp_lib.errors import StartupError
 from vkp_lib.testing.data import TEST_PEOPLE
+from vkp_lib.testing.plugin import postgres_database
 
 metadata = MetaData()
 notes = Table(
@@ -644,3 +647,42 @@ async def test_a_sync_work_runs_in_its_callers_trace_and_its_batch_span_links_th
     (batch,) = [s for s in span_exporter.get_finished_spans() if s.name == "db write batch"]
     assert [link.context.span_id for link in batch.links] == [rpc.get_span_context().span_id]
     assert all(NATIONAL_ID not in s.to_json() for s in span_exporter.get_finished_spans())
+
+
+@pytest.fixture
+def own_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of the test's own."""
+    with postgres_database() as url:
+        yield url
+
+
+async def test_a_postgres_writer_whose_connection_was_lost_while_idle_writes_on(
+    own_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "WRITER_PING_AFTER_SECONDS", 0.1)
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    database = Database.from_url(own_postgres_url, name=name)
+    await database.start()
+    try:
+        await database.write(create_tables)
+        await database.write_sync(add_note_sync("before"))
+        other = Database.from_url(own_postgres_url, name="killer")
+        await other.start()
+        try:
+            await other.write(
+                lambda s: s.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :n"
+                    ),
+                    {"n": name},
+                )
+            )
+        finally:
+            await other.close()
+        await asyncio.sleep(0.2)
+        await database.write_sync(add_note_sync("after"))
+        await database.write(add_note("and the async kind"))
+        assert await read_bodies(database) == ["before", "after", "and the async kind"]
+    finally:
+        await database.close()

@@ -40,6 +40,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
@@ -57,7 +58,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Connection, event, func, select
 from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vkp_lib.errors import StartupError
@@ -70,6 +71,8 @@ T = TypeVar("T")
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 #: Connections kept open for reads (the writer has exactly one).
 READ_POOL_SIZE = 4
+#: PostgreSQL: the writer's connection is pinged before a batch after this long unused.
+WRITER_PING_AFTER_SECONDS = 1.0
 SQLITE_PRAGMAS = (
     "busy_timeout = 5000",
     "journal_mode = WAL",
@@ -422,19 +425,35 @@ def _engines(url: URL, name: str) -> tuple[AsyncEngine, AsyncEngine]:
         _sqlite_transactions(writer, "BEGIN IMMEDIATE", SQLITE_PRAGMAS)
         _sqlite_transactions(reader, "BEGIN", (*SQLITE_PRAGMAS, "query_only = ON"))
         return writer, reader
-    postgres: dict[str, Any] = {
-        "pool_pre_ping": True,
-        "connect_args": {"server_settings": {"application_name": name}},
-    }
-    writer = _engine(url, pool_size=1, max_overflow=0, **postgres)
+    connect_args = {"server_settings": {"application_name": name}}
+    writer = _engine(url, pool_size=1, max_overflow=0, connect_args=connect_args)
+    _ping_when_idle(writer)
     reader = _engine(
         url,
         pool_size=READ_POOL_SIZE,
         isolation_level="REPEATABLE READ",
         execution_options={"postgresql_readonly": True},
-        **postgres,
+        pool_pre_ping=True,
+        connect_args=connect_args,
     )
     return writer, reader
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """The writer's connection is checked (a ping, three round trips with asyncpg) when it has
+    been idle for WRITER_PING_AFTER_SECONDS, not before every batch: a connection lost under
+    load fails its batch, whose callers get the error, and is replaced for the next."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        now = time.monotonic()
+        idle = now - record.info.get("vkp_last_checkout", now)
+        record.info["vkp_last_checkout"] = now
+        if idle > WRITER_PING_AFTER_SECONDS:
+            try:
+                dbapi_connection.ping()
+            except Exception as error:
+                raise DisconnectionError from error
 
 
 def _sqlite_sync_engine(url: URL) -> Engine:
