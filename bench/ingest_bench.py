@@ -23,23 +23,31 @@ class IngestFigures:
     batches: Load
 
 
-async def _measure(
-    hub: Hub, seconds: float, concurrency: int, unary_rate_bound: float, batch_rate_bound: float
-) -> IngestFigures:
-    events = Events(BUSY, "bench-ingest")
+async def unary_load(hub: Hub, seconds: float, concurrency: int, rate_bound: float) -> Load:
+    """SubmitEvent at `concurrency` in flight; `rate_bound` (the no-op server's requests/s)
+    sizes the encoded requests."""
     metadata = hub.vendor_metadata()
     warm_up = 50
-    # As many requests as the bound on the rate (the no-op server's) could use, and a few more.
-    unary = events.unary(warm_up + int(unary_rate_bound * seconds * 1.2) + concurrency)
-    batches = events.batches(2 + int(batch_rate_bound * seconds / BATCH * 1.2))
+    # As many requests as the bound on the rate could use, and a few more.
+    requests = Events(BUSY, "bench-ingest").unary(
+        warm_up + int(rate_bound * seconds * 1.2) + concurrency
+    )
     async with grpc.aio.insecure_channel(hub.ingest_alone.address) as channel:
         submit = raw_call(channel, SUBMIT_EVENT)
-        check = pb.SubmitEventResponse.FromString(await submit(unary[0], metadata=metadata))
+        check = pb.SubmitEventResponse.FromString(await submit(requests[0], metadata=metadata))
         if not check.receipt.name:
             raise RuntimeError("ingest answered SubmitEvent without a receipt")
-        one = await closed_loop(
-            submit, unary[1:], seconds, concurrency, metadata=metadata, warm_up=warm_up
+        return await closed_loop(
+            submit, requests[1:], seconds, concurrency, metadata=metadata, warm_up=warm_up
         )
+
+
+async def batch_load(hub: Hub, seconds: float, rate_bound: float = 15_000) -> Load:
+    """SubmitEvents of 500, one after the other; encoded for `rate_bound` events/s (1.5 x the
+    target: a faster ingest ends the run sooner)."""
+    metadata = hub.vendor_metadata()
+    batches = Events(BUSY, "bench-ingest").batches(2 + int(rate_bound * seconds / BATCH * 1.2))
+    async with grpc.aio.insecure_channel(hub.ingest_alone.address) as channel:
         submit_many = raw_call(channel, SUBMIT_EVENTS)
         answer = pb.SubmitEventsResponse.FromString(
             await submit_many(batches[0], metadata=metadata)
@@ -47,16 +55,18 @@ async def _measure(
         refused = [r for r in answer.results if not r.HasField("receipt")]
         if refused:
             raise RuntimeError(f"ingest refused {len(refused)} of a batch: {refused[0].error}")
-        many = await closed_loop(
+        return await closed_loop(
             submit_many, batches[1:], seconds, 1, metadata=metadata, items_per_call=BATCH
         )
-    return IngestFigures(one, many)
 
 
 def measure_ingest(
     hub: Hub, seconds: float, concurrency: int, unary_rate_bound: float
 ) -> IngestFigures:
-    """SubmitEvent at `concurrency` in flight, then SubmitEvents of 500 one after the other;
-    `unary_rate_bound` (the no-op server's requests/s) sizes the encoded requests."""
-    # Batches for 15,000 events/s (1.5 x the target): a faster ingest ends the run sooner.
-    return asyncio.run(_measure(hub, seconds, concurrency, unary_rate_bound, 15_000))
+    """SubmitEvent at `concurrency` in flight, then SubmitEvents of 500 one after the other."""
+
+    async def both() -> IngestFigures:
+        one = await unary_load(hub, seconds, concurrency, unary_rate_bound)
+        return IngestFigures(one, await batch_load(hub, seconds))
+
+    return asyncio.run(both())

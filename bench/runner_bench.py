@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -60,8 +61,12 @@ async def _serve_bare() -> None:
     _register(server, None)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    # SIGTERM ends it by returning, so a profiler wrapping the process writes its report.
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     print(port, flush=True)
-    await server.wait_for_termination()
+    await stopping.wait()
+    await server.stop(0)
 
 
 async def _serve_runner(with_auth: bool) -> None:
@@ -79,12 +84,15 @@ async def _serve_runner(with_auth: bool) -> None:
 
 
 class NoopServer:
-    """One no-op server process; its port is read from its first line of output."""
+    """One no-op server process; its port is read from its first line of output. `wrapper`
+    starts it under a profiler (`["-m", "pyinstrument", ...]`)."""
 
-    def __init__(self, kind: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kind: str, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()
+    ) -> None:
         self.kind = kind
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind],
+            [sys.executable, *wrapper, __file__, "--serve", kind],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={
