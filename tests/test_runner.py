@@ -1,8 +1,10 @@
-"""The server runner in-process: error mapping, request ids, the auth hook, readiness, tasks."""
+"""The server runner in-process: error mapping, request ids, the server span, the auth hook,
+readiness, tasks."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -10,12 +12,16 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from vkp.common.v1.common_pb2 import NationalId
 from vkp_lib.auth import AnonymousAuthenticator, Principal, PrincipalKind, current_principal
 from vkp_lib.errors import FieldViolation, InvalidArgument, Unauthenticated
 from vkp_lib.health import LIVENESS
 from vkp_lib.interceptors import REQUEST_ID_KEY
+from vkp_lib.logging import get_logger
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.runner import BackgroundTask, ReadinessCheck, Server, Service
 from vkp_lib.settings import RuntimeSettings
@@ -51,6 +57,17 @@ async def who_am_i(request: S, context: Context) -> S:
     return S(value=current_principal().client_id)
 
 
+async def trace_of(request: S, context: Context) -> S:
+    """The trace id and span id current in the servicer, as hex."""
+    current = trace.get_current_span().get_span_context()
+    return S(value=f"{current.trace_id:032x}-{current.span_id:016x}")
+
+
+async def log_something(request: S, context: Context) -> S:
+    get_logger("vkp.test.probe").info("working on it")
+    return S()
+
+
 async def count(request: S, context: Context) -> AsyncIterator[S]:
     for i in range(3):
         yield S(value=str(i))
@@ -79,7 +96,14 @@ async def repeat_id(request: NationalId, context: Context) -> AsyncIterator[Nati
 
 
 def _register(server: grpc.aio.Server, _: None) -> None:
-    unary = {"Echo": echo, "Invalid": invalid, "Crash": crash, "WhoAmI": who_am_i}
+    unary = {
+        "Echo": echo,
+        "Invalid": invalid,
+        "Crash": crash,
+        "WhoAmI": who_am_i,
+        "TraceOf": trace_of,
+        "Log": log_something,
+    }
     handlers: dict[str, Handler] = {
         name: grpc.unary_unary_rpc_method_handler(
             fn, request_deserializer=S.FromString, response_serializer=S.SerializeToString
@@ -431,3 +455,97 @@ async def test_a_service_given_no_authenticator_refuses_every_call() -> None:
     finally:
         server.request_shutdown()
         await server.wait()
+
+
+#: The span id of a caller's span, in the W3C trace context it sends.
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+async def server_spans(
+    exporter: InMemorySpanExporter, method: str, trace_id: str = ""
+) -> list[ReadableSpan]:
+    """The server spans of `method` this process exported (in the trace `trace_id`, if given);
+    a call's span ends as it answers."""
+    found: list[ReadableSpan] = []
+    for _ in range(100):
+        found = [
+            s
+            for s in exporter.get_finished_spans()
+            if s.name == f"/{SERVICE}/{method}"
+            and s.kind is trace.SpanKind.SERVER
+            and (not trace_id or format(s.context.trace_id, "032x") == trace_id)
+        ]
+        if found:
+            break
+        await asyncio.sleep(0.02)
+    return found
+
+
+async def test_the_callers_trace_continues_in_a_server_span_current_in_the_servicer(
+    start: Any, span_exporter: InMemorySpanExporter
+) -> None:
+    _, channel = await start()
+    caller_trace = secrets.token_hex(16)
+    traceparent = f"00-{caller_trace}-{CALLER_SPAN}-01"
+    answer = await unary(channel, "TraceOf")(S(), metadata=(("traceparent", traceparent),))
+    trace_id, span_id = answer.value.split("-")
+    assert trace_id == caller_trace
+    (span,) = await server_spans(span_exporter, "TraceOf", caller_trace)
+    assert format(span.context.span_id, "016x") == span_id
+    assert span.parent is not None
+    assert (format(span.parent.trace_id, "032x"), format(span.parent.span_id, "016x")) == (
+        caller_trace,
+        CALLER_SPAN,
+    )
+    assert dict(span.attributes or {}) == {
+        "rpc.system": "grpc",
+        "rpc.service": SERVICE,
+        "rpc.method": "TraceOf",
+        "rpc.grpc.status_code": 0,
+    }
+
+
+async def test_a_call_without_trace_context_starts_a_trace_of_its_own(
+    start: Any, span_exporter: InMemorySpanExporter
+) -> None:
+    _, channel = await start()
+    first = (await unary(channel, "TraceOf")(S())).value.split("-")[0]
+    second = (await unary(channel, "TraceOf")(S())).value.split("-")[0]
+    assert first != second
+    spans = [(await server_spans(span_exporter, "TraceOf", t))[0] for t in (first, second)]
+    assert [s.parent for s in spans] == [None, None]
+
+
+async def test_a_failed_calls_span_carries_its_code_and_only_a_fault_of_the_service_fails_it(
+    start: Any, span_exporter: InMemorySpanExporter
+) -> None:
+    _, channel = await start()
+    trace_id = secrets.token_hex(16)
+    traceparent = (("traceparent", f"00-{trace_id}-{CALLER_SPAN}-01"),)
+    for method in ("Invalid", "Crash"):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await unary(channel, method)(S(), metadata=traceparent)
+    (invalid,) = await server_spans(span_exporter, "Invalid", trace_id)
+    (crash,) = await server_spans(span_exporter, "Crash", trace_id)
+    assert (invalid.attributes or {})["rpc.grpc.status_code"] == 3
+    assert invalid.status.status_code is trace.StatusCode.UNSET
+    assert (crash.attributes or {})["rpc.grpc.status_code"] == 13
+    assert crash.status.status_code is trace.StatusCode.ERROR
+    assert [e.attributes.get("exception.type") for e in crash.events if e.attributes] == [
+        "RuntimeError"
+    ]
+
+
+async def test_lines_the_servicer_logs_name_the_calls_request_id_and_method(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, channel = await start()
+    await unary(channel, "Log")(S(), metadata=((REQUEST_ID_KEY, "req-log-1"),))
+    lines = [
+        r.msg
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event") == "working on it"
+    ]
+    assert [(line["request_id"], line["rpc"]) for line in lines] == [
+        ("req-log-1", f"/{SERVICE}/Log")
+    ]

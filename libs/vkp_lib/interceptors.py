@@ -1,34 +1,52 @@
-"""The server interceptors every service runs, outermost first:
+"""The one server interceptor every service runs: what the runner does around each call.
 
-0. streamed responses written from the call's own task (`vkp_lib.streams`),
-1. OpenTelemetry (the gRPC instrumentation; W3C trace context from the call metadata),
-2. request id and one structured log line per call,
-3. error mapping: domain errors to status codes with ErrorInfo; anything unexpected to INTERNAL,
-4. authentication: the principal of the call, into a context variable,
-5. validation: a request that does not decode is refused (MALFORMED_REQUEST), and the field
-   rules of the contracts (protovalidate) are checked on every request message.
+For every call, in one coroutine:
+
+1. a request id (the caller's `x-request-id`, or a new one), sent back in the trailing metadata
+   (also of failed calls) and named by every log line of the call;
+2. the server span (OpenTelemetry, W3C trace context from the call's metadata), current while
+   the servicer runs, so the caller's trace continues in the service;
+3. authentication (health checks and reflection excepted): the principal of the call, into a
+   context variable the servicer reads (`vkp_lib.auth.current_principal`);
+4. the request message(s) checked before the servicer sees them: bytes that do not decode are
+   INVALID_ARGUMENT `MALFORMED_REQUEST` (for every method, health and reflection too), a message
+   that breaks a field rule of its contract INVALID_ARGUMENT with a BadRequest (protovalidate);
+5. the servicer; streamed responses are written from the call's own task (`vkp_lib.streams`);
+6. domain errors mapped to status codes with ErrorInfo, methods not implemented yet to
+   UNIMPLEMENTED, anything else to INTERNAL without its message;
+7. at the end: the status code on the span, and one log line: at INFO when the call failed, at
+   DEBUG when it succeeded (traces and metrics count those; a JSON line for every call would
+   cost a third of a no-op server's throughput).
+
+What depends only on the method (its span attributes, whether it is open, the tolerant
+deserializer, the handler itself) is built at its first call and kept, so a call costs one
+dictionary lookup before its own work. gRPC finds handlers by method name alone, so the handler
+found for a method's first call is the one for every call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import re
+import secrets
 import time
 import traceback
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeAlias
 
 import grpc
-import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from vkp_lib.auth import Authenticator, set_principal
 from vkp_lib.errors import ErrorKind, InvalidArgument, VkpError
-from vkp_lib.logging import get_logger
+from vkp_lib.logging import CallContext, get_logger, set_call_context
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.status import rich_status, status_of, to_grpc
+from vkp_lib.streams import write_responses
 from vkp_lib.validation import validate
 
 REQUEST_ID_KEY = "x-request-id"
@@ -39,260 +57,25 @@ UNAUTHENTICATED_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
+#: Status codes that mark a server span as failed (as OpenTelemetry's gRPC instrumentation
+#: does): the service's fault, not the caller's.
+SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 log = get_logger("vkp.rpc")
 _rpc_logger = logging.getLogger("vkp.rpc")
 
 Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
-
-
-def _wrap(
-    handler: Handler,
-    around_unary: Callable[[Any, Context], Awaitable[Any]],
-    around_stream: Callable[[Any, Context], AsyncIterator[Any]],
-    *,
-    check: Callable[[Any], None] | None = None,
-    deserializer: Callable[[bytes], Any] | None = None,
-) -> Handler:
-    """A handler whose behaviour runs inside `around_*`, whatever its streaming shape.
-
-    `around_unary(call, context)` gets `call`, a coroutine factory; `around_stream(call,
-    context)` gets `call`, a factory of the async iterator of responses. `check` sees each
-    request message as the behaviour is called (inside `around_*`) and may raise;
-    `deserializer` replaces the handler's own.
-    """
-
-    def responses(behavior: Any, request: Any, context: Context) -> Any:
-        result = behavior(request, context)
-        if inspect.isasyncgen(result):
-            return result
-
-        async def single() -> AsyncIterator[Any]:  # a coroutine that writes with context.write
-            await result
-            return
-            yield  # pragma: no cover - makes this an async generator
-
-        return single()
-
-    def one(request: Any) -> Any:
-        if check is not None:
-            check(request)
-        return request
-
-    async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        async for request in requests:
-            yield one(request)
-
-    def many(requests: Any) -> Any:
-        return requests if check is None else checked(requests)
-
-    des = deserializer or handler.request_deserializer
-    ser = handler.response_serializer
-    if handler.unary_unary:
-        b: Any = handler.unary_unary  # typed for sync contexts; aio passes its own
-
-        async def uu(request: Any, context: Context) -> Any:
-            return await around_unary(lambda: b(one(request), context), context)
-
-        return grpc.unary_unary_rpc_method_handler(uu, des, ser)
-    if handler.stream_unary:
-        b2: Any = handler.stream_unary
-
-        async def su(requests: Any, context: Context) -> Any:
-            return await around_unary(lambda: b2(many(requests), context), context)
-
-        return grpc.stream_unary_rpc_method_handler(su, des, ser)
-    if handler.unary_stream:
-        b3 = handler.unary_stream
-
-        async def us(request: Any, context: Context) -> AsyncIterator[Any]:
-            def call() -> Any:
-                return responses(b3, one(request), context)
-
-            async for response in around_stream(call, context):
-                yield response
-
-        return grpc.unary_stream_rpc_method_handler(us, des, ser)
-    b4 = handler.stream_stream
-
-    async def ss(requests: Any, context: Context) -> AsyncIterator[Any]:
-        def call() -> Any:
-            return responses(b4, many(requests), context)
-
-        async for response in around_stream(call, context):
-            yield response
-
-    return grpc.stream_stream_rpc_method_handler(ss, des, ser)
-
-
-async def _through(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
-    return await call()
-
-
-async def _through_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
-    async for response in call():
-        yield response
-
-
-def _status_code(context: Context, error: BaseException | None) -> str:
-    if error is not None and not isinstance(error, grpc.aio.AbortError):
-        return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
-    code = context.code()
-    return code.name if isinstance(code, grpc.StatusCode) else "OK"
-
-
-class RequestLogInterceptor(grpc.aio.ServerInterceptor):
-    """Gives every call a request id (the caller's `x-request-id`, or a new one), sends it back in
-    the trailing metadata (sending initial metadata early costs a separate write: a third of a
-    no-op RPC's throughput), binds it to the logs of the call, and logs one line when it ends: at
-    INFO when it failed, at DEBUG when it succeeded (traces and metrics count those; a JSON line
-    for every call would cost a third of a no-op server's throughput)."""
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        offered = dict(handler_call_details.invocation_metadata or ()).get(REQUEST_ID_KEY)
-        offered = offered if isinstance(offered, str) else ""
-        quiet = method.startswith(UNAUTHENTICATED_PREFIXES)
-
-        def begin(context: Context) -> tuple[str, float]:
-            request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
-            structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
-            return request_id, time.perf_counter()
-
-        def end(context: Context, start: float, error: BaseException | None) -> None:
-            code = _status_code(context, error)
-            level = logging.DEBUG if code == "OK" else logging.INFO
-            if (quiet and code == "OK") or not _rpc_logger.isEnabledFor(level):
-                return
-            duration_ms = round((time.perf_counter() - start) * 1000, 2)
-            log.log(level, "rpc", code=code, duration_ms=duration_ms)
-
-        async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
-            request_id, start = begin(context)
-            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-            error: BaseException | None = None
-            try:
-                return await call()
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                end(context, start, error)
-
-        async def around_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
-            request_id, start = begin(context)
-            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-            error: BaseException | None = None
-            try:
-                async for response in call():
-                    yield response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                end(context, start, error)
-
-        return _wrap(handler, around_unary, around_stream)
-
-
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps domain errors to their status code with ErrorInfo (domain = the service), methods not
-    implemented yet to UNIMPLEMENTED, and any other exception to INTERNAL without its message."""
-
-    def __init__(self, domain: str) -> None:
-        self._domain = domain
-
-    async def _abort(self, context: Context, exc: Exception) -> None:
-        if isinstance(exc, VkpError):
-            status = status_of(exc, self._domain)
-            if exc.kind is ErrorKind.INTERNAL:
-                log.error("internal error", reason=exc.reason)
-        elif isinstance(exc, NotImplementedError):
-            status = rich_status(
-                grpc.StatusCode.UNIMPLEMENTED,
-                "not implemented yet",
-                reason="NOT_IMPLEMENTED",
-                domain=self._domain,
-            )
-        else:
-            # The message of an unexpected exception may quote input: log only its type and
-            # where it happened.
-            log.error(
-                "unexpected error",
-                error_type=type(exc).__qualname__,
-                traceback="".join(traceback.format_tb(exc.__traceback__)),
-            )
-            status = rich_status(
-                grpc.StatusCode.INTERNAL, "internal error", reason="INTERNAL", domain=self._domain
-            )
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        echo = ((REQUEST_ID_KEY, request_id),) if isinstance(request_id, str) else ()
-        ending = to_grpc(status)
-        await context.abort(ending.code, ending.details, (*ending.trailing_metadata, *echo))
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-
-        async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
-            try:
-                return await call()
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                await self._abort(context, exc)
-
-        async def around_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
-            try:
-                async for response in call():
-                    yield response
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                await self._abort(context, exc)
-
-        return _wrap(handler, around_unary, around_stream)
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call but health checks and reflection; the principal goes into a
-    context variable the servicer reads (`vkp_lib.auth.current_principal`)."""
-
-    def __init__(self, authenticator: Authenticator) -> None:
-        self._authenticator = authenticator
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(UNAUTHENTICATED_PREFIXES):
-            return handler
-        metadata = {
-            k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)
-        }
-
-        async def authenticate() -> None:
-            set_principal(await self._authenticator.authenticate(method, metadata))
-
-        async def around_unary(call: Callable[[], Awaitable[Any]], context: Any) -> Any:
-            await authenticate()
-            return await call()
-
-        async def around_stream(call: Callable[[], AsyncIterator[Any]], context: Any) -> Any:
-            await authenticate()
-            async for response in call():
-                yield response
-
-        return _wrap(handler, around_unary, around_stream)
+#: The parent of the span of a call that carries no trace context: none (a new trace).
+_NO_PARENT = otel_context.Context()
 
 
 class _Malformed:
@@ -335,23 +118,234 @@ def _check(request: Any) -> None:
     validate(request)
 
 
-class ValidationInterceptor(grpc.aio.ServerInterceptor):
-    """Checks every request message before the servicer sees it: bytes that do not decode are
-    answered INVALID_ARGUMENT `MALFORMED_REQUEST` (for every method, health and reflection too),
-    and a message that breaks a field rule of its contract INVALID_ARGUMENT with a BadRequest
-    (raised here, mapped by the error interceptor outside)."""
+class _Call:
+    """What one call carries from its start to its end."""
+
+    __slots__ = ("error", "metadata", "request_id", "span", "started", "token")
+
+    def __init__(
+        self,
+        metadata: dict[str, str],
+        request_id: str,
+        span: trace.Span,
+        token: object,
+        started: float,
+    ) -> None:
+        self.metadata = metadata
+        self.request_id = request_id
+        self.span = span
+        self.token = token
+        self.started = started
+        self.error: BaseException | None = None
+
+
+class _Method:
+    """What the calls of one method share: built at its first call."""
+
+    __slots__ = ("attributes", "check", "name", "open", "quiet")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: Health checks and reflection: no authentication, field rules or log line on success.
+        self.open = name.startswith(UNAUTHENTICATED_PREFIXES)
+        self.quiet = self.open
+        service, _, method = name.lstrip("/").partition("/")
+        self.attributes: dict[str, AttributeValue] = {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+            "rpc.grpc.status_code": grpc.StatusCode.OK.value[0],
+        }
+        self.check: Callable[[Any], None] = _refuse_malformed if self.open else _check
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Request id and log line, server span, authentication, request checks and error mapping,
+    around every call in one coroutine (see the module's doc)."""
+
+    def __init__(
+        self,
+        domain: str,
+        authenticator: Authenticator,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self._domain = domain
+        self._authenticator = authenticator
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self._propagator = propagate.get_global_textmap()
+        #: The metadata keys the propagator reads: a call without any has no parent span.
+        self._trace_fields = frozenset(self._propagator.fields)
+        self._handlers: dict[str, Handler] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
-        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        handler = self._handlers.get(method)
         if handler is None:
-            return None
-        open_method = handler_call_details.method.startswith(UNAUTHENTICATED_PREFIXES)
-        return _wrap(
-            handler,
-            _through,
-            _through_stream,
-            check=_refuse_malformed if open_method else _check,
-            deserializer=_tolerant(handler.request_deserializer),
+            found = await continuation(handler_call_details)
+            if found is None:
+                return None
+            handler = self._handlers[method] = self._wrap(_Method(method), found)
+        return handler
+
+    # -- per call -------------------------------------------------------------------------------
+
+    def _begin(self, method: _Method, context: Context) -> _Call:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        offered = metadata.get(REQUEST_ID_KEY, "")
+        request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(16)
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+        set_call_context(CallContext(request_id, method.name))
+        parent = (
+            _NO_PARENT
+            if self._trace_fields.isdisjoint(metadata)
+            else self._propagator.extract(metadata, _NO_PARENT)
         )
+        span = self._tracer.start_span(method.name, parent, SpanKind.SERVER, method.attributes)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return _Call(metadata, request_id, span, token, time.perf_counter())
+
+    async def _authenticate(self, method: _Method, metadata: Mapping[str, str]) -> None:
+        set_principal(await self._authenticator.authenticate(method.name, metadata))
+
+    async def _fail(self, call: _Call, context: Context, error: BaseException) -> None:
+        """Ends the call with the status `error` maps to (by raising the abort), or keeps
+        `error` (an abort already made, a cancellation) for the end of the call to name."""
+        if isinstance(error, Exception) and not isinstance(error, grpc.aio.AbortError):
+            await self._abort(call, context, error)
+        call.error = error
+
+    async def _abort(self, call: _Call, context: Context, exc: Exception) -> None:
+        if isinstance(exc, VkpError):
+            status = status_of(exc, self._domain)
+            if exc.kind is ErrorKind.INTERNAL:
+                log.error("internal error", reason=exc.reason)
+        elif isinstance(exc, NotImplementedError):
+            status = rich_status(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "not implemented yet",
+                reason="NOT_IMPLEMENTED",
+                domain=self._domain,
+            )
+        else:
+            # The message of an unexpected exception may quote input: log only its type and
+            # where it happened (the span's exporter drops the message too).
+            log.error(
+                "unexpected error",
+                error_type=type(exc).__qualname__,
+                traceback="".join(traceback.format_tb(exc.__traceback__)),
+            )
+            call.span.record_exception(exc)
+            status = rich_status(
+                grpc.StatusCode.INTERNAL, "internal error", reason="INTERNAL", domain=self._domain
+            )
+        ending = to_grpc(status)
+        echo = ((REQUEST_ID_KEY, call.request_id),)
+        await context.abort(ending.code, ending.details, (*ending.trailing_metadata, *echo))
+
+    def _end(self, method: _Method, call: _Call, context: Context) -> None:
+        error = call.error
+        code: grpc.StatusCode | None
+        if error is not None and not isinstance(error, grpc.aio.AbortError):
+            code = (
+                grpc.StatusCode.CANCELLED
+                if isinstance(error, asyncio.CancelledError)
+                else grpc.StatusCode.UNKNOWN
+            )
+        else:
+            found = context.code()
+            code = found if isinstance(found, grpc.StatusCode) else None
+        span = call.span
+        if code is not None and code is not grpc.StatusCode.OK:
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if code in SERVER_ERRORS:
+                span.set_status(Status(StatusCode.ERROR, f"{code}:{context.details() or ''}"))
+        span.end()
+        otel_context.detach(call.token)  # type: ignore[arg-type]  # the token attach gave
+        name = "OK" if code is None else code.name
+        level = logging.DEBUG if name == "OK" else logging.INFO
+        if (method.quiet and name == "OK") or not _rpc_logger.isEnabledFor(level):
+            return
+        duration_ms = round((time.perf_counter() - call.started) * 1000, 2)
+        log.log(level, "rpc", code=name, duration_ms=duration_ms)
+
+    # -- the handlers, one per method -----------------------------------------------------------
+
+    def _wrap(self, method: _Method, handler: Handler) -> Handler:
+        """The handler that runs `handler`'s behaviour inside the call's work."""
+        des = _tolerant(handler.request_deserializer)
+        ser = handler.response_serializer
+        check = method.check
+
+        async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                check(request)
+                yield request
+
+        if handler.unary_unary:
+            uu: Any = handler.unary_unary  # typed for sync contexts; aio passes its own
+
+            async def unary_unary(request: Any, context: Context) -> Any:
+                call = self._begin(method, context)
+                try:
+                    if not method.open:
+                        await self._authenticate(method, call.metadata)
+                    check(request)
+                    return await uu(request, context)
+                except BaseException as exc:
+                    await self._fail(call, context, exc)
+                    raise
+                finally:
+                    self._end(method, call, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, des, ser)
+        if handler.stream_unary:
+            su: Any = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: Context) -> Any:
+                call = self._begin(method, context)
+                try:
+                    if not method.open:
+                        await self._authenticate(method, call.metadata)
+                    return await su(checked(requests), context)
+                except BaseException as exc:
+                    await self._fail(call, context, exc)
+                    raise
+                finally:
+                    self._end(method, call, context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, des, ser)
+        if handler.unary_stream:
+            us: Any = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Context) -> None:
+                call = self._begin(method, context)
+                try:
+                    if not method.open:
+                        await self._authenticate(method, call.metadata)
+                    check(request)
+                    await write_responses(us(request, context), context)
+                except BaseException as exc:
+                    await self._fail(call, context, exc)
+                    raise
+                finally:
+                    self._end(method, call, context)
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
+        ss: Any = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: Context) -> None:
+            call = self._begin(method, context)
+            try:
+                if not method.open:
+                    await self._authenticate(method, call.metadata)
+                await write_responses(ss(checked(requests), context), context)
+            except BaseException as exc:
+                await self._fail(call, context, exc)
+                raise
+            finally:
+                self._end(method, call, context)
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)

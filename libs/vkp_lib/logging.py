@@ -1,20 +1,47 @@
 """Structured JSON logging to stderr, one object per line, for every service.
 
 structlog renders; records from the standard library (grpc, sqlalchemy, ...) go through the same
-renderer, so an SRE gets one format. Each line carries the service, the request id of the call it
-belongs to (a context variable set by the request interceptor) and the trace and span ids.
+renderer, so an SRE gets one format. Each line carries the service, the request id and method of
+the call it belongs to (one context variable, set by the runner's call interceptor and read only
+when a line is logged) and the trace and span ids.
 Never log health data: log pseudonymised ids, kinds and counts, not content.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from opentelemetry import trace
+
+
+class CallContext(NamedTuple):
+    """The call a log line belongs to."""
+
+    request_id: str
+    rpc: str
+
+
+_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("vkp_call", default=None)
+
+
+def set_call_context(call: CallContext) -> None:
+    """Names `call` in every line logged from here on in this context (the call's task)."""
+    _call.set(call)
+
+
+def _add_call(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    call = _call.get()
+    if call is not None:
+        event.setdefault("request_id", call.request_id)
+        event.setdefault("rpc", call.rpc)
+    return event
 
 
 def _add_trace_ids(
@@ -29,6 +56,7 @@ def _add_trace_ids(
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
+    _add_call,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

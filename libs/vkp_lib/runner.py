@@ -2,7 +2,7 @@
 
 `Service` says what a service is: its name, how to register its servicer, the background tasks
 it owns (relays, workers, timers), its readiness checks and what to close at the end. `Server`
-runs it on grpc.aio with health, reflection, the interceptors and a 1 MiB request limit, and
+runs it on grpc.aio with health, reflection, the call interceptor and a 1 MiB request limit, and
 shuts it down gracefully:
 
 1. SIGTERM (or SIGINT): readiness NOT_SERVING (liveness stays SERVING), open health watches end;
@@ -26,20 +26,13 @@ from typing import Any, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 
 from vkp_lib.auth import Authenticator, DenyAllAuthenticator
 from vkp_lib.health import LIVENESS, NOT_SERVING, HealthService
-from vkp_lib.interceptors import (
-    AuthInterceptor,
-    ErrorInterceptor,
-    RequestLogInterceptor,
-    ValidationInterceptor,
-)
+from vkp_lib.interceptors import CallInterceptor
 from vkp_lib.logging import get_logger
 from vkp_lib.settings import MAX_REQUEST_BYTES, RuntimeSettings
-from vkp_lib.streams import ResponseStreamInterceptor
 
 log = get_logger("vkp.runner")
 
@@ -99,14 +92,11 @@ class Server(Generic[D]):
         age_ms = int(settings.max_connection_age_seconds * 1000)
         self.grpc = grpc.aio.server(
             interceptors=[
-                # Outermost: streamed responses are sent from the call's own task, so a client
-                # that leaves early ends every generator inside where it began (vkp_lib.streams).
-                ResponseStreamInterceptor(),
-                aio_server_interceptor(tracer_provider=tracer_provider),
-                RequestLogInterceptor(),
-                ErrorInterceptor(domain=f"{service.name}.vkp"),
-                AuthInterceptor(service.authenticator),
-                ValidationInterceptor(),
+                # One interceptor, one coroutine per call: request id and log line, the server
+                # span, authentication, the field rules and error mapping (vkp_lib.interceptors).
+                CallInterceptor(
+                    f"{service.name}.vkp", service.authenticator, tracer_provider=tracer_provider
+                ),
             ],
             options=[
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
