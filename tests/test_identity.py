@@ -4,6 +4,7 @@ real HTTP; DPoP replay checks go to the real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -442,6 +443,39 @@ async def test_tokens_within_the_clock_skew_are_accepted(start_hub: StartHub) ->
     almost_valid = vendor(hub.issuer, claims={"nbf": int(NOW()) + SKEW - 3})
     for token in (just_expired, almost_valid):
         assert (await hub.call("WhoAmI", bearer(token)))["kind"] == "vendor"
+
+
+async def test_a_token_accepted_before_is_refused_once_it_has_expired(
+    start_hub: StartHub,
+) -> None:
+    hub = await start_hub()
+    expires = int(NOW()) - SKEW + 2  # within the skew for one to two seconds more
+    token = bearer(vendor(hub.issuer, claims={"exp": expires}))
+    for _ in range(2):
+        assert (await hub.call("WhoAmI", token))["kind"] == "vendor"
+    await asyncio.sleep(expires + SKEW + 0.2 - NOW())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.call("WhoAmI", token)
+    info = error_info(caught.value)
+    assert info is not None
+    assert (caught.value.code(), info.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED")
+
+
+async def test_a_token_accepted_before_is_still_held_to_each_methods_rule(
+    start_hub: StartHub,
+) -> None:
+    hub = await start_hub()
+    token = bearer(vendor(hub.issuer))
+    assert (await hub.call("WhoAmI", token))["kind"] == "vendor"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.call("Internal", token)
+    info = error_info(caught.value)
+    assert info is not None
+    assert (caught.value.code(), info.reason) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "SERVICE_IDENTITY_REQUIRED",
+    )
+    assert (await hub.call("WhoAmI", token))["kind"] == "vendor"
 
 
 async def test_a_good_bound_token_with_its_proof_is_accepted(start_hub: StartHub) -> None:

@@ -9,12 +9,16 @@ WRONG_ISSUER, WRONG_AUDIENCE, UNKNOWN_SIGNING_KEY, SIGNING_KEYS_UNAVAILABLE, DPO
 DPOP_PROOF_REQUIRED (a bound token sent as Bearer), DPOP_PROOF_MISSING, DPOP_PROOF_INVALID,
 DPOP_PROOF_REPLAYED, TOKEN_NOT_BOUND (a DPoP scheme with an unbound token); PERMISSION_DENIED —
 MISSING_SCOPE, SERVICE_IDENTITY_REQUIRED, NO_ACCESS_RULE; UNAVAILABLE — REPLAY_CHECK_UNAVAILABLE.
+
+A caller sends the same token on every call until it expires, so the principal a Bearer token
+proved is kept (by the `authorization` value itself, until the token expires): the next call
+with it costs a dictionary lookup and the method's rule. A DPoP call proves its key every time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from vkp_lib.auth import Principal, PrincipalKind
 from vkp_lib.errors import PermissionDenied, StartupError, Unauthenticated
@@ -46,6 +50,14 @@ def _bound_key(claims: Mapping[str, Any]) -> str:
     return ""
 
 
+class _Known(NamedTuple):
+    """A Bearer token's principal, and what says whether the token still holds."""
+
+    principal: Principal
+    token: VerifiedToken
+    verifier: TokenVerifier
+
+
 class TokenAuthenticator:
     """Authenticates every call against the service's permissions."""
 
@@ -58,6 +70,7 @@ class TokenAuthenticator:
         dpop: DpopVerifier,
         dpop_required: bool = False,
         organization_claim: str = ORGANIZATION_CLAIM,
+        cache_size: int = 10_000,
     ) -> None:
         self.permissions = permissions
         self.vendor = vendor
@@ -65,6 +78,10 @@ class TokenAuthenticator:
         self._dpop = dpop
         self._dpop_required = dpop_required
         self._organization_claim = organization_claim
+        #: The principals of Bearer tokens verified before, by their `authorization` value.
+        self._bearers: dict[str, _Known] = {}
+        self._cache_size = cache_size
+        self._requirements: dict[str, Requirement | None] = {}
 
     async def load(self) -> None:
         """Reads the key sets now, so a wrong location stops the service at start."""
@@ -75,13 +92,28 @@ class TokenAuthenticator:
                 raise StartupError(str(exc)) from exc
 
     async def authenticate(self, method: str, metadata: Mapping[str, str]) -> Principal:
-        requirement = self.permissions.requirement(method)
+        try:
+            requirement = self._requirements[method]
+        except KeyError:
+            requirement = self._requirements[method] = self.permissions.requirement(method)
         if requirement is None:
             raise PermissionDenied("NO_ACCESS_RULE", "this method has no access rule")
-        principal = await self._principal(method, metadata)
+        authorization = metadata.get("authorization", "")
+        known = self._bearers.get(authorization)
+        if known is not None and known.verifier.still_valid(known.token):
+            principal = known.principal
+        else:
+            if known is not None:  # expired: verified again below, which says so
+                del self._bearers[authorization]
+            principal = await self._principal(method, metadata)
         if not requirement.allows(principal):
             raise self._denial(requirement, principal)
         return principal
+
+    def _remember(self, authorization: str, known: _Known) -> None:
+        self._bearers[authorization] = known
+        if len(self._bearers) > self._cache_size:
+            del self._bearers[next(iter(self._bearers))]  # the oldest
 
     @staticmethod
     def _denial(requirement: Requirement, principal: Principal) -> PermissionDenied:
@@ -114,17 +146,19 @@ class TokenAuthenticator:
             if scheme != "bearer":
                 raise Unauthenticated("TOKEN_INVALID", "service tokens are sent as Bearer")
             verified = await self.service.verify(token)
-            return Principal(
+            principal = Principal(
                 PrincipalKind.SERVICE,
                 client_id=_claim(verified.claims, "client_id"),
                 subject=_claim(verified.claims, "sub"),
             )
+            self._remember(authorization, _Known(principal, verified, self.service))
+            return principal
         verified = await self.vendor.verify(token)
         jkt = await self._check_binding(scheme, verified, method, metadata)
         client_id = _claim(verified.claims, "client_id")
         if not client_id:
             raise Unauthenticated("TOKEN_INVALID", "the token has no client_id claim")
-        return Principal(
+        principal = Principal(
             PrincipalKind.VENDOR,
             client_id=client_id,
             organization_number=_claim(verified.claims, self._organization_claim),
@@ -132,6 +166,9 @@ class TokenAuthenticator:
             subject=_claim(verified.claims, "sub"),
             key_thumbprint=jkt,
         )
+        if scheme == "bearer":  # a DPoP call proves its key every time
+            self._remember(authorization, _Known(principal, verified, self.vendor))
+        return principal
 
     async def _check_binding(
         self, scheme: str, verified: VerifiedToken, method: str, metadata: Mapping[str, str]

@@ -113,6 +113,10 @@ class TokenVerifier:
         self._cache: OrderedDict[bytes, VerifiedToken] = OrderedDict()
         self._cache_size = cache_size
 
+    def still_valid(self, verified: VerifiedToken) -> bool:
+        """Whether a token this verifier verified has not expired since (within the skew)."""
+        return self._clock() <= verified.expires_at + self._skew
+
     def cached(self, token: str) -> VerifiedToken | None:
         """The token, if this verifier verified it before and it has not expired since."""
         known = self._cache.get(hashlib.sha256(token.encode()).digest())
