@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -59,6 +59,17 @@ def test_exported_span_is_a_redacted_copy() -> None:
     assert dict(exported.attributes or {}) == {"vkp.kind": "alarm"}
     assert dict(exported.events[0].attributes or {}) == {"http.url": "http://h/p"}
     assert exported.context == span.get_span_context()
+
+
+def test_a_span_with_nothing_to_redact_is_exported_as_it_ended() -> None:
+    memory = InMemorySpanExporter()
+    plain = ReadableSpan("/vkp.ingest.v1.IngestService/SubmitEvent", attributes={"rpc.method": "x"})
+    marked = ReadableSpan("fetch", attributes={"vkp.sensitive.patient": NATIONAL_ID, "n": 1})
+    RedactingSpanExporter(memory, Redactor()).export([plain, marked])
+    exported_plain, exported_marked = memory.get_finished_spans()
+    assert exported_plain is plain
+    assert exported_marked is not marked
+    assert dict(exported_marked.attributes or {}) == {"n": 1}
 
 
 def test_setup_telemetry_refuses_an_unknown_exporter(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,8 @@
 
 Every span passes through `RedactingSpanExporter` before export: URL query strings are cut,
 attributes a service marked as sensitive are dropped, and exception messages (which may quote
-input) are removed. Spans are read-only once ended, so redaction makes copies at export time.
+input) are removed. Spans are read-only once ended, so redaction makes copies at export time, of
+the spans that carry something to redact (most, an RPC's own span among them, carry nothing).
 """
 
 from __future__ import annotations
@@ -67,6 +68,21 @@ class Redactor:
         """Never export these attribute keys."""
         self._sensitive.update(keys)
 
+    def _kept(self, key: str) -> bool:
+        """Whether `key` leaves the process with its value as it is."""
+        return not (
+            key in self._sensitive
+            or key in ALWAYS_DROPPED
+            or key in URL_ATTRIBUTES
+            or key.startswith(SENSITIVE_PREFIX)
+        )
+
+    def needed(self, span: ReadableSpan) -> bool:
+        """Whether `span` carries anything to redact (else it is exported as it is)."""
+        if span.events:
+            return True
+        return not all(self._kept(key) for key in span.attributes or ())
+
     def attributes(self, attributes: Attributes) -> dict[str, Any]:
         cleaned: dict[str, Any] = {}
         for key, value in (attributes or {}).items():
@@ -103,7 +119,8 @@ class RedactingSpanExporter(SpanExporter):
         self._redactor = redactor
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._inner.export([self._redactor.span(s) for s in spans])
+        redactor = self._redactor
+        return self._inner.export([redactor.span(s) if redactor.needed(s) else s for s in spans])
 
     def shutdown(self) -> None:
         self._inner.shutdown()
