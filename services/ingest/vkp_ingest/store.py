@@ -1,12 +1,15 @@
 """The ingest service's storage: received events (their own outbox toward journaling), the
 idempotency of event ids, and the audit outbox.
 
-An event is unique per (vendor system, event id): `INSERT … ON CONFLICT DO NOTHING`, then the
-stored content hash decides between a repeat (the original receipt) and a reused id; a duplicate
-never rolls back the other events of a grouped commit. Each new event takes the next position
-from a one-row counter in its own transaction, so positions are in commit order across replicas;
-the relay sends in position order, which keeps each patient's events in order. One relay at a time
-holds the outbox (a lease row), whichever replica it runs in.
+An event is unique per (vendor system, event id): `INSERT … ON CONFLICT DO NOTHING RETURNING
+id`, and for a key stored before, the stored content hash decides between a repeat (the original
+receipt) and a reused id; a duplicate never rolls back the other events of a grouped commit. Each
+new event takes the next position from a one-row counter in its own transaction, so positions are
+in commit order across replicas (a key stored before leaves a gap). The relay sends each
+municipality's events in position order, which keeps each patient's events in order, and every
+municipality that has events waiting its share of each call. One relay at a time holds the outbox
+(a lease row), whichever replica it runs in. The writes are sync works (`Database.write_sync`):
+a group's statements run together, made once at import.
 """
 
 from __future__ import annotations
