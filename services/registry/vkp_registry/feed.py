@@ -3,7 +3,9 @@ keeps the access snapshot current, and wakes the `WatchChanges` streams.
 
 Every replica follows the same table, so a change committed through one replica reaches the
 snapshot and the subscribers of every other within a poll interval (at once in the replica that
-wrote it, which nudges its feed after each write).
+wrote it, which nudges its feed after each write). Between nudges the feed waits: the poll is
+only for other replicas' writes, so it is slow (`VKP_REGISTRY_POLL_SECONDS`, 2 s), and an idle
+registry reads the table once per interval.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class ChangeLog(Protocol):
 
 
 class Feed:
-    def __init__(self, changes: ChangeLog, *, poll_seconds: float = 0.2) -> None:
+    def __init__(self, changes: ChangeLog, *, poll_seconds: float = 2.0) -> None:
         self._changes = changes
         self.snapshot = AccessSnapshot()
         self._poll = poll_seconds

@@ -10,8 +10,9 @@ class RegistrySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VKP_REGISTRY_", extra="ignore", frozen=True)
 
     poll_seconds: float = Field(
-        default=0.2,
+        default=2.0,
         gt=0,
         le=60,
-        description="How often a replica reads the changes other replicas committed.",
+        description="How often a replica reads the changes other replicas committed (its own "
+        "writes it reads at once).",
     )
