@@ -3,6 +3,7 @@ answers what the test says, and the spans of the attempts in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -67,8 +68,9 @@ class Queue:
         self.leased = False
 
     async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]:
-        due = self.waiting and PLACE not in paused and not self.leased
-        return {PLACE: NOW} if due else {}
+        if not self.waiting or PLACE in paused or self.leased:
+            return {}
+        return {PLACE: self.waiting[0].next_attempt_time or NOW}
 
     async def claim_head(
         self,
@@ -233,3 +235,70 @@ async def test_an_epj_that_pulls_is_left_alone(
     assert await worker.step("w")
     assert (queue.written, adapter.calls, exporter.get_finished_spans()) == ([], [], ())
     assert not await worker.step("w")  # the municipality is skipped for a while
+
+
+# -- fairness and waiting for work -------------------------------------------------------------
+
+OTHER_PLACE = "971130008"
+
+
+class Places(Queue):
+    """Queues in two municipalities, each always due: what matters is the order claims ask for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claimed: list[str] = []
+
+    async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]:
+        return {m: NOW for m in (PLACE, OTHER_PLACE) if m not in paused}
+
+    async def claim_head(
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        paused: Sequence[str] = (),
+        order: Sequence[str] | None = None,
+    ) -> Claim | None:
+        assert order
+        self.claimed.append(order[0])
+        return Claim(order[0], PATIENT, dataclasses.replace(entry(), municipality=order[0]), False)
+
+
+async def test_claims_go_to_the_due_municipality_served_least_recently(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    places = Places()
+    worker = delivery(places, Adapter(*[JOURNALED] * 4), provider)
+    for _ in range(4):
+        assert await worker.step("w")
+    assert places.claimed == [PLACE, OTHER_PLACE, PLACE, OTHER_PLACE]
+
+
+async def test_idle_workers_wait_for_work_queued_here_and_for_a_retry_falling_due_not_the_poll(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    queue = Queue()
+    adapter = Adapter(Outcome(Result.TRANSIENT, "EPJ_ERROR_503"), JOURNALED)
+    slow_poll = JournalingSettings(
+        workers=2, poll_seconds=600, backoff_base_seconds=0.2, backoff_max_seconds=0.2
+    )
+    journaled = asyncio.Event()
+    worker = Delivery(
+        queue, Endpoints(), adapter, slow_poll, tracer_provider=provider, on_journaled=journaled.set
+    )
+    stopping = asyncio.Event()
+    running = asyncio.create_task(worker.run(stopping))
+    try:
+        await asyncio.sleep(0.1)  # both workers found nothing and wait
+        queue.waiting.append(dataclasses.replace(entry(), create_time=datetime.now(UTC)))
+        worker.notify()
+        async with asyncio.timeout(10):  # far sooner than the poll
+            await journaled.wait()  # failed once, then retried when due
+    finally:
+        stopping.set()
+        await running
+    assert [state for _, state, _ in queue.written] == ["RETRYING", "JOURNALED"]

@@ -189,3 +189,17 @@ async def test_the_audit_records_owed_are_keyed_by_entry_and_carry_the_derived_i
     assert record.occurred_time.ToDatetime(tzinfo=UTC) == journaled
     await service.audit_sent([key])
     assert await service.audit_owed(10) == []
+
+
+async def test_the_workers_are_told_of_the_entries_newly_queued_and_of_a_dead_letter_put_back(
+    store: FakeStore,
+) -> None:
+    told: list[int] = []
+    service = JournalingService(store, clock=lambda: NOW, on_queued=told.append)
+    await service.enqueue([new_entry("a"), new_entry("b")])
+    await service.enqueue([new_entry("a")])  # a repeat: nothing new to deliver
+    store.set("a", state=EntryState.DEAD)
+    await service.retry_entry("a")
+    with pytest.raises(FailedPrecondition):
+        await service.retry_entry("b")  # not dead: nothing queued
+    assert told == [2, 1]

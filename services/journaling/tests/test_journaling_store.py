@@ -3,15 +3,22 @@ the queue head (alarm steps never block, dead notes leave), and requeueing a dea
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from vkp_journaling.domain.entry import RETRYABLE, Entry, EntryState, NewEntry
 from vkp_journaling.store import JournalStore
-from vkp_lib.db import Database
+from vkp_journaling.tables import EPOCH, MIGRATIONS, VERSION_TABLE, entries, queues
+from vkp_lib.db import Database, aware
 from vkp_lib.testing.data import TEST_PEOPLE
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -153,3 +160,171 @@ async def test_an_idle_queue_is_seen_by_a_read_before_any_claim(store: JournalSt
     assert not await store.any_due(NOW, paused=[PLACE])
     assert await store.claim("w", NOW, LEASE) is not None
     assert not await store.any_due(NOW)  # leased
+
+
+OTHER_PLACE = "971130008"
+
+
+def elsewhere(patient: int = 0) -> NewEntry:
+    return dataclasses.replace(entry(patient), municipality=OTHER_PLACE)
+
+
+async def test_a_queue_is_due_from_its_head_then_its_lease_then_its_retry_and_not_once_empty(
+    store: JournalStore,
+) -> None:
+    first, second = entry(), entry()
+    patient = TEST_PEOPLE[0].national_id
+    await store.enqueue([first, second], NOW)
+    assert await store.dues() == {PLACE: NOW}
+    assert await store.claim("w", NOW, LEASE) is not None
+    assert await store.dues() == {PLACE: NOW + LEASE}  # a worker that dies frees it then
+    later = NOW + timedelta(minutes=1)
+    assert await store.retrying(await stored(store, first.entry_id), "w", NOW, later, "EPJ_TIMEOUT")
+    await store.release(PLACE, patient, "w")
+    assert await store.dues() == {PLACE: later}
+    assert await store.claim("w", later, LEASE) is not None
+    for each in (first, second):
+        assert await store.journaled(await stored(store, each.entry_id), "w", later, "n")
+    await store.release(PLACE, patient, "w")
+    assert await store.dues() == {}
+
+
+async def test_a_queue_of_alarm_steps_only_is_never_due(store: JournalStore) -> None:
+    await store.enqueue([entry(kind="alarm_step")], NOW)
+    assert await store.dues() == {}
+    assert await store.claim("w", NOW, LEASE) is None
+
+
+async def test_an_entry_enqueued_while_its_queue_is_leased_is_due_once_released(
+    store: JournalStore,
+) -> None:
+    first, second = entry(), entry()
+    patient = TEST_PEOPLE[0].national_id
+    await store.enqueue([first], NOW)
+    assert await store.claim("w", NOW, LEASE) is not None
+    assert await store.journaled(await stored(store, first.entry_id), "w", NOW, "n")
+    await store.enqueue([second], NOW + timedelta(seconds=1))
+    await store.release(PLACE, patient, "w")
+    assert await store.dues() == {PLACE: NOW + timedelta(seconds=1)}  # the new head's own time
+
+
+async def test_a_dead_letter_put_back_makes_its_emptied_queue_due_again(
+    store: JournalStore,
+) -> None:
+    only = entry()
+    await store.enqueue([only], NOW)
+    assert await store.claim("w", NOW, LEASE) is not None
+    assert await store.dead(await stored(store, only.entry_id), "w", NOW, "EPJ_REJECTED_400")
+    await store.release(PLACE, TEST_PEOPLE[0].national_id, "w")
+    assert await store.dues() == {}
+    later = NOW + timedelta(minutes=1)
+    assert await store.requeue(only.entry_id, later, states=RETRYABLE) is EntryState.DEAD
+    assert await store.dues() == {PLACE: later}
+
+
+async def test_a_claim_goes_to_the_first_municipality_in_its_order_with_a_due_queue(
+    store: JournalStore,
+) -> None:
+    await store.enqueue([entry(0), entry(1), entry(2)], NOW)
+    await store.enqueue([elsewhere(3)], NOW + timedelta(seconds=1))
+    assert set(await store.dues()) == {PLACE, OTHER_PLACE}
+    claimed = await store.claim_head("w", NOW + LEASE, LEASE, order=[OTHER_PLACE, PLACE])
+    assert claimed is not None
+    assert claimed.municipality == OTHER_PLACE
+    assert claimed.head is not None
+    assert not claimed.more
+    # The other municipality has nothing due now: the next in the order.
+    again = await store.claim("w", NOW + LEASE, LEASE, order=[OTHER_PLACE, PLACE])
+    assert again is not None
+    assert again[0] == PLACE
+    assert await store.claim("w", NOW + LEASE, LEASE, order=[OTHER_PLACE]) is None
+    assert await store.dues(paused=[PLACE]) == {OTHER_PLACE: NOW + LEASE * 2}
+
+
+async def test_within_a_municipality_the_queue_due_longest_is_claimed_first(
+    store: JournalStore,
+) -> None:
+    for n, patient in enumerate((2, 0, 1)):
+        await store.enqueue([entry(patient)], NOW + timedelta(seconds=n))
+    later = NOW + timedelta(minutes=1)
+    claimed = [await store.claim("w", later, LEASE) for _ in range(3)]
+    assert [c[1] if c else "" for c in claimed] == [TEST_PEOPLE[p].national_id for p in (2, 0, 1)]
+
+
+def _upgrade_to(connection: sa.Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files(MIGRATIONS)))
+    config.attributes.update(connection=connection, version_table=VERSION_TABLE)
+    command.upgrade(config, revision)
+
+
+async def test_migration_0002_gives_the_queues_of_0001_their_due_times(database_url: str) -> None:
+    """A database at 0001 with a queue waiting for a retry, one leased, one emptied and one of
+    alarm steps only: after 0002 each has the due time a claim goes by."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0001")
+            retry_at = NOW + timedelta(minutes=5)
+            leased_until = datetime.now(UTC) + timedelta(hours=1)
+            rows = [  # patient, kind, state, next attempt
+                (0, "home_measurement", "JOURNALED", None),
+                (0, "home_measurement", "RETRYING", retry_at),
+                (0, "home_measurement", "QUEUED", None),
+                (1, "home_measurement", "QUEUED", None),
+                (2, "home_measurement", "JOURNALED", None),
+                (3, "alarm_step", "QUEUED", None),
+            ]
+            for sequence, (patient, kind, state, at) in enumerate(rows, start=1):
+                values = dataclasses.asdict(entry(patient, kind=kind))
+                values.update(
+                    sequence=sequence,
+                    state=state,
+                    attempts=0,
+                    next_attempt_time=at,
+                    last_error_reason="",
+                    create_time=NOW,
+                    update_time=NOW,
+                    journaled_time=None,
+                    note_identifier="",
+                    audit_pending=False,
+                )
+                await connection.execute(sa.insert(entries).values(values))
+            for patient in range(4):
+                await connection.execute(
+                    sa.insert(queues).values(
+                        municipality=PLACE,
+                        patient=TEST_PEOPLE[patient].national_id,
+                        last_sequence=6,
+                        lease_owner="old" if patient == 1 else "",
+                        lease_until=leased_until if patient == 1 else EPOCH,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    db = Database.from_url(database_url, name="journaling")
+    await db.start()
+    try:
+        store = JournalStore(db)
+        await store.migrate()
+        async with db.read() as session:
+            due = {
+                patient: aware(at) if at is not None else None
+                for patient, at in await session.execute(
+                    sa.select(queues.c.patient, queues.c.due_time)
+                )
+            }
+        assert due == {
+            TEST_PEOPLE[0].national_id: retry_at,  # the head is the retried note
+            TEST_PEOPLE[1].national_id: leased_until,
+            TEST_PEOPLE[2].national_id: None,
+            TEST_PEOPLE[3].national_id: None,
+        }
+        assert await store.dues() == {PLACE: retry_at}
+        claimed = await store.claim_head("w", leased_until + LEASE, LEASE)
+        assert claimed is not None  # due longest: the retry, before the old lease's expiry
+        assert claimed.patient == TEST_PEOPLE[0].national_id
+        assert claimed.head is not None
+        assert (claimed.head.state, claimed.more) == (EntryState.RETRYING, True)
+    finally:
+        await db.close()
