@@ -79,7 +79,7 @@ async def wait_for(
     while time.perf_counter() - began < seconds:
         if await count(epj, municipality) >= expected:
             break
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
     return time.perf_counter() - began
 
 
