@@ -5,10 +5,12 @@ simulator with its faults."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -26,6 +28,7 @@ from vkp_epj_sim.testing import SimulatorProcess
 from vkp_journaling.render import NOTE_IDENTIFIER_SYSTEM, NoteContext, render_note
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
+from vkp_lib.national_id import synthetic_national_id
 from vkp_lib.sandbox import BJORKEDAL, DISPENSER, FJORDVIK, SANDBOX
 from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.processes import ServiceProcess, stop_all
@@ -421,3 +424,60 @@ async def test_a_sigkill_during_delivery_then_a_restart_journals_every_entry_onc
         stop_all(restarted)
     for queued in sent:
         assert len(await notes(epj, "Observation", queued.entry_id)) == 1
+
+
+# -- a backlog, and workers that wait for work -------------------------------------------------
+
+
+async def waiting_in(process: ServiceProcess, hub: Hub, municipality: str) -> int:
+    """How many of the municipality's entries still wait (at most one page of them)."""
+    async with grpc.aio.insecure_channel(process.address) as channel:
+        stub = journaling_pb2_grpc.JournalingServiceStub(channel)
+        found = 0
+        for state in (common_pb2.EVENT_STATE_QUEUED, common_pb2.EVENT_STATE_RETRYING):
+            page = await stub.ListEntries(
+                pb.ListEntriesRequest(municipality=municipality, state=state, page_size=1000),
+                metadata=hub.admin,
+            )
+            found += len(page.entries)
+        return found
+
+
+async def test_a_backlog_in_one_municipality_holds_up_no_other_and_idle_workers_need_no_poll(
+    hub: Hub, tmp_path: Path, epj: httpx.AsyncClient
+) -> None:
+    """Workers that poll only every minute: an Enqueue wakes them. While hundreds of one
+    municipality's notes wait (its EPJ slow), another municipality's note is journaled at once;
+    then the backlog drains."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'journaling.db'}"
+    process = ServiceProcess(
+        "journaling", {**hub.env, "VKP_DB_URL": url, "VKP_JOURNALING_POLL_SECONDS": "60"}
+    )
+    process.wait_serving()
+    try:
+        await set_faults(epj, "4699", latency_ms=20)
+        rng = random.Random(15)
+        backlog = [
+            item(
+                event_for(
+                    "home_measurement",
+                    SimpleNamespace(national_id=synthetic_national_id(rng)),
+                    FJORDVIK.organization_number,
+                )
+            )
+            for _ in range(400)
+        ]
+        for start in range(0, len(backlog), 200):
+            await enqueue(process, hub, backlog[start : start + 200])
+        patient = BJORKEDAL_PATIENTS[5]
+        other = item(event_for("home_measurement", patient, BJORKEDAL.organization_number))
+        await enqueue(process, hub, [other])
+        await wait_for(process, hub, [other.entry_id], common_pb2.EVENT_STATE_JOURNALED)
+        assert await waiting_in(process, hub, FJORDVIK.organization_number) > 0
+        for _ in range(600):
+            if not await waiting_in(process, hub, FJORDVIK.organization_number):
+                break
+            await asyncio.sleep(0.1)
+        assert await waiting_in(process, hub, FJORDVIK.organization_number) == 0
+    finally:
+        stop_all(process)
