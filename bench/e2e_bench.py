@@ -32,6 +32,8 @@ class SteadyFigures:
     drain_seconds: float
     client_cpu: float
     max_lag_seconds: float
+    #: Transaction Bundles the simulator took meanwhile: one per delivery attempt.
+    epj_transactions: int
 
 
 def interleaved(municipalities: Sequence[SandboxMunicipality], count: int) -> list[bytes]:
@@ -63,6 +65,8 @@ async def offer_and_follow(
 ) -> SteadyFigures:
     """Offers `requests` at `rate`, waits for their notes (on top of `already` notes of
     `municipality`, or of all), and compares."""
+    async with hub.epj() as epj:
+        posted = await notes.transactions(epj)
     async with grpc.aio.insecure_channel(hub.address("ingest")) as channel:
         offered = await steady(
             raw_call(channel, SUBMIT_EVENT), requests, rate, metadata=hub.vendor_metadata()
@@ -71,6 +75,7 @@ async def offer_and_follow(
     async with hub.epj() as epj:
         waited = await notes.wait_for(epj, already + len(taken), drain_seconds, municipality)
         stored = await notes.stored(epj, municipality)
+        posted = await notes.transactions(epj) - posted
     return SteadyFigures(
         offered_rate=rate,
         achieved_rate=offered.rate,
@@ -80,6 +85,7 @@ async def offer_and_follow(
         drain_seconds=waited,
         client_cpu=offered.client_cpu,
         max_lag_seconds=offered.max_lag_seconds,
+        epj_transactions=posted,
     )
 
 

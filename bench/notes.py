@@ -46,6 +46,14 @@ async def count(epj: httpx.AsyncClient, municipality: SandboxMunicipality | None
     return total
 
 
+async def transactions(epj: httpx.AsyncClient) -> int:
+    """How many transaction Bundles (deliveries, retries included) the simulator has taken."""
+    response = await epj.get("/_control/counters")
+    response.raise_for_status()
+    counts: dict[str, int] = response.json()
+    return sum(n for key, n in counts.items() if key.endswith(" transaction"))
+
+
 async def stored(
     epj: httpx.AsyncClient, municipality: SandboxMunicipality | None = None
 ) -> list[tuple[str, float]]:
