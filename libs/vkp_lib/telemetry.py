@@ -63,25 +63,22 @@ class Redactor:
 
     def __init__(self, sensitive: Iterable[str] = ()) -> None:
         self._sensitive = set(sensitive)
+        #: The keys whose value never leaves as it is (besides the sensitive prefix).
+        self._changed = frozenset(self._sensitive | ALWAYS_DROPPED | URL_ATTRIBUTES)
 
     def mark_sensitive(self, *keys: str) -> None:
         """Never export these attribute keys."""
         self._sensitive.update(keys)
-
-    def _kept(self, key: str) -> bool:
-        """Whether `key` leaves the process with its value as it is."""
-        return not (
-            key in self._sensitive
-            or key in ALWAYS_DROPPED
-            or key in URL_ATTRIBUTES
-            or key.startswith(SENSITIVE_PREFIX)
-        )
+        self._changed = frozenset(self._sensitive | ALWAYS_DROPPED | URL_ATTRIBUTES)
 
     def needed(self, span: ReadableSpan) -> bool:
         """Whether `span` carries anything to redact (else it is exported as it is)."""
-        if span.events:
-            return True
-        return not all(self._kept(key) for key in span.attributes or ())
+        attributes = span.attributes or {}
+        return (
+            bool(span.events)
+            or not self._changed.isdisjoint(attributes)
+            or any(key.startswith(SENSITIVE_PREFIX) for key in attributes)
+        )
 
     def attributes(self, attributes: Attributes) -> dict[str, Any]:
         cleaned: dict[str, Any] = {}
