@@ -71,6 +71,9 @@ def _base_env(issuer: DevelopmentIssuer) -> dict[str, str]:
         "OTEL_SDK_DISABLED": "true",
         "OTEL_TRACES_EXPORTER": "none",
         "OTEL_METRICS_EXPORTER": "none",
+        # Nothing is in flight when the bench stops the hub: a short grace for what is left.
+        "VKP_SHUTDOWN_DRAIN_SECONDS": "0",
+        "VKP_SHUTDOWN_GRACE_SECONDS": "1",
     }
 
 

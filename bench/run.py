@@ -422,7 +422,11 @@ class Bench:
                 # checking that every row gives a figure, not to figures anyone reads.
                 pool = stack.enter_context(ThreadPoolExecutor(1))
                 early = pool.submit(start_hubs, self.args.databases)
-                stack.callback(lambda: stop_hubs(early.result() if early else []))
+                stack.callback(
+                    lambda: self.step(
+                        "stopping the hubs", stop_hubs, early.result() if early else []
+                    )
+                )
             self.step("runner", self.runner)
             if self.wants("validation"):
                 self.step("validation", self.validation)
