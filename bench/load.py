@@ -85,6 +85,18 @@ class Load:
         return percentile(self.latencies, 99) * 1000
 
 
+def merged(loads: Sequence[Load]) -> Load:
+    """Several runs of one load as one: their calls over their time together."""
+    seconds = sum(load.seconds for load in loads)
+    return Load(
+        calls=sum(load.calls for load in loads),
+        seconds=seconds,
+        latencies=[x for load in loads for x in load.latencies],
+        client_cpu=sum(load.client_cpu * load.seconds for load in loads) / seconds,
+        items_per_call=loads[0].items_per_call,
+    )
+
+
 async def closed_loop(
     call: RawCall,
     requests: Sequence[bytes],

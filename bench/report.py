@@ -85,7 +85,9 @@ def table(rows: list[Row], title: str) -> Table:
         ("client CPU", "right"),
     )
     for column, justify in columns:
-        result.add_column(column, justify=justify, no_wrap=column in ("row", "figure", "target"))
+        result.add_column(
+            column, justify=justify, no_wrap=column in ("row", "figure", "ratio", "target")
+        )
     for row in rows:
         if row.skipped:
             result.add_row(row.name, row.database, "skipped", row.skipped, "", "", row.target)

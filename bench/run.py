@@ -52,7 +52,7 @@ from hub import POSTGRESQL, SERVICES, SQLITE, Hub, Started, running_hub, start_h
 from identity_bench import identity_rows
 from idle_bench import measure_idle
 from ingest_bench import measure_ingest
-from load import Load
+from load import Load, merged
 from report import Row, print_table, write_json
 from runner_bench import METHOD, NoopLoad, NoopServer, measure_noop
 from validation_bench import validation_rows
@@ -64,6 +64,8 @@ from vkp_lib.logging import configure_logging
 HUB_GROUPS = ("idle", "audit", "ingest", "e2e", "backlog")
 GROUPS = ("runner", "validation", "identity", *HUB_GROUPS)
 DATABASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
+#: The no-op servers are measured in turn this many times (of seconds / rounds each).
+RUNNER_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _rate_row(
         target="" if target is None else f"≥ {target:.2f} x no-op",
         met=None if target is None else _ratio_met(ratio, target),
         client_cpu=load.client_cpu,
-        details={"calls": load.calls, "seconds": load.seconds},
+        details={"calls": load.calls, "seconds": load.seconds, "baseline_rate": base.rate},
     )
 
 
@@ -148,6 +150,8 @@ class Bench:
         self.base: Load | None = None
         self.issuer_dir = tempfile.TemporaryDirectory(prefix="vkp-bench-issuer-")
         self.issuer = DevelopmentIssuer.open(Path(self.issuer_dir.name))
+        #: The baseline's server, up for the whole run: rows measure it again beside them.
+        self.bare = NoopServer("bare")
 
     def wants(self, group: str) -> bool:
         return group in self.args.only
@@ -161,37 +165,48 @@ class Bench:
     # -- the no-op servers --
 
     def runner(self) -> None:
-        load = NoopLoad(self.sizes.seconds, self.args.concurrency)
+        """The no-op servers in turn, a few rounds each, so a change in the machine's other
+        work falls on all three alike."""
         token = self.issuer.vendor_token("bench-client", [Scopes.INGEST])
-        with_token = NoopLoad(
-            load.seconds, load.concurrency, (("authorization", f"Bearer {token}"),)
-        )
+        bearer = (("authorization", f"Bearer {token}"),)
         servers = {
-            "bare": NoopServer("bare"),
             "runner": NoopServer("runner"),
             "runner-auth": NoopServer("runner-auth", self.issuer.env()),
         }
         try:
-            base = self.base = measure_noop(servers["bare"].address, load)
+            kinds = ["bare", *servers] if self.wants("runner") else ["bare"]
+            rounds = 1 if self.args.smoke else RUNNER_ROUNDS
+            share = self.sizes.seconds / rounds
+            runs: dict[str, list[Load]] = {kind: [] for kind in kinds}
+            for _ in range(rounds):
+                for kind in kinds:
+                    address = self.bare.address if kind == "bare" else servers[kind].address
+                    metadata = bearer if kind == "runner-auth" else ()
+                    load = NoopLoad(share, self.args.concurrency, metadata)
+                    runs[kind].append(measure_noop(address, load))
+            base = self.base = merged(runs["bare"])
             self.rows.append(
                 _rate_row("noop.bare", "no-op RPC, bare grpc.aio (the baseline)", base, base)
             )
             if not self.wants("runner"):
                 return
-            runner = measure_noop(servers["runner"].address, load)
+            runner, auth = merged(runs["runner"]), merged(runs["runner-auth"])
             self.rows.append(_rate_row("runner", "runner no-op, no token", runner, base))
-            auth = measure_noop(servers["runner-auth"].address, with_token)
             self.rows.append(
                 _rate_row("runner.token", "runner no-op, vendor token", auth, base, target=0.85)
             )
-            self._h2load(servers, with_token.metadata)
+            self._h2load(servers["runner-auth"], bearer)
         finally:
             for server in servers.values():
                 server.stop()
 
-    def _h2load(
-        self, servers: dict[str, NoopServer], metadata: tuple[tuple[str, str], ...]
-    ) -> None:
+    def baseline_now(self) -> Load:
+        """The no-op server measured again, right before a row that is compared with it: the
+        machine's other work changes over a run of minutes."""
+        load = NoopLoad(max(0.1, self.sizes.seconds / 2), self.args.concurrency)
+        return measure_noop(self.bare.address, load)
+
+    def _h2load(self, runner: NoopServer, metadata: tuple[tuple[str, str], ...]) -> None:
         h2load, why = find_h2load(install=not self.args.smoke and not self.args.no_install)
         names = (
             ("h2load.bare", "no-op RPC, bare grpc.aio, h2load (C client)"),
@@ -202,10 +217,8 @@ class Bench:
             self.rows += [Row(key=key, name=name, skipped=why) for key, name in names]
             return
         seconds, concurrency = self.sizes.seconds, self.args.concurrency
-        bare = run_h2load(h2load, servers["bare"].address, METHOD, seconds, concurrency)
-        auth = run_h2load(
-            h2load, servers["runner-auth"].address, METHOD, seconds, concurrency, metadata
-        )
+        bare = run_h2load(h2load, self.bare.address, METHOD, seconds, concurrency)
+        auth = run_h2load(h2load, runner.address, METHOD, seconds, concurrency, metadata)
         assert self.base is not None
         for (key, name), figures, baseline, target in (
             (names[0], bare, bare, None),
@@ -283,14 +296,14 @@ class Bench:
         ]
 
     def audit(self, hub: Hub) -> None:
-        assert self.base is not None
-        load = measure_audit(hub, self.sizes.seconds, self.args.concurrency, self.base.rate)
+        base = self.baseline_now()
+        load = measure_audit(hub, self.sizes.seconds, self.args.concurrency, base.rate)
         self.rows.append(
             _rate_row(
                 "audit",
                 f"audit Record awaited by {self.args.concurrency} callers",
                 load,
-                self.base,
+                base,
                 database=hub.database,
                 target=0.60,
                 unit="records/s",
@@ -298,14 +311,14 @@ class Bench:
         )
 
     def ingest(self, hub: Hub) -> None:
-        assert self.base is not None
-        figures = measure_ingest(hub, self.sizes.seconds, self.args.concurrency, self.base.rate)
+        base = self.baseline_now()
+        figures = measure_ingest(hub, self.sizes.seconds, self.args.concurrency, base.rate)
         self.rows.append(
             _rate_row(
                 "ingest.unary",
                 f"ingest SubmitEvent, durable, token, {self.args.concurrency} in flight",
                 figures.unary,
-                self.base,
+                base,
                 database=hub.database,
                 target=0.60,
             )
@@ -318,14 +331,18 @@ class Bench:
                 database=hub.database,
                 value=batches.item_rate,
                 unit="events/s",
-                ratio=batches.item_rate / self.base.rate,
+                ratio=batches.item_rate / base.rate,
                 ratio_of="no-op",
                 p50_ms=batches.p50_ms,
                 p99_ms=batches.p99_ms,
                 target="≥ 10,000 events/s",
                 met=batches.item_rate >= 10_000,
                 client_cpu=batches.client_cpu,
-                details={"batches": batches.calls, "seconds": batches.seconds},
+                details={
+                    "batches": batches.calls,
+                    "seconds": batches.seconds,
+                    "baseline_rate": base.rate,
+                },
             )
         )
 
@@ -427,6 +444,7 @@ class Bench:
                         "stopping the hubs", stop_hubs, early.result() if early else []
                     )
                 )
+            stack.callback(self.bare.stop)
             self.step("runner", self.runner)
             if self.wants("validation"):
                 self.step("validation", self.validation)
