@@ -86,7 +86,7 @@ def table(rows: list[Row], title: str) -> Table:
     )
     for column, justify in columns:
         result.add_column(
-            column, justify=justify, no_wrap=column in ("row", "figure", "ratio", "target")
+            column, justify=justify, no_wrap=column in ("row", "db", "figure", "ratio", "target")
         )
     for row in rows:
         if row.skipped:

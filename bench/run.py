@@ -364,8 +364,8 @@ class Bench:
                 value=figures.achieved_rate,
                 unit="events/s",
                 shown=(
-                    f"{figures.achieved_rate:,.0f} events/s; {journaled.lost:,} lost (not in "
-                    f"{sizes.drain:g} s after); {journaled.duplicated:,} dup"
+                    f"{figures.achieved_rate:,.0f} events/s, {journaled.lost:,} lost, "
+                    f"{journaled.duplicated:,} dup"
                 ),
                 p50_ms=journaled.p50_ms,
                 p99_ms=journaled.p99_ms,
@@ -396,13 +396,13 @@ class Bench:
         self.rows.append(
             Row(
                 key="backlog",
-                name=f"journaling, {figures.backlog:,} waiting in one municipality",
+                name=f"journaling, {figures.backlog:,} waiting in one municipality (ms: another's)",
                 database=hub.database,
                 value=figures.backlog_rate,
                 unit="notes/s",
                 shown=(
-                    f"{figures.backlog_rate:,.1f} notes/s (empty {figures.empty_rate:,.1f}); "
-                    f"other: {other.lost:,} not in {sizes.drain:g} s after"
+                    f"{figures.backlog_rate:,.1f} notes/s (empty {figures.empty_rate:,.1f}), "
+                    f"{other.lost:,} late"
                 ),
                 ratio=figures.ratio,
                 ratio_of="empty queue",
