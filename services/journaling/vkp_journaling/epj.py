@@ -7,11 +7,8 @@ transient. The URL carries no national id (the note goes in the body); the span 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -27,14 +24,6 @@ from vkp_journaling.domain.delivery import (
 from vkp_lib.telemetry import httpx_async_request_hook
 
 FHIR_JSON = "application/fhir+json"
-
-# httpcore asks which async library runs with `import sniffio` several times per request; without
-# sniffio installed (anyio no longer needs it), each of those imports searches sys.path again and
-# fails (~160 us each: a tenth of a delivery's CPU). Marked absent, it fails at once, and httpcore
-# assumes asyncio, as it does without it.
-if importlib.util.find_spec("sniffio") is None:
-    # None in sys.modules: an import of it raises ImportError at once (the import system's rule).
-    sys.modules.setdefault("sniffio", cast(ModuleType, None))
 
 
 @dataclass(frozen=True)
