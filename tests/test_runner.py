@@ -10,13 +10,14 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import wrappers_pb2
+from google.protobuf import empty_pb2, wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from vkp.common.v1.common_pb2 import NationalId
+from vkp.ingest.v1.ingest_pb2 import SubmitEventRequest
 from vkp_lib.auth import AnonymousAuthenticator, Principal, PrincipalKind, current_principal
 from vkp_lib.errors import FieldViolation, InvalidArgument, Unauthenticated
 from vkp_lib.health import LIVENESS
@@ -27,6 +28,7 @@ from vkp_lib.runner import BackgroundTask, ReadinessCheck, Server, Service
 from vkp_lib.settings import RuntimeSettings
 from vkp_lib.status import bad_request, error_info
 from vkp_lib.testing.data import TEST_PEOPLE
+from vkp_lib.validation import has_rules
 
 SERVICE = "vkp.test.v1.ProbeService"
 S = wrappers_pb2.StringValue
@@ -549,3 +551,10 @@ async def test_lines_the_servicer_logs_name_the_calls_request_id_and_method(
     assert [(line["request_id"], line["rpc"]) for line in lines] == [
         ("req-log-1", f"/{SERVICE}/Log")
     ]
+
+
+def test_only_request_types_with_field_rules_are_checked_against_them() -> None:
+    assert has_rules(NationalId.DESCRIPTOR)
+    assert has_rules(SubmitEventRequest.DESCRIPTOR)  # its rules are in the messages it holds
+    assert not has_rules(empty_pb2.Empty.DESCRIPTOR)
+    assert not has_rules(S.DESCRIPTOR)

@@ -33,9 +33,11 @@ import secrets
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar, Token
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.descriptor import Descriptor
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -47,7 +49,7 @@ from vkp_lib.logging import CallContext, get_logger, set_call_context
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.status import rich_status, status_of, to_grpc
 from vkp_lib.streams import write_responses
-from vkp_lib.validation import validate
+from vkp_lib.validation import has_rules, validate
 
 REQUEST_ID_KEY = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -76,6 +78,9 @@ _rpc_logger = logging.getLogger("vkp.rpc")
 Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 #: The parent of the span of a call that carries no trace context: none (a new trace).
 _NO_PARENT = otel_context.Context()
+#: The metadata of the call being served, as gRPC gave it to the interceptor (the handler runs
+#: in the same task, so it reads them here rather than have gRPC convert them again).
+_call_metadata: ContextVar[Any] = ContextVar("vkp_call_metadata", default=None)
 
 
 class _Malformed:
@@ -87,14 +92,19 @@ class _Malformed:
         self.expected = expected
 
 
+def _descriptor(deserialize: Callable[[bytes], Any] | None) -> Descriptor | None:
+    """The request message type a deserializer (`Message.FromString`) makes, if it says."""
+    descriptor = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    return descriptor if isinstance(descriptor, Descriptor) else None
+
+
 def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
     """`deserialize`, returning a `_Malformed` instead of raising on bytes that do not decode (gRPC
     itself would answer UNKNOWN and log a traceback at error level)."""
     if deserialize is None:
         return None
-    message_type = getattr(deserialize, "__self__", None)
-    descriptor = getattr(message_type, "DESCRIPTOR", None)
-    malformed = _Malformed(getattr(descriptor, "full_name", "the method's request message"))
+    descriptor = _descriptor(deserialize)
+    malformed = _Malformed(descriptor.full_name if descriptor else "the method's request message")
 
     def parse(data: bytes) -> Any:
         try:
@@ -128,7 +138,7 @@ class _Call:
         metadata: dict[str, str],
         request_id: str,
         span: trace.Span,
-        token: object,
+        token: Token[otel_context.Context],
         started: float,
     ) -> None:
         self.metadata = metadata
@@ -144,7 +154,7 @@ class _Method:
 
     __slots__ = ("attributes", "check", "name", "open", "quiet")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, request: Descriptor | None) -> None:
         self.name = name
         #: Health checks and reflection: no authentication, field rules or log line on success.
         self.open = name.startswith(UNAUTHENTICATED_PREFIXES)
@@ -156,7 +166,9 @@ class _Method:
             "rpc.method": method,
             "rpc.grpc.status_code": grpc.StatusCode.OK.value[0],
         }
-        self.check: Callable[[Any], None] = _refuse_malformed if self.open else _check
+        #: Field rules only where the request type has some (a type unknown here: checked).
+        ruled = not self.open and (request is None or has_rules(request))
+        self.check: Callable[[Any], None] = _check if ruled else _refuse_malformed
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -187,13 +199,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             found = await continuation(handler_call_details)
             if found is None:
                 return None
-            handler = self._handlers[method] = self._wrap(_Method(method), found)
+            request = _descriptor(found.request_deserializer)
+            handler = self._handlers[method] = self._wrap(_Method(method, request), found)
+        _call_metadata.set(handler_call_details.invocation_metadata)
         return handler
 
     # -- per call -------------------------------------------------------------------------------
 
     def _begin(self, method: _Method, context: Context) -> _Call:
-        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        given = _call_metadata.get() or context.invocation_metadata() or ()
+        metadata = {k: v for k, v in given if isinstance(v, str)}
         offered = metadata.get(REQUEST_ID_KEY, "")
         request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(16)
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
@@ -263,7 +278,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             if code in SERVER_ERRORS:
                 span.set_status(Status(StatusCode.ERROR, f"{code}:{context.details() or ''}"))
         span.end()
-        otel_context.detach(call.token)  # type: ignore[arg-type]  # the token attach gave
+        otel_context.detach(call.token)
         name = "OK" if code is None else code.name
         level = logging.DEBUG if name == "OK" else logging.INFO
         if (method.quiet and name == "OK") or not _rpc_logger.isEnabledFor(level):

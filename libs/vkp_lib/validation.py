@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 
 import protovalidate
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
+from buf.validate import validate_pb2
 from vkp_lib.errors import FieldViolation, InvalidArgument
 
 INVALID_FORMAT = "INVALID_FORMAT"
@@ -67,3 +69,24 @@ def validate(message: Message) -> None:
     if violations:
         fields = ", ".join(v.field or "(message)" for v in violations)
         raise InvalidArgument(reason_of(violations), f"invalid {fields}", violations=violations)
+
+
+def has_rules(descriptor: Descriptor) -> bool:
+    """Whether messages of this type carry a field rule, in themselves or in a message they hold:
+    one that carries none is valid whatever it holds, so the runner need not check it."""
+    return _has_rules(descriptor, set())
+
+
+def _has_rules(descriptor: Descriptor, seen: set[str]) -> bool:
+    if descriptor.full_name in seen:  # a recursive type: its rules are looked at once
+        return False
+    seen.add(descriptor.full_name)
+    if descriptor.GetOptions().HasExtension(validate_pb2.message):
+        return True
+    if any(o.GetOptions().HasExtension(validate_pb2.oneof) for o in descriptor.oneofs):
+        return True
+    return any(
+        field.GetOptions().HasExtension(validate_pb2.field)
+        or (field.message_type is not None and _has_rules(field.message_type, seen))
+        for field in descriptor.fields
+    )
