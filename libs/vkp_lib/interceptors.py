@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import secrets
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -45,7 +45,7 @@ from opentelemetry.util.types import AttributeValue
 
 from vkp_lib.auth import Authenticator, set_principal
 from vkp_lib.errors import ErrorKind, InvalidArgument, VkpError
-from vkp_lib.logging import CallContext, get_logger, set_call_context
+from vkp_lib.logging import bind_call, get_logger
 from vkp_lib.rpc import Context, Handler
 from vkp_lib.status import rich_status, status_of, to_grpc
 from vkp_lib.streams import write_responses
@@ -138,7 +138,7 @@ class _Call:
         metadata: dict[str, str],
         request_id: str,
         span: trace.Span,
-        token: Token[otel_context.Context],
+        token: Token[otel_context.Context] | None,
         started: float,
     ) -> None:
         self.metadata = metadata
@@ -210,16 +210,22 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         given = _call_metadata.get() or context.invocation_metadata() or ()
         metadata = {k: v for k, v in given if isinstance(v, str)}
         offered = metadata.get(REQUEST_ID_KEY, "")
-        request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(16)
+        request_id = offered if _REQUEST_ID.match(offered) else os.urandom(16).hex()
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-        set_call_context(CallContext(request_id, method.name))
+        bind_call(request_id, method.name)
         parent = (
             _NO_PARENT
             if self._trace_fields.isdisjoint(metadata)
             else self._propagator.extract(metadata, _NO_PARENT)
         )
         span = self._tracer.start_span(method.name, parent, SpanKind.SERVER, method.attributes)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        # Made current for the servicer (its spans, its calls' trace context, its log lines'
+        # ids); a span that is not valid (tracing off, no caller's context) has nothing to give.
+        token = (
+            otel_context.attach(trace.set_span_in_context(span, parent))
+            if span.get_span_context().is_valid
+            else None
+        )
         return _Call(metadata, request_id, span, token, time.perf_counter())
 
     async def _authenticate(self, method: _Method, metadata: Mapping[str, str]) -> None:
@@ -278,7 +284,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             if code in SERVER_ERRORS:
                 span.set_status(Status(StatusCode.ERROR, f"{code}:{context.details() or ''}"))
         span.end()
-        otel_context.detach(call.token)
+        if call.token is not None:
+            otel_context.detach(call.token)
         name = "OK" if code is None else code.name
         level = logging.DEBUG if name == "OK" else logging.INFO
         if (method.quiet and name == "OK") or not _rpc_logger.isEnabledFor(level):

@@ -13,25 +13,20 @@ import contextvars
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 from opentelemetry import trace
 
-
-class CallContext(NamedTuple):
-    """The call a log line belongs to."""
-
-    request_id: str
-    rpc: str
+#: The call a log line belongs to: its request id and method (`/pkg.Service/Method`).
+_call: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "vkp_call", default=None
+)
 
 
-_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("vkp_call", default=None)
-
-
-def set_call_context(call: CallContext) -> None:
-    """Names `call` in every line logged from here on in this context (the call's task)."""
-    _call.set(call)
+def bind_call(request_id: str, rpc: str) -> None:
+    """Names the call in every line logged from here on in this context (the call's task)."""
+    _call.set((request_id, rpc))
 
 
 def _add_call(
@@ -39,8 +34,8 @@ def _add_call(
 ) -> MutableMapping[str, Any]:
     call = _call.get()
     if call is not None:
-        event.setdefault("request_id", call.request_id)
-        event.setdefault("rpc", call.rpc)
+        event.setdefault("request_id", call[0])
+        event.setdefault("rpc", call[1])
     return event
 
 
