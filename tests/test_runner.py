@@ -558,3 +558,35 @@ def test_only_request_types_with_field_rules_are_checked_against_them() -> None:
     assert has_rules(SubmitEventRequest.DESCRIPTOR)  # its rules are in the messages it holds
     assert not has_rules(empty_pb2.Empty.DESCRIPTOR)
     assert not has_rules(S.DESCRIPTOR)
+
+
+def _lines(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:
+    return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == event]
+
+
+async def test_a_call_that_brought_no_request_id_gets_back_the_one_its_log_lines_name(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, channel = await start()
+    call = unary(channel, "Log")(S())
+    await call
+    sent_back = dict(await call.trailing_metadata())[REQUEST_ID_KEY]
+    assert [line["request_id"] for line in _lines(caplog, "working on it")] == [sent_back]
+
+
+async def test_a_failed_call_that_brought_no_request_id_gets_one_back_named_by_its_log_line(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, channel = await start()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await unary(channel, "Invalid")(S())
+    sent_back = dict(caught.value.trailing_metadata() or ())[REQUEST_ID_KEY]
+    assert isinstance(sent_back, str)
+    assert len(sent_back) == 32
+    lines: list[dict[str, Any]] = []
+    for _ in range(100):  # the line is logged as the call ends, maybe after the answer
+        lines = [line for line in _lines(caplog, "rpc") if line["request_id"] == sent_back]
+        if lines:
+            break
+        await asyncio.sleep(0.02)
+    assert [line["code"] for line in lines] == ["INVALID_ARGUMENT"]

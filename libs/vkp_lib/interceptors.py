@@ -2,8 +2,10 @@
 
 For every call, in one coroutine:
 
-1. a request id (the caller's `x-request-id`, or a new one), sent back in the trailing metadata
-   (also of failed calls) and named by every log line of the call;
+1. a request id: the caller's `x-request-id`, sent back in the trailing metadata (a new one in
+   its place when it is not a valid id); a call that brought none gets one when something refers
+   to it (a log line of the call, its failure), sent back too (a call that succeeds without a
+   word logged needs none, and makes none);
 2. the server span (OpenTelemetry, W3C trace context from the call's metadata), current while
    the servicer runs, so the caller's trace continues in the service;
 3. authentication (health checks and reflection excepted): the principal of the call, into a
@@ -32,7 +34,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeAlias
 
@@ -131,22 +133,42 @@ def _check(request: Any) -> None:
 class _Call:
     """What one call carries from its start to its end."""
 
-    __slots__ = ("error", "metadata", "request_id", "span", "started", "token")
+    __slots__ = ("_request_id", "error", "metadata", "rpc", "span", "started", "token")
 
     def __init__(
         self,
+        rpc: str,
         metadata: dict[str, str],
-        request_id: str,
         span: trace.Span,
         token: Token[otel_context.Context] | None,
         started: float,
     ) -> None:
+        self.rpc = rpc
         self.metadata = metadata
-        self.request_id = request_id
         self.span = span
         self.token = token
         self.started = started
         self.error: BaseException | None = None
+        self._request_id: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        """The call's request id: the caller's, else one made now (and sent back at the end)."""
+        if self._request_id is None:
+            self._request_id = os.urandom(16).hex()
+        return self._request_id
+
+    def offered(self, request_id: str, context: Context) -> None:
+        """The caller's request id, sent back (a new one in its place if it is not valid)."""
+        if _REQUEST_ID.match(request_id):
+            self._request_id = request_id
+        context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
+
+    def send_back(self, context: Context, *, failed: bool) -> None:
+        """Sends the request id back with the answer: a failed call's always (one to quote),
+        another's if it has one."""
+        if failed or self._request_id is not None:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
 
 
 class _Method:
@@ -209,10 +231,6 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def _begin(self, method: _Method, context: Context) -> _Call:
         given = _call_metadata.get() or context.invocation_metadata() or ()
         metadata = {k: v for k, v in given if isinstance(v, str)}
-        offered = metadata.get(REQUEST_ID_KEY, "")
-        request_id = offered if _REQUEST_ID.match(offered) else os.urandom(16).hex()
-        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-        bind_call(request_id, method.name)
         parent = (
             _NO_PARENT
             if self._trace_fields.isdisjoint(metadata)
@@ -226,10 +244,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             if span.get_span_context().is_valid
             else None
         )
-        return _Call(metadata, request_id, span, token, time.perf_counter())
-
-    async def _authenticate(self, method: _Method, metadata: Mapping[str, str]) -> None:
-        set_principal(await self._authenticator.authenticate(method.name, metadata))
+        call = _Call(method.name, metadata, span, token, time.perf_counter())
+        offered = metadata.get(REQUEST_ID_KEY)
+        if offered is not None:
+            call.offered(offered, context)
+        bind_call(call)
+        return call
 
     async def _fail(self, call: _Call, context: Context, error: BaseException) -> None:
         """Ends the call with the status `error` maps to (by raising the abort), or keeps
@@ -268,30 +288,29 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _end(self, method: _Method, call: _Call, context: Context) -> None:
         error = call.error
-        code: grpc.StatusCode | None
+        code = context.code()
         if error is not None and not isinstance(error, grpc.aio.AbortError):
             code = (
                 grpc.StatusCode.CANCELLED
                 if isinstance(error, asyncio.CancelledError)
                 else grpc.StatusCode.UNKNOWN
             )
-        else:
-            found = context.code()
-            code = found if isinstance(found, grpc.StatusCode) else None
+        elif not isinstance(code, grpc.StatusCode):
+            code = grpc.StatusCode.OK
         span = call.span
-        if code is not None and code is not grpc.StatusCode.OK:
+        failed = code is not grpc.StatusCode.OK
+        if failed:
             span.set_attribute("rpc.grpc.status_code", code.value[0])
             if code in SERVER_ERRORS:
                 span.set_status(Status(StatusCode.ERROR, f"{code}:{context.details() or ''}"))
         span.end()
         if call.token is not None:
             otel_context.detach(call.token)
-        name = "OK" if code is None else code.name
-        level = logging.DEBUG if name == "OK" else logging.INFO
-        if (method.quiet and name == "OK") or not _rpc_logger.isEnabledFor(level):
-            return
-        duration_ms = round((time.perf_counter() - call.started) * 1000, 2)
-        log.log(level, "rpc", code=name, duration_ms=duration_ms)
+        level = logging.INFO if failed else logging.DEBUG
+        if not (method.quiet and not failed) and _rpc_logger.isEnabledFor(level):
+            duration_ms = round((time.perf_counter() - call.started) * 1000, 2)
+            log.log(level, "rpc", code=code.name, duration_ms=duration_ms)
+        call.send_back(context, failed=failed)  # (an abort has sent it with its status already)
 
     # -- the handlers, one per method -----------------------------------------------------------
 
@@ -300,6 +319,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         des = _tolerant(handler.request_deserializer)
         ser = handler.response_serializer
         check = method.check
+        authenticate = self._authenticator.authenticate
 
         async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
             async for request in requests:
@@ -313,7 +333,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 call = self._begin(method, context)
                 try:
                     if not method.open:
-                        await self._authenticate(method, call.metadata)
+                        set_principal(await authenticate(method.name, call.metadata))
                     check(request)
                     return await uu(request, context)
                 except BaseException as exc:
@@ -330,7 +350,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 call = self._begin(method, context)
                 try:
                     if not method.open:
-                        await self._authenticate(method, call.metadata)
+                        set_principal(await authenticate(method.name, call.metadata))
                     return await su(checked(requests), context)
                 except BaseException as exc:
                     await self._fail(call, context, exc)
@@ -346,7 +366,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 call = self._begin(method, context)
                 try:
                     if not method.open:
-                        await self._authenticate(method, call.metadata)
+                        set_principal(await authenticate(method.name, call.metadata))
                     check(request)
                     await write_responses(us(request, context), context)
                 except BaseException as exc:
@@ -362,7 +382,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             call = self._begin(method, context)
             try:
                 if not method.open:
-                    await self._authenticate(method, call.metadata)
+                    set_principal(await authenticate(method.name, call.metadata))
                 await write_responses(ss(checked(requests), context), context)
             except BaseException as exc:
                 await self._fail(call, context, exc)

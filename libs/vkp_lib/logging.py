@@ -13,20 +13,29 @@ import contextvars
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from opentelemetry import trace
 
-#: The call a log line belongs to: its request id and method (`/pkg.Service/Method`).
-_call: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "vkp_call", default=None
-)
+
+class LoggedCall(Protocol):
+    """The call a log line belongs to (the runner's call interceptor binds it)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def rpc(self) -> str: ...
 
 
-def bind_call(request_id: str, rpc: str) -> None:
-    """Names the call in every line logged from here on in this context (the call's task)."""
-    _call.set((request_id, rpc))
+_call: contextvars.ContextVar[LoggedCall | None] = contextvars.ContextVar("vkp_call", default=None)
+
+
+def bind_call(call: LoggedCall) -> None:
+    """Names `call` in every line logged from here on in this context (the call's task); its
+    request id is read only when a line is logged."""
+    _call.set(call)
 
 
 def _add_call(
@@ -34,8 +43,8 @@ def _add_call(
 ) -> MutableMapping[str, Any]:
     call = _call.get()
     if call is not None:
-        event.setdefault("request_id", call[0])
-        event.setdefault("rpc", call[1])
+        event.setdefault("request_id", call.request_id)
+        event.setdefault("rpc", call.rpc)
     return event
 
 
