@@ -229,8 +229,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     # -- per call -------------------------------------------------------------------------------
 
     def _begin(self, method: _Method, context: Context) -> _Call:
-        given = _call_metadata.get() or context.invocation_metadata() or ()
-        metadata = {k: v for k, v in given if isinstance(v, str)}
+        given: Any = _call_metadata.get() or context.invocation_metadata() or ()
+        # Every value a str, but those of keys ending in -bin (bytes), which nothing here reads.
+        metadata: dict[str, str] = dict(given)
         parent = (
             _NO_PARENT
             if self._trace_fields.isdisjoint(metadata)
@@ -238,11 +239,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         )
         span = self._tracer.start_span(method.name, parent, SpanKind.SERVER, method.attributes)
         # Made current for the servicer (its spans, its calls' trace context, its log lines'
-        # ids); a span that is not valid (tracing off, no caller's context) has nothing to give.
+        # ids); the invalid span (tracing off, no caller's context) has nothing to give.
         token = (
-            otel_context.attach(trace.set_span_in_context(span, parent))
-            if span.get_span_context().is_valid
-            else None
+            None
+            if span is trace.INVALID_SPAN
+            else otel_context.attach(trace.set_span_in_context(span, parent))
         )
         call = _Call(method.name, metadata, span, token, time.perf_counter())
         offered = metadata.get(REQUEST_ID_KEY)
