@@ -115,3 +115,29 @@ async def test_httpx_hook_keeps_the_query_string_out_of_the_client_span(http_ser
     assert urls
     assert all(u == f"{http_server}/fhir/Patient" for u in urls)
     assert NATIONAL_ID not in span.to_json()
+
+
+def test_with_nowhere_to_export_spans_are_not_recorded_but_context_flows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    telemetry = setup_telemetry("vkp-test", set_global=False)
+    try:
+        span = telemetry.tracer_provider.get_tracer("t").start_span("call")
+        assert not span.is_recording()
+        assert span.get_span_context().is_valid
+    finally:
+        telemetry.shutdown()
+
+
+def test_an_exporter_records_every_span() -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("vkp-test", span_exporter=exporter, set_global=False)
+    try:
+        with telemetry.tracer_provider.get_tracer("t").start_as_current_span("call") as span:
+            assert span.is_recording()
+    finally:
+        telemetry.shutdown()
+    assert [s.name for s in exporter.get_finished_spans()] == ["call"]

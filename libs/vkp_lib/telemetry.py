@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.util.types import Attributes
 
 #: Attributes that carry a URL: their query string is cut before export.
@@ -201,8 +202,12 @@ def setup_telemetry(
     disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
     resource = Resource.create({SERVICE_NAME: service_name})
     redactor = Redactor(sensitive)
-    tracer_provider = TracerProvider(resource=resource)
     exporter = span_exporter or (None if disabled else _span_exporter(_exporter_choice("TRACES")))
+    # With nowhere to send spans, none is recorded (each would cost a call ~30 µs for nothing);
+    # trace context still flows, unsampled, so a trace picked up later stays whole.
+    # OTEL_TRACES_SAMPLER, when set, decides instead.
+    quiet = exporter is None and "OTEL_TRACES_SAMPLER" not in os.environ
+    tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF if quiet else None)
     if exporter is not None:
         tracer_provider.add_span_processor(
             BatchSpanProcessor(RedactingSpanExporter(exporter, redactor))
