@@ -172,6 +172,7 @@ class Bench:
         servers = {
             "runner": NoopServer("runner"),
             "runner-auth": NoopServer("runner-auth", self.issuer.env()),
+            "runner-auth-traced": NoopServer("runner-auth-traced", self.issuer.env()),
         }
         try:
             kinds = ["bare", *servers] if self.wants("runner") else ["bare"]
@@ -181,7 +182,7 @@ class Bench:
             for _ in range(rounds):
                 for kind in kinds:
                     address = self.bare.address if kind == "bare" else servers[kind].address
-                    metadata = bearer if kind == "runner-auth" else ()
+                    metadata = bearer if kind.startswith("runner-auth") else ()
                     load = NoopLoad(share, self.args.concurrency, metadata)
                     runs[kind].append(measure_noop(address, load))
             base = self.base = merged(runs["bare"])
@@ -194,6 +195,10 @@ class Bench:
             self.rows.append(_rate_row("runner", "runner no-op, no token", runner, base))
             self.rows.append(
                 _rate_row("runner.token", "runner no-op, vendor token", auth, base, target=0.85)
+            )
+            traced = merged(runs["runner-auth-traced"])
+            self.rows.append(
+                _rate_row("runner.token.traced", "runner, token, spans exported", traced, base)
             )
             self._h2load(servers["runner-auth"], bearer)
         finally:

@@ -1,8 +1,9 @@
-"""The runner's cost: a no-op unary RPC served by the hub's runner (OpenTelemetry with a batch
-exporter, request id and JSON logging, error mapping, authentication, the field rules), without
-and with a vendor token to verify, against the same no-op RPC on a bare grpc.aio server (the
-baseline of every row). Each server runs in a process of its own (`python bench/runner_bench.py
---serve bare|runner|runner-auth`); the load comes from the bench's process over loopback.
+"""The runner's cost: a no-op unary RPC served by the hub's runner (request id and JSON logging,
+error mapping, authentication, the field rules, telemetry as the OTEL_* settings say), without
+and with a vendor token to verify, and with a token and every span exported (as with a
+collector), against the same no-op RPC on a bare grpc.aio server (the baseline of every row).
+Each server runs in a process of its own (`python bench/runner_bench.py --serve
+bare|runner|runner-auth|runner-auth-traced`); the load comes from the bench's process.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import empty_pb2
 from load import Load, closed_loop, raw_call
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from vkp_lib.auth import AnonymousAuthenticator
 from vkp_lib.identity.permissions import Permissions, Scope, Scopes
@@ -29,12 +30,12 @@ from vkp_lib.logging import configure_logging
 from vkp_lib.rpc import Context
 from vkp_lib.runner import Service, serve
 from vkp_lib.settings import AuthSettings, RuntimeSettings
-from vkp_lib.telemetry import RedactingSpanExporter, Redactor
+from vkp_lib.telemetry import setup_telemetry
 
 SERVICE = "vkp.bench.v1.BenchService"
 METHOD = f"/{SERVICE}/Noop"
 BENCH_ACCESS = Permissions(SERVICE, {"Noop": Scope(Scopes.INGEST)})
-KINDS = ("bare", "runner", "runner-auth")
+KINDS = ("bare", "runner", "runner-auth", "runner-auth-traced")
 E = empty_pb2.Empty
 
 
@@ -69,11 +70,15 @@ async def _serve_bare() -> None:
     await server.stop(0)
 
 
-async def _serve_runner(with_auth: bool) -> None:
-    # Spans are made and exported (to nowhere), logs written at INFO: as deployed.
+async def _serve_runner(with_auth: bool, traced: bool) -> None:
+    # As deployed: logs at INFO, telemetry from the OTEL_* settings (none set: spans not
+    # recorded); `traced`, as with a collector: every span made, redacted and exported (to
+    # nowhere) by the batch processor.
     configure_logging("bench", "INFO")
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(_Discard(), Redactor())))
+    telemetry = setup_telemetry(
+        "vkp-bench", span_exporter=_Discard() if traced else None, set_global=False
+    )
+    provider = telemetry.tracer_provider
     service = Service("bench", SERVICE, _register, authenticator=AnonymousAuthenticator())
     runtime = RuntimeSettings(development=True)
     if with_auth:  # the development issuer named by the environment (VKP_AUTH_*)
@@ -97,7 +102,8 @@ class NoopServer:
             stderr=subprocess.DEVNULL,
             env={
                 **os.environ,
-                "OTEL_SDK_DISABLED": "true",
+                "OTEL_TRACES_EXPORTER": "none",
+                "OTEL_METRICS_EXPORTER": "none",
                 "VKP_SHUTDOWN_DRAIN_SECONDS": "0",
                 **(env or {}),
             },
@@ -150,7 +156,12 @@ def main() -> None:
     if args.serve == "bare":
         asyncio.run(_serve_bare())
     else:
-        asyncio.run(_serve_runner(with_auth=args.serve == "runner-auth"))
+        asyncio.run(
+            _serve_runner(
+                with_auth=args.serve.startswith("runner-auth"),
+                traced=args.serve == "runner-auth-traced",
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ PLAIN_ROWS = (
     "noop.bare",
     "runner",
     "runner.token",
+    "runner.token.traced",
     *(f"validation.{kind}" for kind in ("medication_dispense", "supervision", "batch")),
     *(f"identity.{check}" for check in ("vendor-first", "vendor-cached", "dpop")),
 )

@@ -8,10 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from vkp_lib.telemetry import (
     RedactingSpanExporter,
@@ -117,17 +119,27 @@ async def test_httpx_hook_keeps_the_query_string_out_of_the_client_span(http_ser
     assert NATIONAL_ID not in span.to_json()
 
 
-def test_with_nowhere_to_export_spans_are_not_recorded_but_context_flows(
+def test_with_nowhere_to_export_no_span_is_made_but_a_callers_context_flows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER"):
+    for name in (
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
     telemetry = setup_telemetry("vkp-test", set_global=False)
+    tracer = telemetry.tracer_provider.get_tracer("t")
+    caller = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
     try:
-        span = telemetry.tracer_provider.get_tracer("t").start_span("call")
-        assert not span.is_recording()
-        assert span.get_span_context().is_valid
+        alone = tracer.start_span("call")
+        continued = tracer.start_span(
+            "call", context=trace.set_span_in_context(NonRecordingSpan(caller))
+        )
+        assert not alone.is_recording()
+        assert not alone.get_span_context().is_valid
+        assert not continued.is_recording()
+        assert continued.get_span_context() == caller
     finally:
         telemetry.shutdown()
 

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import trace
 
 from vkp_lib.auth import Authenticator, DenyAllAuthenticator
 from vkp_lib.health import LIVENESS, NOT_SERVING, HealthService
@@ -79,7 +79,7 @@ class Server(Generic[D]):
         service: Service[D],
         settings: RuntimeSettings,
         *,
-        tracer_provider: TracerProvider | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -200,7 +200,7 @@ async def serve(
     host: str,
     port: int,
     *,
-    tracer_provider: TracerProvider | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
     announce: Callable[[int], None] | None = None,
 ) -> None:
     """Run a service until SIGTERM or SIGINT, then shut it down gracefully."""

@@ -39,7 +39,6 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.util.types import Attributes
 
 #: Attributes that carry a URL: their query string is cut before export.
@@ -181,12 +180,13 @@ def _metric_exporter(choice: str) -> MetricExporter | None:
 class Telemetry:
     """The providers a process uses; `shutdown` flushes what is buffered."""
 
-    tracer_provider: TracerProvider
+    tracer_provider: trace.TracerProvider
     meter_provider: MeterProvider
     redactor: Redactor
 
     def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
+        if isinstance(self.tracer_provider, TracerProvider):
+            self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
 
 
@@ -203,15 +203,17 @@ def setup_telemetry(
     resource = Resource.create({SERVICE_NAME: service_name})
     redactor = Redactor(sensitive)
     exporter = span_exporter or (None if disabled else _span_exporter(_exporter_choice("TRACES")))
-    # With nowhere to send spans, none is recorded (each would cost a call ~30 µs for nothing);
-    # trace context still flows, unsampled, so a trace picked up later stays whole.
-    # OTEL_TRACES_SAMPLER, when set, decides instead.
-    quiet = exporter is None and "OTEL_TRACES_SAMPLER" not in os.environ
-    tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF if quiet else None)
-    if exporter is not None:
-        tracer_provider.add_span_processor(
+    # With nowhere to send spans, none is made (each would cost a call ~30 µs for nothing): the
+    # API's no-op tracer, which still carries a caller's trace context on to the next hop.
+    tracer_provider: trace.TracerProvider
+    if exporter is None:
+        tracer_provider = trace.NoOpTracerProvider()
+    else:
+        sdk_provider = TracerProvider(resource=resource)
+        sdk_provider.add_span_processor(
             BatchSpanProcessor(RedactingSpanExporter(exporter, redactor))
         )
+        tracer_provider = sdk_provider
     readers = list(metric_readers)
     metric_exporter = None if disabled else _metric_exporter(_exporter_choice("METRICS"))
     if metric_exporter is not None:
