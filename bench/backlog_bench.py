@@ -1,88 +1,174 @@
 """Journaling with a large backlog in one municipality, the whole hub.
 
-1. An empty queue: `empty_events` events for the busy municipality in batches; its delivery
-   rate is the notes stored per second from its first note to its last (the simulator's times).
-2. The backlog: `backlog` more events for it, SubmitEvents of 500 with 4 in flight (not timed;
-   the fill's own rate is in the details).
-3. Once its delivery is under way (its next note stored), for `window` seconds: the busy
-   municipality's delivery rate (its notes counted at the window's start and end), while
-   another municipality, with no backlog of its own, is offered a steady `other_rate` events/s;
-   their acceptance to journaled p50/p99 once they are in (or `drain_seconds` have passed: a
-   note still missing counts as never).
+The backlog goes straight into journaling's queue: Enqueue with a hub service token, batches of
+500 as ingest's relay sends them, 4 in flight. The row is journaling's ("100,000 entries
+waiting"), and an Enqueue is answered only once its entries are committed, so when the last
+answer has come journaling holds them all: the window cannot open while ingest's relay is still
+forwarding the backlog (round 1's did, so it measured the relay and journaling together), and
+no status of 100,000 events needs polling. (Ingest's relay is fair across municipalities by its
+own tests; the e2e row drives it.)
 
-The row: the rate with the backlog against the empty queue's; the other municipality's p99.
+1. An empty queue: `empty_events` entries of the busy municipality; its delivery rate is the
+   notes stored per second from the first of them to the last (the simulator's times). They
+   are all delivered (drained) before the next step.
+2. The fill: `backlog` more entries; Enqueue's rate while the queue grows, and the latency of its
+   first and last batches, are in the details.
+3. The window, at once (delivery has been under way since the first batch): for `window`
+   seconds, the busy municipality's notes counted at its start and end; meanwhile another
+   municipality, with no backlog, is offered `other_rate` events/s through ingest (a vendor's
+   whole path). Their notes are drained as in the e2e row, and their acceptance to journaled
+   p50/p99 taken over all of them, each split by its journal entry (GetEntry) into ingest and
+   its relay (receive time to the entry's create time) and journaling's own part (create time
+   to journaled time): the latter is what a journaling-only driver measures.
+
+The row: the busy municipality's rate during the window against the empty queue's; the other
+municipality's p99.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 
 import grpc
 import notes
-from e2e_bench import SteadyFigures, interleaved, offer_and_follow
-from events import BATCH, SUBMIT_EVENTS, Events, entry_id
+from e2e_bench import Drain, SteadyFigures, interleaved, offer_and_follow
+from events import BATCH, ENQUEUE, GET_ENTRY, Events
 from hub import BUSY, OTHER, Hub
-from load import RawCall, raw_call
+from load import percentile, raw_call
 
-from vkp.ingest.v1 import ingest_pb2 as pb
+from vkp.journaling.v1 import journaling_pb2 as jpb
+
+#: Enqueue calls in flight while filling.
+FILL_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Entries put into journaling's queue: how many, how fast, each batch's latency in order."""
+
+    entries: list[str]
+    seconds: float
+    batch_seconds: list[float]
+
+    @property
+    def rate(self) -> float:
+        return len(self.entries) / self.seconds if self.seconds > 0 else math.nan
+
+    def batch_p50_ms(self, part: slice) -> float:
+        """The median latency of a part of the batches (in the order they were sent)."""
+        return percentile(self.batch_seconds[part], 50) * 1000
+
+
+@dataclass(frozen=True)
+class Split:
+    """The other municipality's latencies split at journaling's door, p50/p99 in ms."""
+
+    relay_p50_ms: float
+    relay_p99_ms: float
+    journaling_p50_ms: float
+    journaling_p99_ms: float
 
 
 @dataclass(frozen=True)
 class BacklogFigures:
     empty_events: int
     empty_rate: float
-    backlog: int
-    fill_rate: float
+    empty_drained: notes.Drained
+    fill: Fill
+    #: Entries of the busy municipality still waiting when the window opened.
+    waiting_at_start: int
     backlog_rate: float
     window_seconds: float
     other: SteadyFigures
+    split: Split
 
     @property
     def ratio(self) -> float:
-        return self.backlog_rate / self.empty_rate if self.empty_rate else float("nan")
+        return self.backlog_rate / self.empty_rate if self.empty_rate else math.nan
 
 
-async def _submit(
-    submit_many: RawCall,
-    events: Events,
-    count: int,
-    metadata: tuple[tuple[str, str], ...],
-    in_flight: int,
-) -> dict[str, float]:
-    """`count` events in batches of up to 500, `in_flight` batches at once; entry id -> receive
-    time of each accepted one."""
-    taken: dict[str, float] = {}
+async def _enqueue(hub: Hub, events: Events, count: int, in_flight: int) -> Fill:
+    """`count` new entries into journaling, in batches of up to 500, `in_flight` at once; every
+    one must be created (committed) by the time this returns."""
     sizes = [BATCH] * (count // BATCH) + ([count % BATCH] if count % BATCH else [])
-    queue = iter(sizes)
+    requests = [events.entries(size) for size in sizes]  # encoded before the clock
+    metadata = hub.service_metadata()
+    latencies = [math.nan] * len(requests)
+    queue = iter(enumerate(requests))
+    async with grpc.aio.insecure_channel(hub.address("journaling")) as channel:
+        enqueue = raw_call(channel, ENQUEUE)
 
-    async def sender() -> None:
-        for size in queue:
-            answer = await submit_many(events.batch(size), metadata=metadata)
-            for result in pb.SubmitEventsResponse.FromString(answer).results:
-                if result.HasField("receipt"):
-                    received = result.receipt.receive_time.ToNanoseconds() / 1e9
-                    taken[entry_id(result.receipt)] = received
+        async def sender() -> None:
+            for index, (ids, request) in queue:
+                began = time.perf_counter()
+                answer = jpb.EnqueueResponse.FromString(await enqueue(request, metadata=metadata))
+                latencies[index] = time.perf_counter() - began
+                created = sum(1 for result in answer.results if result.created)
+                if created != len(ids):
+                    raise RuntimeError(f"Enqueue created {created} of {len(ids)} new entries")
 
-    await asyncio.gather(*(sender() for _ in range(in_flight)))
-    return taken
+        began = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(in_flight)))
+        seconds = time.perf_counter() - began
+    return Fill([i for ids, _ in requests for i in ids], seconds, latencies)
 
 
-async def _under_way(hub: Hub, seconds: float) -> None:
-    """Waits (at most `seconds`) for the busy municipality's next note: the backlog's delivery
-    has begun."""
+async def _empty_queue(
+    hub: Hub, events: Events, count: int, drain: Drain
+) -> tuple[float, notes.Drained]:
+    """`count` entries into an empty queue, all delivered: notes per second, first to last."""
+    fill = await _enqueue(hub, events, count, 1)
+    ids = set(fill.entries)
     async with hub.epj() as epj:
-        await notes.wait_for(epj, await notes.count(epj, BUSY) + 1, seconds, BUSY)
+        drained = await notes.drain(
+            epj,
+            count,
+            stall_seconds=drain.stall_seconds,
+            max_seconds=drain.max_seconds,
+            municipality=BUSY,
+            poll_seconds=drain.poll_seconds,
+        )
+        times = sorted(when for entry, when in await notes.stored(epj, BUSY) if entry in ids)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return ((len(times) - 1) / span if span > 0 else math.nan), drained
 
 
-async def _delivery_rate(hub: Hub, seconds: float) -> float:
-    """The busy municipality's notes stored per second over the next `seconds`."""
+async def _busy_count(hub: Hub) -> tuple[int, float]:
     async with hub.epj() as epj:
-        before, began = await notes.count(epj, BUSY), time.perf_counter()
-        await asyncio.sleep(seconds)
-        after, ended = await notes.count(epj, BUSY), time.perf_counter()
-    return (after - before) / (ended - began)
+        return await notes.count(epj, BUSY), time.perf_counter()
+
+
+async def _split(hub: Hub, other: SteadyFigures) -> Split:
+    """Each journaled event of the other municipality by its journal entry: receive time to
+    create time (ingest, its relay, Enqueue) and create time to journaled time (journaling)."""
+    metadata = hub.admin_metadata()
+    relay: list[float] = []
+    journaling: list[float] = []
+    async with grpc.aio.insecure_channel(hub.address("journaling")) as channel:
+        get_entry = raw_call(channel, GET_ENTRY)
+        names = iter(other.taken.items())
+
+        async def reader() -> None:
+            for entry_id, received in names:
+                request = jpb.GetEntryRequest(name=f"entries/{entry_id}").SerializeToString()
+                entry = jpb.GetEntryResponse.FromString(
+                    await get_entry(request, metadata=metadata)
+                ).entry
+                if not entry.HasField("journaled_time"):
+                    continue
+                created = entry.create_time.ToNanoseconds() / 1e9
+                relay.append(created - received)
+                journaling.append(entry.journaled_time.ToNanoseconds() / 1e9 - created)
+
+        await asyncio.gather(*(reader() for _ in range(8)))
+
+    def ms(values: list[float], q: float) -> float:
+        return percentile(values, q) * 1000
+
+    return Split(ms(relay, 50), ms(relay, 99), ms(journaling, 50), ms(journaling, 99))
 
 
 async def _run(
@@ -91,30 +177,35 @@ async def _run(
     empty_events: int,
     window: float,
     other_rate: float,
-    drain_seconds: float,
+    drain: Drain,
 ) -> BacklogFigures:
-    metadata = hub.vendor_metadata()
     busy = Events(BUSY, "bench-backlog")
+    others = interleaved((OTHER,), max(2, int(other_rate * window)))
     async with hub.epj() as epj:
         await notes.clear(epj)
-    async with grpc.aio.insecure_channel(hub.address("ingest")) as channel:
-        submit_many = raw_call(channel, SUBMIT_EVENTS)
-        empty = await _submit(submit_many, busy, empty_events, metadata, 1)
-        async with hub.epj() as epj:
-            await notes.wait_for(epj, len(empty), max(drain_seconds, 10.0), BUSY)
-            times = sorted(when for entry, when in await notes.stored(epj, BUSY) if entry in empty)
-        span = times[-1] - times[0] if len(times) > 1 else 0.0
-        empty_rate = (len(times) - 1) / span if span > 0 else float("nan")
-        began = time.perf_counter()
-        filled = await _submit(submit_many, busy, backlog, metadata, 4)
-        fill_rate = len(filled) / (time.perf_counter() - began)
-    await _under_way(hub, drain_seconds)
-    others = interleaved((OTHER,), max(2, int(other_rate * window)))
+    empty_rate, empty_drained = await _empty_queue(hub, busy, empty_events, drain)
+    fill = await _enqueue(hub, busy, backlog, FILL_IN_FLIGHT)
+    before, began = await _busy_count(hub)
+
+    async def delivery_rate() -> float:
+        await asyncio.sleep(window)
+        after, ended = await _busy_count(hub)
+        return (after - before) / (ended - began)
+
     rate, other = await asyncio.gather(
-        _delivery_rate(hub, window),
-        offer_and_follow(hub, others, other_rate, drain_seconds, OTHER),
+        delivery_rate(), offer_and_follow(hub, others, other_rate, drain, OTHER)
     )
-    return BacklogFigures(len(empty), empty_rate, len(filled), fill_rate, rate, window, other)
+    return BacklogFigures(
+        empty_events=empty_events,
+        empty_rate=empty_rate,
+        empty_drained=empty_drained,
+        fill=fill,
+        waiting_at_start=backlog - (before - empty_drained.stored),
+        backlog_rate=rate,
+        window_seconds=window,
+        other=other,
+        split=await _split(hub, other),
+    )
 
 
 def measure_backlog(
@@ -123,6 +214,6 @@ def measure_backlog(
     empty_events: int,
     window: float,
     other_rate: float,
-    drain_seconds: float,
+    drain: Drain,
 ) -> BacklogFigures:
-    return asyncio.run(_run(hub, backlog, empty_events, window, other_rate, drain_seconds))
+    return asyncio.run(_run(hub, backlog, empty_events, window, other_rate, drain))

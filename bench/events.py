@@ -1,5 +1,7 @@
 """The bench's events, encoded before the clock starts: home measurements of the simulator's
-sandbox patients (synthetic national ids), each with an event id of its own."""
+sandbox patients (synthetic national ids), each with an event id of its own; for ingest
+(SubmitEvent, SubmitEvents), or as journal entries straight into journaling's Enqueue (as
+ingest's relay sends them, with a service token)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from hub import VENDOR, patients
 
 from vkp.common.v1 import event_pb2
 from vkp.ingest.v1 import ingest_pb2 as pb
+from vkp.journaling.v1 import journaling_pb2 as jpb
 from vkp_lib.sandbox import SandboxMunicipality
 from vkp_lib.testing.events import sample_event
 
 SUBMIT_EVENT = "/vkp.ingest.v1.IngestService/SubmitEvent"
 SUBMIT_EVENTS = "/vkp.ingest.v1.IngestService/SubmitEvents"
 GET_EVENT_STATUS = "/vkp.ingest.v1.IngestService/GetEventStatus"
+ENQUEUE = "/vkp.journaling.v1.JournalingService/Enqueue"
+GET_ENTRY = "/vkp.journaling.v1.JournalingService/GetEntry"
 BATCH = 500
 
 
@@ -50,6 +55,21 @@ class Events:
 
     def batch(self, size: int = BATCH) -> bytes:
         return pb.SubmitEventsRequest(events=[self.next() for _ in range(size)]).SerializeToString()
+
+    def entries(self, size: int = BATCH) -> tuple[list[str], bytes]:
+        """An encoded EnqueueRequest of `size` new entries, as ingest's relay would send them
+        (the entry id a new hub id, received now), and their entry ids."""
+        items = []
+        for _ in range(size):
+            item = jpb.EnqueueItem(
+                entry_id=str(uuid.uuid4()),
+                event=self.next(),
+                vendor_system=self.vendor.name,
+                client_id=self.vendor.client_ids[0],
+            )
+            item.receive_time.GetCurrentTime()
+            items.append(item)
+        return [i.entry_id for i in items], jpb.EnqueueRequest(items=items).SerializeToString()
 
 
 def receipts(responses: Sequence[bytes]) -> list[pb.EventReceipt]:

@@ -60,6 +60,14 @@ class Hub:
         token = self.issuer.vendor_token(VENDOR.client_ids[0], [Scopes.INGEST])
         return (("authorization", f"Bearer {token}"),)
 
+    def service_metadata(self, service: str = "ingest") -> tuple[tuple[str, str], ...]:
+        """A hub service's token (journaling's Enqueue takes only that), valid for minutes."""
+        return (("authorization", f"Bearer {self.issuer.service_token(service)}"),)
+
+    def admin_metadata(self) -> tuple[tuple[str, str], ...]:
+        token = self.issuer.vendor_token("bench-admin", [Scopes.ADMIN])
+        return (("authorization", f"Bearer {token}"),)
+
     def epj(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.sim.url, timeout=60)
 

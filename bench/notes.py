@@ -76,25 +76,57 @@ async def stored(
     return notes
 
 
-async def wait_for(
+ALL_IN = "all journaled"
+
+
+@dataclass(frozen=True)
+class Drained:
+    """How a wait for notes ended: after how long, with how many stored, and why."""
+
+    seconds: float
+    stored: int
+    #: "all journaled", "no progress for N s" or "stopped at the N s cap".
+    end: str
+
+    @property
+    def complete(self) -> bool:
+        return self.end == ALL_IN
+
+
+async def drain(
     epj: httpx.AsyncClient,
     expected: int,
-    seconds: float,
+    *,
+    stall_seconds: float,
+    max_seconds: float,
     municipality: SandboxMunicipality | None = None,
-) -> float:
-    """Waits until the simulator holds `expected` notes, at most `seconds`; the seconds waited."""
+    poll_seconds: float = 0.5,
+) -> Drained:
+    """Waits until the simulator holds `expected` notes (of `municipality`, or of all), or it
+    has stored none for `stall_seconds` (the hub stopped making progress), or `max_seconds`
+    (a cap, so a hub crawling along still ends the run) have passed."""
     began = time.perf_counter()
-    while time.perf_counter() - began < seconds:
-        if await count(epj, municipality) >= expected:
-            break
-        await asyncio.sleep(0.5)
-    return time.perf_counter() - began
+    stored, progressed = -1, began
+    while True:
+        now_stored = await count(epj, municipality)
+        now = time.perf_counter()
+        if now_stored >= expected:
+            return Drained(now - began, now_stored, ALL_IN)
+        if now_stored != stored:
+            stored, progressed = now_stored, now
+        elif now - progressed >= stall_seconds:
+            return Drained(now - began, stored, f"no progress for {stall_seconds:g} s")
+        if now - began >= max_seconds:
+            return Drained(now - began, stored, f"stopped at the {max_seconds:g} s cap")
+        await asyncio.sleep(poll_seconds)
 
 
 @dataclass(frozen=True)
 class Journaled:
-    """Accepted events against the notes stored: latencies (seconds; inf for an event with no
-    note), lost and duplicated counts, and notes of events this run did not accept."""
+    """Accepted events against the notes stored: latencies (seconds, each event's own however
+    late; inf for an event with no note), the accepted events without a note (`lost`: read once
+    the drain has ended, so not journaled at all), duplicated notes, and notes of events this
+    run did not accept."""
 
     latencies: list[float]
     lost: int

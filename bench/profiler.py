@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audit_bench import measure_audit
-from e2e_bench import measure_e2e
+from e2e_bench import Drain, measure_e2e
 from hub import POSTGRESQL, SQLITE, Hub, running_hub
 from idle_bench import cpu_seconds
 from ingest_bench import batch_load, unary_load
@@ -309,7 +309,7 @@ def _hub_load(
     return (
         hub.processes["journaling"].process.pid,
         f"journaling at {args.rate:g} events/s offered to the whole hub {on}; a call is a note",
-        lambda: measure_e2e(hub, args.rate, seconds, 10.0).journaled.journaled,
+        lambda: measure_e2e(hub, args.rate, seconds, Drain(10.0, 10.0, 0.5)).journaled.journaled,
     )
 
 
