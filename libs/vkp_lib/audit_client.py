@@ -3,9 +3,10 @@
 `AuditClient.record` returns once the audit service has committed the record in its
 municipality's chain: the lookup service awaits it before it answers (no record, no answer);
 services that only need the record eventually may put it in an outbox of their own and record it
-from there. Each record gets its id here, once, so a retried `Record` stores it once. Records from
-concurrent callers that arrive within `linger_seconds` of each other, or while a call is out, travel
-in one `Record` call (`vkp_lib.grouping.Batcher`).
+from there. Each record gets its id here, once, so a retried `Record` stores it once. One `Record`
+call is out at a time: a record is sent at once when none is (no wait for company: every lookup
+awaits its record), and the records of concurrent callers that arrive while one is out travel
+together in the next (`vkp_lib.grouping.Batcher`), so under load each call carries many.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class AuditClient:
         channel: grpc.aio.Channel,
         *,
         max_batch: int = 500,
-        linger_seconds: float = 0.002,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._stub = audit_pb2_grpc.AuditServiceStub(channel)
         self._calls: Batcher[list[pb.AuditRecord], list[pb.RecordResult]] = Batcher(
