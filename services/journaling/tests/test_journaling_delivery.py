@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from vkp_journaling.delivery import SPAN_NAME, Delivery, vendor_trace
 from vkp_journaling.domain.delivery import JOURNALED, Outcome, Result
-from vkp_journaling.domain.entry import Claim, Entry, EntryState
+from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
 from vkp_journaling.epj import Endpoint
 from vkp_journaling.settings import JournalingSettings
 from vkp_lib.testing.data import TEST_PEOPLE
@@ -72,19 +72,21 @@ class Queue:
             return {}
         return {PLACE: self.waiting[0].next_attempt_time or NOW}
 
-    async def claim_head(
+    async def claim_many(
         self,
         owner: str,
         now: datetime,
         lease: timedelta,
         *,
         paused: Sequence[str] = (),
-        order: Sequence[str] | None = None,
-    ) -> Claim | None:
-        if PLACE not in (await self.dues(paused=paused)) or PLACE not in (order or [PLACE]):
-            return None
+        rank: Mapping[str, float] | None = None,
+        limit: int = 1,
+    ) -> list[Claim]:
+        due = await self.dues(paused=paused)
+        if PLACE not in due or due[PLACE] > now:
+            return []
         self.leased = True
-        return Claim(PLACE, PATIENT, await self.head(PLACE, PATIENT, now), len(self.waiting) > 1)
+        return [Claim(PLACE, PATIENT, await self.head(PLACE, PATIENT, now), len(self.waiting) > 1)]
 
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None:
         return next((e for e in self.waiting if (e.next_attempt_time or now) <= now), None)
@@ -92,23 +94,33 @@ class Queue:
     async def release(self, municipality: str, patient: str, owner: str) -> None:
         self.leased = False
 
-    def _done(self, entry: Entry, state: str, **values: Any) -> bool:
-        self.written.append((entry.entry_id, state, values))
+    async def settle(
+        self,
+        entry: Entry,
+        owner: str,
+        now: datetime,
+        change: Change,
+        *,
+        release: bool = True,
+        go_on: bool = False,
+    ) -> Settled:
+        self.written.append((entry.entry_id, change.state.value, _values(change)))
         self.waiting = [e for e in self.waiting if e.entry_id != entry.entry_id]
-        if state == "RETRYING":
-            self.waiting.insert(0, dataclasses.replace(entry, next_attempt_time=values["at"]))
-        return True
+        if change.state is EntryState.RETRYING:
+            self.waiting.insert(0, dataclasses.replace(entry, next_attempt_time=change.at))
+        head = await self.head(PLACE, PATIENT, now) if go_on else None
+        if head is None and release:
+            self.leased = False
+        return Settled(kept=True, head=head)
 
-    async def journaled(self, entry: Entry, owner: str, now: datetime, note: str) -> bool:
-        return self._done(entry, "JOURNALED", note=note)
 
-    async def retrying(
-        self, entry: Entry, owner: str, now: datetime, at: datetime, reason: str
-    ) -> bool:
-        return self._done(entry, "RETRYING", at=at, reason=reason)
-
-    async def dead(self, entry: Entry, owner: str, now: datetime, reason: str) -> bool:
-        return self._done(entry, "DEAD", reason=reason)
+def _values(change: Change) -> dict[str, Any]:
+    """What the test looks at of a change: the note, or the reason (and when to retry)."""
+    if change.state is EntryState.JOURNALED:
+        return {"note": change.note}
+    if change.state is EntryState.RETRYING:
+        return {"at": change.at, "reason": change.reason}
+    return {"reason": change.reason}
 
 
 class Endpoints:
@@ -158,7 +170,7 @@ async def test_an_attempt_is_a_span_under_the_vendors_stored_traceparent_and_the
 ) -> None:
     provider, exporter = spans
     adapter = Adapter(JOURNALED)
-    assert await delivery(Queue(entry()), adapter, provider).step("w")
+    assert await delivery(Queue(entry()), adapter, provider).step()
     (span,) = exporter.get_finished_spans()
     assert span.name == SPAN_NAME
     assert span.kind is trace.SpanKind.CONSUMER
@@ -173,7 +185,7 @@ async def test_an_entry_without_a_traceparent_starts_a_trace_of_its_own(
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     provider, exporter = spans
-    assert await delivery(Queue(entry(traceparent="")), Adapter(JOURNALED), provider).step("w")
+    assert await delivery(Queue(entry(traceparent="")), Adapter(JOURNALED), provider).step()
     (span,) = exporter.get_finished_spans()
     assert span.parent is None
     assert not vendor_trace("")  # an empty context: nothing to continue
@@ -185,7 +197,7 @@ async def test_a_transient_failure_is_retried_later_and_holds_the_patients_queue
     provider, exporter = spans
     queue = Queue(entry("e-1"), entry("e-2"))
     adapter = Adapter(Outcome(Result.TRANSIENT, "EPJ_ERROR_503"))
-    assert await delivery(queue, adapter, provider).step("w")
+    assert await delivery(queue, adapter, provider).step()
     ((entry_id, state, values),) = queue.written
     assert (entry_id, state, values["reason"]) == ("e-1", "RETRYING", "EPJ_ERROR_503")
     assert NOW + timedelta(seconds=0.5) <= values["at"] <= NOW + timedelta(seconds=1)
@@ -200,7 +212,7 @@ async def test_a_note_refused_for_good_is_dead_and_the_queue_goes_on_to_the_next
     provider, _ = spans
     queue = Queue(entry("e-1"), entry("e-2"))
     adapter = Adapter(Outcome(Result.PERMANENT, "EPJ_REJECTED_400"), JOURNALED)
-    assert await delivery(queue, adapter, provider).step("w")
+    assert await delivery(queue, adapter, provider).step()
     assert [(i, s) for i, s, _ in queue.written] == [("e-1", "DEAD"), ("e-2", "JOURNALED")]
     assert queue.written[1][2] == {"note": "e-2/1"}
 
@@ -211,7 +223,7 @@ async def test_the_last_allowed_attempt_failing_makes_the_entry_dead(
     provider, _ = spans
     queue = Queue(entry(attempts=SETTINGS.max_attempts - 1))
     adapter = Adapter(Outcome(Result.TRANSIENT, "EPJ_TIMEOUT"))
-    assert await delivery(queue, adapter, provider).step("w")
+    assert await delivery(queue, adapter, provider).step()
     assert [(s, v["reason"]) for _, s, v in queue.written] == [("DEAD", "EPJ_TIMEOUT")]
 
 
@@ -220,7 +232,7 @@ async def test_a_municipality_without_an_endpoint_waits_for_one_without_calling_
 ) -> None:
     provider, _ = spans
     queue, adapter = Queue(entry()), Adapter()
-    assert await delivery(queue, adapter, provider, Endpoints(None)).step("w")
+    assert await delivery(queue, adapter, provider, Endpoints(None)).step()
     assert [(s, v["reason"]) for _, s, v in queue.written] == [("RETRYING", "NO_EPJ_ENDPOINT")]
     assert adapter.calls == []
 
@@ -232,9 +244,9 @@ async def test_an_epj_that_pulls_is_left_alone(
     queue, adapter = Queue(entry()), Adapter()
     pulling = Endpoints(dataclasses.replace(ENDPOINT, pull=True))
     worker = delivery(queue, adapter, provider, pulling)
-    assert await worker.step("w")
+    assert await worker.step()
     assert (queue.written, adapter.calls, exporter.get_finished_spans()) == ([], [], ())
-    assert not await worker.step("w")  # the municipality is skipped for a while
+    assert not await worker.step()  # the municipality is skipped for a while
 
 
 # -- fairness and waiting for work -------------------------------------------------------------
@@ -252,18 +264,20 @@ class Places(Queue):
     async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]:
         return {m: NOW for m in (PLACE, OTHER_PLACE) if m not in paused}
 
-    async def claim_head(
+    async def claim_many(
         self,
         owner: str,
         now: datetime,
         lease: timedelta,
         *,
         paused: Sequence[str] = (),
-        order: Sequence[str] | None = None,
-    ) -> Claim | None:
-        assert order
-        self.claimed.append(order[0])
-        return Claim(order[0], PATIENT, dataclasses.replace(entry(), municipality=order[0]), False)
+        rank: Mapping[str, float] | None = None,
+        limit: int = 1,
+    ) -> list[Claim]:
+        ranks = rank or {}
+        first = min(await self.dues(paused=paused), key=lambda m: (ranks.get(m, 0.0), m))
+        self.claimed.append(first)
+        return [Claim(first, PATIENT, dataclasses.replace(entry(), municipality=first), False)]
 
 
 async def test_claims_go_to_the_due_municipality_served_least_recently(
@@ -273,7 +287,7 @@ async def test_claims_go_to_the_due_municipality_served_least_recently(
     places = Places()
     worker = delivery(places, Adapter(*[JOURNALED] * 4), provider)
     for _ in range(4):
-        assert await worker.step("w")
+        assert await worker.step()
     assert places.claimed == [PLACE, OTHER_PLACE, PLACE, OTHER_PLACE]
 
 

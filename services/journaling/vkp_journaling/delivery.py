@@ -1,35 +1,40 @@
-"""Delivery: workers lease patient queues and deliver each queue's head to the municipality's EPJ,
-one note at a time per patient, in sequence order.
+"""Delivery: patient queues are leased and each queue's head delivered to the municipality's EPJ,
+one note at a time per patient, in sequence order; many patients' queues at once.
 
-Each worker is a `vkp_lib.tasks.repeat` loop: at once again after work, a backoff while the
-database or the registry is away, and when there is nothing to do it waits to be woken: by
-`notify` (an Enqueue or RetryEntry committed in this process), by a timer at the earliest time a
-queue falls due (a retry, an expired lease), or after `poll_seconds` (work another replica took
-in). A failed attempt is retried after an exponential backoff with jitter, or the entry is dead
-(domain.delivery.after_failure); a breaker per municipality pauses a failing EPJ (breaker.py).
+A dispatcher (a `vkp_lib.tasks.repeat` loop) leases due queues, as many as there are free places
+for deliveries in flight (`workers`), in one transaction; each leased queue is served by a task
+of its own, so the waits on the EPJ and the database overlap. A queue's task delivers its due
+notes one after another: each attempt's outcome is written in one transaction with what follows,
+the queue's next head (the lease kept) or the queue given up, at most `NOTES_PER_CLAIM` notes and
+half a lease, and then hands the queue back. The dispatcher runs again at once while it finds
+work and a place is free; when nothing is due it waits to be woken: by `notify` (an Enqueue or
+RetryEntry committed in this process), by a queue's task ending, by a timer at the earliest time
+a queue falls due (a retry, an expired lease), or after `poll_seconds` (work another replica
+took in). A failed attempt is retried after an exponential backoff with jitter, or the entry is
+dead (domain.delivery.after_failure); a breaker per municipality pauses a failing EPJ
+(breaker.py).
 
-Claims are fair across municipalities: a worker reads each municipality's earliest due time (one
-index probe each), and claims in the due municipality this process served least recently, the
-queue there due the longest; it delivers at most `NOTES_PER_CLAIM` notes of that queue before it
-claims again. So one municipality's backlog, or its EPJ's outage, holds up no other.
+Claims are fair across municipalities: the due municipalities take turns, the one this process
+served least recently first, and in each the queue due the longest. So one municipality's
+backlog, or its EPJ's outage, holds up no other.
 
 The trace goes on: each attempt is a span (kind CONSUMER) whose parent is the stored traceparent
-of the vendor's SubmitEvent call, so the attempt, and the EPJ call under it (the httpx
-instrumentation), are in the vendor's trace (whose id ingest's audit record of the event also
-carries). A parent rather than a link: one entry is one message, delivered on its own
-(OpenTelemetry's messaging conventions allow the creation context as the parent then), and a link
-alone would leave the delivery in a trace of its own that a search by the vendor's trace id does
-not find; the sampling decision the vendor's call made holds for its delivery too. An entry
-without a traceparent starts a trace of its own.
+of the vendor's SubmitEvent call, so the attempt, and the EPJ call under it (the adapter's client
+span), are in the vendor's trace (whose id ingest's audit record of the event also carries). A
+parent rather than a link: one entry is one message, delivered on its own (OpenTelemetry's
+messaging conventions allow the creation context as the parent then), and a link alone would
+leave the delivery in a trace of its own that a search by the vendor's trace id does not find;
+the sampling decision the vendor's call made holds for its delivery too. An entry without a
+traceparent starts a trace of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import itertools
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -47,7 +52,7 @@ from vkp_journaling.domain.delivery import (
     RetryPolicy,
     after_failure,
 )
-from vkp_journaling.domain.entry import Claim, Entry
+from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
 from vkp_journaling.epj import Endpoint
 from vkp_journaling.render import NoteContext, note_key, render_note
 from vkp_journaling.settings import JournalingSettings
@@ -59,9 +64,9 @@ log = get_logger("vkp.journaling.delivery")
 SPAN_NAME = "deliver journal note"
 #: How long a municipality whose EPJ pulls its notes is left alone.
 PULL_SKIP = timedelta(seconds=30)
-#: The most notes a worker delivers from one claimed queue before it claims again (fairness).
+#: The most notes delivered from one claimed queue before it is handed back (fairness).
 NOTES_PER_CLAIM = 10
-#: The waits of a worker while the database or the registry is away.
+#: The dispatcher's waits while the database is away.
 FAILURE_BACKOFF = Backoff(base=0.1, cap=5.0)
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -71,27 +76,29 @@ class QueueStore(Protocol):
 
     async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]: ...
 
-    async def claim_head(
+    async def claim_many(
         self,
         owner: str,
         now: datetime,
         lease: timedelta,
         *,
         paused: Sequence[str] = (),
-        order: Sequence[str] | None = None,
-    ) -> Claim | None: ...
-
-    async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None: ...
+        rank: Mapping[str, float] | None = None,
+        limit: int = 1,
+    ) -> list[Claim]: ...
 
     async def release(self, municipality: str, patient: str, owner: str) -> None: ...
 
-    async def journaled(self, entry: Entry, owner: str, now: datetime, note: str) -> bool: ...
-
-    async def retrying(
-        self, entry: Entry, owner: str, now: datetime, at: datetime, reason: str
-    ) -> bool: ...
-
-    async def dead(self, entry: Entry, owner: str, now: datetime, reason: str) -> bool: ...
+    async def settle(
+        self,
+        entry: Entry,
+        owner: str,
+        now: datetime,
+        change: Change,
+        *,
+        release: bool = True,
+        go_on: bool = False,
+    ) -> Settled: ...
 
 
 class Endpoints(Protocol):
@@ -148,14 +155,17 @@ class Delivery:
         self._retry_backoff = Backoff(
             base=settings.backoff_base_seconds, cap=settings.backoff_max_seconds
         )
+        self._lease = timedelta(seconds=settings.lease_seconds)
         self._clock = clock
-        self._owner = uuid.uuid4().hex
+        self._process = uuid.uuid4().hex
+        self._claims = itertools.count(1)
         self._skip: dict[str, datetime] = {}  # pull-mode municipalities, until when
         self._on_journaled = on_journaled
-        #: Each worker's wake-up, and the workers waiting for work (the latest last).
-        self._wakes = [asyncio.Event() for _ in range(settings.workers)]
-        self._idle: list[int] = []
+        #: The dispatcher's wake-up; the queues being served; the timer of the next due time.
+        self._wake = asyncio.Event()
+        self._serving: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._stopping = False
         #: When this process last claimed a queue in each municipality (time.monotonic()).
         self._served: dict[str, float] = {}
         self._tracer = trace.get_tracer("vkp.journaling", tracer_provider=tracer_provider)
@@ -168,99 +178,122 @@ class Delivery:
         )
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Background task: the workers, until the service stops."""
+        """Background task: the dispatcher, until the service stops; then the queues being
+        served finish the note in hand and are handed back."""
         try:
-            await asyncio.gather(
-                *(
-                    repeat(
-                        functools.partial(self._work, n),
-                        stopping,
-                        name="delivery",
-                        idle_seconds=self.settings.poll_seconds,
-                        backoff=FAILURE_BACKOFF,
-                        wake=self._wakes[n],
-                    )
-                    for n in range(self.settings.workers)
-                )
+            await repeat(
+                self._dispatch,
+                stopping,
+                name="delivery",
+                idle_seconds=self.settings.poll_seconds,
+                backoff=FAILURE_BACKOFF,
+                wake=self._wake,
             )
+            self._stopping = True
+            if self._serving:
+                await asyncio.wait(self._serving)
         finally:
+            self._stopping = True
             if self._timer is not None:
                 self._timer.cancel()
+            for task in self._serving:
+                task.cancel()
+            if self._serving:
+                await asyncio.wait(self._serving)
 
     def notify(self, queues: int = 1) -> None:
-        """Work was queued in this process (Enqueue, RetryEntry committed): up to `queues` idle
-        workers go and look at once."""
-        for _ in range(min(queues, len(self._idle))):
-            self._wakes[self._idle.pop()].set()
-
-    def _wake_all(self) -> None:
-        self._timer = None
-        self.notify(len(self._idle))
+        """Work was queued in this process (Enqueue, RetryEntry committed): the dispatcher looks
+        at once."""
+        self._wake.set()
 
     def _wake_at(self, due: datetime) -> None:
-        """Idle workers look again when `due` comes (unless a sooner timer is set)."""
+        """The dispatcher looks again when `due` comes (unless a sooner timer is set)."""
         loop = asyncio.get_running_loop()
         at = loop.time() + max(0.0, (due - self._clock()).total_seconds())
         if self._timer is not None:
             if self._timer.when() <= at:
                 return
             self._timer.cancel()
-        self._timer = loop.call_at(at, self._wake_all)
+        self._timer = loop.call_at(at, self._timer_rang)
 
-    async def _work(self, worker: int) -> bool:
-        """One worker's step; an idle worker joins those `notify` wakes."""
-        if worker in self._idle:
-            self._idle.remove(worker)
-        busy = await self.step(f"{self._owner}-{worker}")
-        if not busy:
-            self._idle.append(worker)
-        return busy
+    def _timer_rang(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     def _paused(self) -> list[str]:
         now = self._clock()
         self._skip = {m: until for m, until in self._skip.items() if until > now}
         return sorted({*self.breakers.paused(), *self._skip})
 
-    async def step(self, owner: str) -> bool:
-        """Leases one due patient queue, in the due municipality served least recently, and
-        delivers its due notes; False when none was due."""
-        lease = timedelta(seconds=self.settings.lease_seconds)
+    async def _claim(self) -> list[tuple[Claim, str]]:
+        """Leases due queues, as many as places are free, the due municipalities taking turns
+        (the one served least recently first); each with its lease's owner."""
+        free = self.settings.workers - len(self._serving)
+        if free <= 0:
+            return []  # a queue's task ending wakes the dispatcher
         paused = self._paused()
-        dues = await self.store.dues(paused=paused)
-        now = self._clock()
-        ready = [m for m, due in dues.items() if due <= now]
-        if not ready:
+        owner = f"{self._process}-{next(self._claims)}"
+        claims = await self.store.claim_many(
+            owner, self._clock(), self._lease, paused=paused, rank=self._served, limit=free
+        )
+        if not claims:
+            dues = await self.store.dues(paused=paused)
             if dues:
                 self._wake_at(min(dues.values()))
-            return False
-        ready.sort(key=lambda m: self._served.get(m, 0.0))
-        claim = await self.store.claim_head(owner, self._clock(), lease, paused=paused, order=ready)
-        if claim is None:
-            return False
-        municipality, patient = claim.municipality, claim.patient
-        self._served[municipality] = time.monotonic()
-        if len(ready) > 1:
-            self.notify()  # more municipalities are due: one more worker
-        # Deliver the queue's notes one after the other, a few, well within the lease.
-        until = self._clock() + lease / 2
-        entry = claim.head
-        try:
-            for _ in range(NOTES_PER_CLAIM):
-                if entry is None or not await self._deliver(entry, owner):
-                    break
-                if not claim.more or self._clock() >= until:
-                    break
-                entry = await self.store.head(municipality, patient, self._clock())
-        finally:
-            await self.store.release(municipality, patient, owner)
-        return True
+            return []
+        served = time.monotonic()
+        for claim in claims:
+            self._served[claim.municipality] = served
+        return [(claim, owner) for claim in claims]
 
-    async def _deliver(self, entry: Entry, owner: str) -> bool:
-        """Delivers one entry; True when the queue may go on to its next."""
+    async def _dispatch(self) -> bool:
+        """The dispatcher's step: due queues leased, a task serving each; False when none."""
+        claimed = await self._claim()
+        for claim, owner in claimed:
+            task = asyncio.create_task(self._serve(claim, owner), name="delivery queue")
+            self._serving.add(task)
+            task.add_done_callback(self._served_queue)
+        return bool(claimed)
+
+    def _served_queue(self, task: asyncio.Task[None]) -> None:
+        self._serving.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("delivery failed", error_type=type(error).__qualname__)
+        self._wake.set()  # a place is free
+
+    async def step(self) -> bool:
+        """Leases due queues and serves them to the end (the dispatcher's work, awaited: for
+        tests); False when none was due."""
+        claimed = await self._claim()
+        await asyncio.gather(*(self._serve(claim, owner) for claim, owner in claimed))
+        return bool(claimed)
+
+    async def _serve(self, claim: Claim, owner: str) -> None:
+        """Delivers a leased queue's due notes one after the other, a few, well within the
+        lease, and hands the queue back (with the last note's outcome, in its transaction)."""
+        until = self._clock() + self._lease / 2
+        entry, held = claim.head, True
+        try:
+            for delivered in range(1, NOTES_PER_CLAIM + 1):
+                if entry is None:
+                    break
+                go_on = delivered < NOTES_PER_CLAIM and self._clock() < until and not self._stopping
+                settled = await self._deliver(entry, owner, go_on)
+                if settled is None:
+                    break  # nothing written: the queue is still held
+                entry, held = settled.head, settled.head is not None
+        finally:
+            if held:
+                await self.store.release(claim.municipality, claim.patient, owner)
+
+    async def _deliver(self, entry: Entry, owner: str, go_on: bool) -> Settled | None:
+        """Delivers one entry and writes what came of it, with the queue's next head when
+        `go_on` and the queue may go on (else the queue is handed back in the same transaction);
+        None when nothing was written (an EPJ that pulls)."""
         endpoint = await self.endpoints.get(entry.municipality)
         if endpoint is not None and endpoint.pull:  # the EPJ fetches its notes: not this worker's
             self._skip[entry.municipality] = self._clock() + PULL_SKIP
-            return False
+            return None
         with self._tracer.start_as_current_span(
             SPAN_NAME,
             context=vendor_trace(entry.traceparent),
@@ -274,10 +307,10 @@ class Delivery:
             outcome = await self._attempt(entry, endpoint)
             span.set_attribute("vkp.journaling.result", outcome.result.value)
             if outcome.result is Result.JOURNALED:
-                return await self._journaled(entry, owner)
+                return await self._journaled(entry, owner, go_on)
             span.set_attribute("vkp.journaling.reason", outcome.reason)
             span.set_status(trace.StatusCode.ERROR, outcome.reason)
-            return await self._failed(entry, owner, outcome)
+            return await self._failed(entry, owner, outcome, go_on)
 
     async def _attempt(self, entry: Entry, endpoint: Endpoint | None) -> Outcome:
         """One attempt: the note made and sent; the breaker told how the EPJ answered."""
@@ -296,28 +329,29 @@ class Delivery:
             self.breakers.failure(entry.municipality)
         return outcome
 
-    async def _journaled(self, entry: Entry, owner: str) -> bool:
-        note = note_key(entry.entry_id, 1)
-        if not await self.store.journaled(entry, owner, self._clock(), note):
-            return False  # the lease ran out and another worker has the queue
-        self.journaled_notes.add(1, {"municipality": entry.municipality})
-        self._on_journaled()
-        return True
+    async def _journaled(self, entry: Entry, owner: str, go_on: bool) -> Settled:
+        change = Change(EntryState.JOURNALED, note=note_key(entry.entry_id, 1))
+        settled = await self.store.settle(entry, owner, self._clock(), change, go_on=go_on)
+        if settled.kept:  # else the lease ran out and another worker has the queue
+            self.journaled_notes.add(1, {"municipality": entry.municipality})
+            self._on_journaled()
+        return settled
 
-    async def _failed(self, entry: Entry, owner: str, outcome: Outcome) -> bool:
-        """Retry later, or dead; True when the queue may go on (a note refused for good)."""
+    async def _failed(self, entry: Entry, owner: str, outcome: Outcome, go_on: bool) -> Settled:
+        """Retry later (the queue waits for it), or dead (the queue goes on to its next)."""
         now = self._clock()
-        permanent = outcome.result is Result.PERMANENT
         decision = after_failure(
             self._policy,
             attempts=entry.attempts,
             create_time=entry.create_time,
             now=now,
-            permanent=permanent,
+            permanent=outcome.result is Result.PERMANENT,
             backoff=self._retry_backoff.delay,
         )
         if isinstance(decision, Dead):
-            if await self.store.dead(entry, owner, now, outcome.reason):
+            change = Change(EntryState.DEAD, reason=outcome.reason)
+            settled = await self.store.settle(entry, owner, now, change, go_on=go_on)
+            if settled.kept:
                 self.dead_letters.add(1, {"municipality": entry.municipality})
                 log.error(
                     "journal note dead",
@@ -326,6 +360,6 @@ class Delivery:
                     reason=outcome.reason,
                     attempts=decision.attempts,
                 )
-        else:
-            await self.store.retrying(entry, owner, now, decision.at, outcome.reason)
-        return permanent
+            return settled
+        change = Change(EntryState.RETRYING, reason=outcome.reason, at=decision.at)
+        return await self.store.settle(entry, owner, now, change)

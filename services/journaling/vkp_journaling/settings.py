@@ -11,7 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class JournalingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VKP_JOURNALING_", extra="ignore", frozen=True)
 
-    workers: int = Field(default=4, ge=1, le=64, description="Deliveries at once per process.")
+    workers: int = Field(
+        default=32, ge=1, le=256, description="Deliveries at once per process (patient queues)."
+    )
     lease_seconds: float = Field(
         default=30.0, gt=0, description="How long a worker holds a patient queue; a crash frees it."
     )

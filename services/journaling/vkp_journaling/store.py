@@ -13,7 +13,7 @@ domain's, `vkp_journaling.domain.entry`; the tables are in `vkp_journaling.table
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,12 +22,14 @@ import sqlalchemy as sa
 from vkp_journaling.domain.entry import (
     ALARM_STEP,
     WAITING,
+    Change,
     Claim,
     Enqueued,
     Entry,
     EntryState,
     NewEntry,
     Page,
+    Settled,
 )
 from vkp_journaling.tables import (
     EPOCH,
@@ -55,29 +57,139 @@ def _entry(row: sa.Row[Any]) -> Entry:
     return Entry(**values)
 
 
-def _waiting(municipality: str, patient: str) -> sa.Select[Any]:
-    """A patient's waiting notes in queue order (the partial index of heads)."""
-    return (
-        sa.select(entries)
-        .where(entries.c.municipality == municipality, entries.c.patient == patient, WAITING_NOTE)
-        .order_by(entries.c.sequence)
-    )
-
-
 def _due(entry: Entry, now: datetime) -> bool:
     return entry.next_attempt_time is None or entry.next_attempt_time <= now
 
 
-def _head_due(municipality: str, patient: str) -> sa.ScalarSelect[datetime]:
-    """When a queue's head is due: its next attempt, else when it was enqueued; NULL (no row)
-    when nothing waits."""
-    return (
-        sa.select(sa.func.coalesce(entries.c.next_attempt_time, entries.c.create_time))
-        .where(entries.c.municipality == municipality, entries.c.patient == patient, WAITING_NOTE)
+#: Each municipality's earliest due time (NULL: nothing to deliver): one index probe each.
+_DUES = sa.select(
+    municipalities.c.municipality,
+    sa.select(sa.func.min(queues.c.due_time))
+    .where(
+        queues.c.municipality == municipalities.c.municipality,
+        queues.c.due_time.is_not(None),
+    )
+    .scalar_subquery(),
+)
+#: A municipality's due queues, due the longest first, that no other transaction holds.
+_DUE_QUEUES = (
+    sa.select(queues.c.patient)
+    .where(
+        queues.c.municipality == sa.bindparam("k_municipality"),
+        queues.c.due_time <= sa.bindparam("k_now", type_=sa.DateTime(timezone=True)),
+    )
+    .order_by(queues.c.due_time)
+    .limit(sa.bindparam("k_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+)
+_QUEUE = (
+    queues.c.municipality == sa.bindparam("k_municipality"),
+    queues.c.patient == sa.bindparam("k_patient"),
+)
+_MINE = (*_QUEUE, queues.c.lease_owner == sa.bindparam("k_owner"))
+_LEASE = (
+    sa.update(queues)
+    .where(*_QUEUE)
+    .values(
+        lease_owner=sa.bindparam("k_owner"),
+        lease_until=sa.bindparam("k_until", type_=sa.DateTime(timezone=True)),
+        due_time=sa.bindparam("k_until", type_=sa.DateTime(timezone=True)),
+    )
+)
+#: A patient's waiting notes in queue order (the partial index of heads): the head and whether
+#: another waits; the head alone.
+_WAITING_NOTES = (
+    sa.select(entries)
+    .where(
+        entries.c.municipality == sa.bindparam("k_municipality"),
+        entries.c.patient == sa.bindparam("k_patient"),
+        WAITING_NOTE,
+    )
+    .order_by(entries.c.sequence)
+)
+_HEADS = _WAITING_NOTES.limit(2)
+_HEAD = _WAITING_NOTES.limit(1)
+#: The row lock of a queue this worker holds (an Enqueue committed before it is then seen).
+_LOCK_MINE = sa.select(queues.c.patient).where(*_MINE).with_for_update()
+#: A queue given up: due again when its head is, NULL when nothing waits.
+_RELEASE = (
+    sa.update(queues)
+    .where(*_MINE)
+    .values(
+        lease_owner="",
+        lease_until=EPOCH,
+        due_time=sa.select(sa.func.coalesce(entries.c.next_attempt_time, entries.c.create_time))
+        .where(
+            entries.c.municipality == sa.bindparam("k_municipality"),
+            entries.c.patient == sa.bindparam("k_patient"),
+            WAITING_NOTE,
+        )
         .order_by(entries.c.sequence)
         .limit(1)
-        .scalar_subquery()
+        .scalar_subquery(),
     )
+)
+#: A waiting entry changed, while `k_owner` still holds its queue's lease.
+_LEASED = (
+    sa.select(queues.c.patient)
+    .where(
+        queues.c.municipality == entries.c.municipality,
+        queues.c.patient == entries.c.patient,
+        queues.c.lease_owner == sa.bindparam("k_owner"),
+    )
+    .exists()
+)
+_CHANGED = {
+    EntryState.JOURNALED: ("journaled_time", "note_identifier", "audit_pending"),
+    EntryState.RETRYING: ("last_error_reason",),
+    EntryState.DEAD: ("last_error_reason",),
+}
+_SETTLE = {
+    state: sa.update(entries)
+    .where(entries.c.entry_id == sa.bindparam("k_entry_id"), entries.c.state.in_(_WAITING), _LEASED)
+    .values(
+        {
+            name: sa.bindparam(f"v_{name}", type_=entries.c[name].type)
+            for name in ("state", "attempts", "next_attempt_time", "update_time", *changed)
+        }
+    )
+    for state, changed in _CHANGED.items()
+}
+
+
+def _change_values(entry: Entry, now: datetime, change: Change) -> dict[str, Any]:
+    """The bound values of the change's `_SETTLE` statement."""
+    values: dict[str, Any] = {
+        "v_state": change.state.value,
+        "v_attempts": entry.attempts + 1,
+        "v_next_attempt_time": change.at if change.state is EntryState.RETRYING else None,
+        "v_update_time": now,
+    }
+    if change.state is EntryState.JOURNALED:
+        values["v_journaled_time"] = now
+        values["v_note_identifier"] = change.note
+        values["v_audit_pending"] = True
+    else:
+        values["v_last_error_reason"] = change.reason
+    return values
+
+
+def _release(connection: sa.Connection, municipality: str, patient: str, owner: str) -> None:
+    """Gives a queue up (if `owner` holds it): the row lock first, then the head, so an Enqueue
+    committed meanwhile is seen."""
+    mine = {"k_municipality": municipality, "k_patient": patient, "k_owner": owner}
+    if connection.execute(_LOCK_MINE, mine).first() is not None:
+        connection.execute(_RELEASE, mine)
+
+
+def _taking_turns(due: list[list[tuple[str, str]]], limit: int) -> list[tuple[str, str]]:
+    """Up to `limit` queues, one of each municipality's (in order) in turn."""
+    picked: list[tuple[str, str]] = []
+    for turn in range(limit):
+        for queued in due:
+            if turn < len(queued) and len(picked) < limit:
+                picked.append(queued[turn])
+    return picked
 
 
 def _store_new(
@@ -230,20 +342,9 @@ class JournalStore:
         """Each municipality's earliest queue due time (a queue due now, or when the next one
         falls due), outside the paused municipalities: one index probe per municipality, and a
         read, so idle workers cost no write."""
-        earliest = (
-            sa.select(sa.func.min(queues.c.due_time))
-            .where(
-                queues.c.municipality == municipalities.c.municipality,
-                queues.c.due_time.is_not(None),
-            )
-            .scalar_subquery()
-        )
-        query = sa.select(municipalities.c.municipality, earliest)
-        if paused:
-            query = query.where(municipalities.c.municipality.not_in(list(paused)))
         async with self.db.read() as session:
-            rows = await session.execute(query)
-            return {str(m): aware(due) for m, due in rows if due is not None}
+            rows = await session.execute(_DUES)
+            return {str(m): aware(due) for m, due in rows if due is not None and m not in paused}
 
     async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool:
         """Whether some queue is due and unleased outside the paused municipalities (a read)."""
@@ -272,55 +373,82 @@ class JournalStore:
         order: Sequence[str] | None = None,
     ) -> Claim | None:
         """Leases a due patient queue: in the first municipality of `order` (default: every one
-        but the paused) that has one, the queue due the longest; with its head, read in the same
-        transaction. Its due time becomes the lease's expiry, so a worker that dies leaves it
-        due again then."""
+        but the paused) that has one, the queue due the longest; with its head (see
+        `claim_many`)."""
+        claims = await self.claim_many(owner, now, lease, paused=paused, order=order, limit=1)
+        return claims[0] if claims else None
 
-        def work(connection: sa.Connection) -> Claim | None:
-            places = (
-                list(order)
-                if order is not None
-                else [
-                    str(m)
-                    for (m,) in connection.execute(
-                        sa.select(municipalities.c.municipality).order_by(
-                            municipalities.c.municipality
-                        )
-                    )
-                ]
-            )
+    async def claim_many(
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        paused: Sequence[str] = (),
+        order: Sequence[str] | None = None,
+        rank: Mapping[str, float] | None = None,
+        limit: int = 1,
+    ) -> list[Claim]:
+        """Leases up to `limit` due patient queues in one transaction. The municipalities of
+        `order` take turns, the first first; without an order, those with a queue due now
+        outside the paused, lowest `rank` first (a municipality not ranked first of all, ties by
+        number). Within a municipality, the queues due the longest. Each with its head, read in
+        the same transaction. A leased queue's due time is its lease's expiry, so a worker that
+        dies leaves it due again then."""
+
+        def work(connection: sa.Connection) -> list[Claim]:
+            if order is not None:
+                places = list(order)
+            else:
+                ranks = rank or {}
+                places = sorted(
+                    (
+                        str(m)
+                        for m, due in connection.execute(_DUES)
+                        if due is not None and aware(due) <= now
+                    ),
+                    key=lambda m: (ranks.get(m, 0.0), m),
+                )
+            due: list[list[tuple[str, str]]] = []
             for municipality in places:
                 if municipality in paused:
                     continue
-                patient = connection.execute(
-                    sa.select(queues.c.patient)
-                    .where(queues.c.municipality == municipality, queues.c.due_time <= now)
-                    .order_by(queues.c.due_time)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                ).scalar_one_or_none()
-                if patient is None:
-                    continue
-                until = now + lease
-                connection.execute(
-                    sa.update(queues)
-                    .where(queues.c.municipality == municipality, queues.c.patient == patient)
-                    .values(lease_owner=owner, lease_until=until, due_time=until)
+                found = connection.execute(
+                    _DUE_QUEUES, {"k_municipality": municipality, "k_now": now, "k_limit": limit}
                 )
+                if queued := [(municipality, str(patient)) for (patient,) in found]:
+                    due.append(queued)
+            picked = _taking_turns(due, limit)
+            if not picked:
+                return []
+            until = now + lease
+            connection.execute(
+                _LEASE,
+                [
+                    {"k_municipality": m, "k_patient": p, "k_owner": owner, "k_until": until}
+                    for m, p in picked
+                ],
+            )
+            claims: list[Claim] = []
+            for municipality, patient in picked:
                 waiting = [
                     _entry(row)
-                    for row in connection.execute(_waiting(municipality, patient).limit(2))
+                    for row in connection.execute(
+                        _HEADS, {"k_municipality": municipality, "k_patient": patient}
+                    )
                 ]
                 head = waiting[0] if waiting and _due(waiting[0], now) else None
-                return Claim(municipality, str(patient), head, more=len(waiting) > 1)
-            return None
+                claims.append(Claim(municipality, patient, head, more=len(waiting) > 1))
+            return claims
 
         return await self.db.write_sync(work)
 
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None:
         """The entry to deliver next for a patient, if it is due."""
         async with self.db.read() as session:
-            row = (await session.execute(_waiting(municipality, patient).limit(1))).one_or_none()
+            row = (
+                await session.execute(_HEAD, {"k_municipality": municipality, "k_patient": patient})
+            ).one_or_none()
         if row is None:
             return None
         entry = _entry(row)
@@ -330,93 +458,59 @@ class JournalStore:
         """Gives the queue up; it is due again when its head is (NULL: nothing left)."""
 
         def work(connection: sa.Connection) -> None:
-            mine = (
-                queues.c.municipality == municipality,
-                queues.c.patient == patient,
-                queues.c.lease_owner == owner,
-            )
-            # The row lock first, then the head: an Enqueue committed meanwhile is seen.
-            if (
-                connection.execute(
-                    sa.select(queues.c.patient).where(*mine).with_for_update()
-                ).first()
-                is None
-            ):
-                return
-            connection.execute(
-                sa.update(queues)
-                .where(*mine)
-                .values(
-                    lease_owner="", lease_until=EPOCH, due_time=_head_due(municipality, patient)
-                )
-            )
+            _release(connection, municipality, patient, owner)
 
         await self.db.write_sync(work)
 
-    async def _set(self, entry_id: str, owner: str, values: dict[str, object]) -> bool:
-        """Updates a waiting entry while `owner` still holds its queue's lease."""
+    async def settle(
+        self,
+        entry: Entry,
+        owner: str,
+        now: datetime,
+        change: Change,
+        *,
+        release: bool = True,
+        go_on: bool = False,
+    ) -> Settled:
+        """After an attempt: the entry changed (journaled, retrying or dead) while `owner` still
+        holds its queue's lease, in one transaction with what comes next: with `go_on`, the
+        queue's next head when it is due (the lease kept, to deliver it); else, or when none is
+        due, with `release`, the queue given up (due again when its head is)."""
+        values = _change_values(entry, now, change)
 
-        def work(connection: sa.Connection) -> bool:
-            leased = (
-                sa.select(queues.c.patient)
-                .where(
-                    queues.c.municipality == entries.c.municipality,
-                    queues.c.patient == entries.c.patient,
-                    queues.c.lease_owner == owner,
-                )
-                .exists()
-            )
+        def work(connection: sa.Connection) -> Settled:
             done = connection.execute(
-                sa.update(entries)
-                .where(entries.c.entry_id == entry_id, entries.c.state.in_(_WAITING), leased)
-                .values(**values)
+                _SETTLE[change.state], {**values, "k_entry_id": entry.entry_id, "k_owner": owner}
             )
-            return rowcount(done) > 0
+            if rowcount(done) == 0:
+                return Settled(kept=False, head=None)  # the lease ran out: another has it
+            place = {"k_municipality": entry.municipality, "k_patient": entry.patient}
+            if go_on:
+                row = connection.execute(_HEAD, place).one_or_none()
+                if row is not None and _due(head := _entry(row), now):
+                    return Settled(kept=True, head=head)
+            if release:
+                _release(connection, entry.municipality, entry.patient, owner)
+            return Settled(kept=True, head=None)
 
         return await self.db.write_sync(work)
 
     async def journaled(self, entry: Entry, owner: str, now: datetime, note: str) -> bool:
-        return await self._set(
-            entry.entry_id,
-            owner,
-            {
-                "state": EntryState.JOURNALED.value,
-                "journaled_time": now,
-                "update_time": now,
-                "note_identifier": note,
-                "attempts": entry.attempts + 1,
-                "next_attempt_time": None,
-                "audit_pending": True,
-            },
-        )
+        """The entry delivered, the queue still held (`settle` does both in one)."""
+        change = Change(EntryState.JOURNALED, note=note)
+        return (await self.settle(entry, owner, now, change, release=False)).kept
 
     async def retrying(
         self, entry: Entry, owner: str, now: datetime, at: datetime, reason: str
     ) -> bool:
-        return await self._set(
-            entry.entry_id,
-            owner,
-            {
-                "state": EntryState.RETRYING.value,
-                "attempts": entry.attempts + 1,
-                "next_attempt_time": at,
-                "last_error_reason": reason,
-                "update_time": now,
-            },
-        )
+        """The entry to be tried again at `at`, the queue still held."""
+        change = Change(EntryState.RETRYING, reason=reason, at=at)
+        return (await self.settle(entry, owner, now, change, release=False)).kept
 
     async def dead(self, entry: Entry, owner: str, now: datetime, reason: str) -> bool:
-        return await self._set(
-            entry.entry_id,
-            owner,
-            {
-                "state": EntryState.DEAD.value,
-                "attempts": entry.attempts + 1,
-                "next_attempt_time": None,
-                "last_error_reason": reason,
-                "update_time": now,
-            },
-        )
+        """The entry given up on, the queue still held."""
+        change = Change(EntryState.DEAD, reason=reason)
+        return (await self.settle(entry, owner, now, change, release=False)).kept
 
     # -- audit outbox --------------------------------------------------------------------------
 

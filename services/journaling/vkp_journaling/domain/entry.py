@@ -106,6 +106,26 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Change:
+    """What an attempt made of an entry: JOURNALED (as `note`), RETRYING (at `at`, after
+    `reason`) or DEAD (after `reason`)."""
+
+    state: EntryState
+    note: str = ""
+    reason: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """An entry's change written: whether its worker still held the queue (else nothing was
+    written), and the queue's next head when the worker goes on with it."""
+
+    kept: bool
+    head: Entry | None
+
+
+@dataclass(frozen=True)
 class Page:
     entries: list[Entry]
     next_page_token: str
