@@ -37,6 +37,7 @@ import notes
 from e2e_bench import Drain, SteadyFigures, interleaved, offer_and_follow
 from events import BATCH, ENQUEUE, GET_ENTRY, Events
 from hub import BUSY, OTHER, Hub
+from idle_bench import cpu_seconds
 from load import percentile, raw_call
 
 from vkp.journaling.v1 import journaling_pb2 as jpb
@@ -77,6 +78,10 @@ class BacklogFigures:
     empty_events: int
     empty_rate: float
     empty_drained: notes.Drained
+    #: Journaling's CPU per note delivered (µs, all its threads): from the empty queue, and
+    #: during the window. Unlike the rates, the machine's other work hardly changes these.
+    empty_cpu_us: float
+    backlog_cpu_us: float
     fill: Fill
     #: Entries of the busy municipality still waiting when the window opened.
     waiting_at_start: int
@@ -116,13 +121,24 @@ async def _enqueue(hub: Hub, events: Events, count: int, in_flight: int) -> Fill
     return Fill([i for ids, _ in requests for i in ids], seconds, latencies)
 
 
+def _journaling_cpu(hub: Hub) -> float:
+    return cpu_seconds(hub.processes["journaling"].process.pid)
+
+
+def _us_per_note(cpu: float, count: int) -> float:
+    return cpu / count * 1e6 if count > 0 else math.nan
+
+
 async def _empty_queue(
     hub: Hub, events: Events, count: int, drain: Drain
-) -> tuple[float, notes.Drained]:
-    """`count` entries into an empty queue, all delivered: notes per second, first to last."""
+) -> tuple[float, notes.Drained, float]:
+    """`count` entries into an empty queue, all delivered: notes per second, first to last;
+    journaling's CPU per note from the last Enqueue's answer on."""
     fill = await _enqueue(hub, events, count, 1)
     ids = set(fill.entries)
+    cpu = _journaling_cpu(hub)
     async with hub.epj() as epj:
+        already = await notes.count(epj, BUSY)
         drained = await notes.drain(
             epj,
             count,
@@ -131,9 +147,11 @@ async def _empty_queue(
             municipality=BUSY,
             poll_seconds=drain.poll_seconds,
         )
+        cpu = _journaling_cpu(hub) - cpu
         times = sorted(when for entry, when in await notes.stored(epj, BUSY) if entry in ids)
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return ((len(times) - 1) / span if span > 0 else math.nan), drained
+    rate = (len(times) - 1) / span if span > 0 else math.nan
+    return rate, drained, _us_per_note(cpu, drained.stored - already)
 
 
 async def _busy_count(hub: Hub) -> tuple[int, float]:
@@ -183,13 +201,20 @@ async def _run(
     others = interleaved((OTHER,), max(2, int(other_rate * window)))
     async with hub.epj() as epj:
         await notes.clear(epj)
-    empty_rate, empty_drained = await _empty_queue(hub, busy, empty_events, drain)
+    empty_rate, empty_drained, empty_cpu_us = await _empty_queue(hub, busy, empty_events, drain)
     fill = await _enqueue(hub, busy, backlog, FILL_IN_FLIGHT)
+    cpu = _journaling_cpu(hub)
     before, began = await _busy_count(hub)
+    backlog_cpu_us = math.nan
 
     async def delivery_rate() -> float:
+        nonlocal backlog_cpu_us
         await asyncio.sleep(window)
         after, ended = await _busy_count(hub)
+        # The other municipality's notes are delivered in the window too: counted in.
+        async with hub.epj() as epj:
+            others = await notes.count(epj, OTHER)
+        backlog_cpu_us = _us_per_note(_journaling_cpu(hub) - cpu, after - before + others)
         return (after - before) / (ended - began)
 
     rate, other = await asyncio.gather(
@@ -199,6 +224,8 @@ async def _run(
         empty_events=empty_events,
         empty_rate=empty_rate,
         empty_drained=empty_drained,
+        empty_cpu_us=empty_cpu_us,
+        backlog_cpu_us=backlog_cpu_us,
         fill=fill,
         waiting_at_start=backlog - (before - empty_drained.stored),
         backlog_rate=rate,

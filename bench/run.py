@@ -440,6 +440,8 @@ class Bench:
                     "empty_queue_events": figures.empty_events,
                     "empty_queue_rate": figures.empty_rate,
                     "empty_queue_drain_end": figures.empty_drained.end,
+                    "empty_queue_journaling_cpu_us_per_note": figures.empty_cpu_us,
+                    "backlog_journaling_cpu_us_per_note": figures.backlog_cpu_us,
                     "backlog": len(fill.entries),
                     "fill_rate": fill.rate,
                     "fill_seconds": fill.seconds,
