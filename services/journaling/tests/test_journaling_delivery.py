@@ -81,6 +81,7 @@ class Queue:
         paused: Sequence[str] = (),
         rank: Mapping[str, float] | None = None,
         limit: int = 1,
+        notes: int = 1,
     ) -> list[Claim]:
         due = await self.dues(paused=paused)
         if PLACE not in due or due[PLACE] > now:
@@ -102,7 +103,7 @@ class Queue:
         change: Change,
         *,
         release: bool = True,
-        go_on: bool = False,
+        go_on: int = 0,
     ) -> Settled:
         self.written.append((entry.entry_id, change.state.value, _values(change)))
         self.waiting = [e for e in self.waiting if e.entry_id != entry.entry_id]
@@ -111,7 +112,7 @@ class Queue:
         head = await self.head(PLACE, PATIENT, now) if go_on else None
         if head is None and release:
             self.leased = False
-        return Settled(kept=True, head=head)
+        return Settled(kept=True, notes=() if head is None else (head,))
 
 
 def _values(change: Change) -> dict[str, Any]:
@@ -273,6 +274,7 @@ class Places(Queue):
         paused: Sequence[str] = (),
         rank: Mapping[str, float] | None = None,
         limit: int = 1,
+        notes: int = 1,
     ) -> list[Claim]:
         ranks = rank or {}
         first = min(await self.dues(paused=paused), key=lambda m: (ranks.get(m, 0.0), m))

@@ -31,13 +31,16 @@ traceparent starts a trace of its own.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -85,6 +88,7 @@ class QueueStore(Protocol):
         paused: Sequence[str] = (),
         rank: Mapping[str, float] | None = None,
         limit: int = 1,
+        notes: int = 1,
     ) -> list[Claim]: ...
 
     async def release(self, municipality: str, patient: str, owner: str) -> None: ...
@@ -97,7 +101,7 @@ class QueueStore(Protocol):
         change: Change,
         *,
         release: bool = True,
-        go_on: bool = False,
+        go_on: int = 0,
     ) -> Settled: ...
 
 
@@ -234,7 +238,13 @@ class Delivery:
         paused = self._paused()
         owner = f"{self._process}-{next(self._claims)}"
         claims = await self.store.claim_many(
-            owner, self._clock(), self._lease, paused=paused, rank=self._served, limit=free
+            owner,
+            self._clock(),
+            self._lease,
+            paused=paused,
+            rank=self._served,
+            limit=free,
+            notes=NOTES_PER_CLAIM,
         )
         if not claims:
             dues = await self.store.dues(paused=paused)
@@ -270,26 +280,52 @@ class Delivery:
 
     async def _serve(self, claim: Claim, owner: str) -> None:
         """Delivers a leased queue's due notes one after the other, a few, well within the
-        lease, and hands the queue back (with the last note's outcome, in its transaction)."""
+        lease, and hands the queue back (with the last note's outcome, in its transaction).
+
+        A note goes to the EPJ once the one before it is confirmed there, while that one's
+        outcome is still being written: the EPJ sees each patient's notes in order, and a crash
+        before the write only means a repeat, which the note's conditional creates make
+        harmless. The next notes come with the claim, and with the write of the last of them."""
         until = self._clock() + self._lease / 2
-        entry, held = claim.head, True
+        notes = collections.deque(claim.notes)
+        held, delivered = True, 0
+        writing: asyncio.Task[Settled] | None = None
         try:
-            for delivered in range(1, NOTES_PER_CLAIM + 1):
-                if entry is None:
-                    break
-                go_on = delivered < NOTES_PER_CLAIM and self._clock() < until and not self._stopping
-                settled = await self._deliver(entry, owner, go_on)
-                if settled is None:
-                    break  # nothing written: the queue is still held
-                entry, held = settled.head, settled.head is not None
+            while notes:
+                attempted = await self._attempt_note(notes.popleft())
+                if writing is not None:
+                    done, writing = writing, None
+                    if not (await done).kept:
+                        held = False  # the lease ran out: another worker has the queue
+                        return
+                if attempted is None:
+                    return  # nothing written: handed back as it is
+                delivered += 1
+                go_on = (
+                    attempted.change.state is not EntryState.RETRYING
+                    and delivered < NOTES_PER_CLAIM
+                    and self._clock() < until
+                    and not self._stopping
+                )
+                if go_on and notes:
+                    writing = asyncio.create_task(self._write(attempted, owner, release=False))
+                    continue
+                settled = await self._write(
+                    attempted, owner, go_on=NOTES_PER_CLAIM - delivered if go_on else 0
+                )
+                held = settled.kept and bool(settled.notes)
+                notes.extend(settled.notes)
         finally:
+            if writing is not None:  # never left running; its error is the queue's
+                await asyncio.wait([writing])
+                if not writing.cancelled():
+                    writing.exception()
             if held:
                 await self.store.release(claim.municipality, claim.patient, owner)
 
-    async def _deliver(self, entry: Entry, owner: str, go_on: bool) -> Settled | None:
-        """Delivers one entry and writes what came of it, with the queue's next head when
-        `go_on` and the queue may go on (else the queue is handed back in the same transaction);
-        None when nothing was written (an EPJ that pulls)."""
+    async def _attempt_note(self, entry: Entry) -> _Attempted | None:
+        """Delivers one entry: what the attempt makes of it, in the attempt's span; None when
+        the municipality's EPJ pulls its notes (nothing to write)."""
         endpoint = await self.endpoints.get(entry.municipality)
         if endpoint is not None and endpoint.pull:  # the EPJ fetches its notes: not this worker's
             self._skip[entry.municipality] = self._clock() + PULL_SKIP
@@ -306,11 +342,10 @@ class Delivery:
         ) as span:
             outcome = await self._attempt(entry, endpoint)
             span.set_attribute("vkp.journaling.result", outcome.result.value)
-            if outcome.result is Result.JOURNALED:
-                return await self._journaled(entry, owner, go_on)
-            span.set_attribute("vkp.journaling.reason", outcome.reason)
-            span.set_status(trace.StatusCode.ERROR, outcome.reason)
-            return await self._failed(entry, owner, outcome, go_on)
+            if outcome.result is not Result.JOURNALED:
+                span.set_attribute("vkp.journaling.reason", outcome.reason)
+                span.set_status(trace.StatusCode.ERROR, outcome.reason)
+            return _Attempted(entry, self._change(entry, outcome), otel_context.get_current())
 
     async def _attempt(self, entry: Entry, endpoint: Endpoint | None) -> Outcome:
         """One attempt: the note made and sent; the breaker told how the EPJ answered."""
@@ -329,37 +364,55 @@ class Delivery:
             self.breakers.failure(entry.municipality)
         return outcome
 
-    async def _journaled(self, entry: Entry, owner: str, go_on: bool) -> Settled:
-        change = Change(EntryState.JOURNALED, note=note_key(entry.entry_id, 1))
-        settled = await self.store.settle(entry, owner, self._clock(), change, go_on=go_on)
-        if settled.kept:  # else the lease ran out and another worker has the queue
-            self.journaled_notes.add(1, {"municipality": entry.municipality})
-            self._on_journaled()
-        return settled
-
-    async def _failed(self, entry: Entry, owner: str, outcome: Outcome, go_on: bool) -> Settled:
-        """Retry later (the queue waits for it), or dead (the queue goes on to its next)."""
-        now = self._clock()
+    def _change(self, entry: Entry, outcome: Outcome) -> Change:
+        """Journaled; else retry later (the queue waits for it), or dead (it goes on)."""
+        if outcome.result is Result.JOURNALED:
+            return Change(EntryState.JOURNALED, note=note_key(entry.entry_id, 1))
         decision = after_failure(
             self._policy,
             attempts=entry.attempts,
             create_time=entry.create_time,
-            now=now,
+            now=self._clock(),
             permanent=outcome.result is Result.PERMANENT,
             backoff=self._retry_backoff.delay,
         )
         if isinstance(decision, Dead):
-            change = Change(EntryState.DEAD, reason=outcome.reason)
-            settled = await self.store.settle(entry, owner, now, change, go_on=go_on)
-            if settled.kept:
-                self.dead_letters.add(1, {"municipality": entry.municipality})
-                log.error(
-                    "journal note dead",
-                    entry_id=entry.entry_id,
-                    municipality=entry.municipality,
-                    reason=outcome.reason,
-                    attempts=decision.attempts,
-                )
+            return Change(EntryState.DEAD, reason=outcome.reason)
+        return Change(EntryState.RETRYING, reason=outcome.reason, at=decision.at)
+
+    async def _write(
+        self, attempted: _Attempted, owner: str, *, release: bool = True, go_on: int = 0
+    ) -> Settled:
+        """The attempt's outcome written (in the attempt's trace context), with what follows."""
+        entry, change = attempted.entry, attempted.change
+        token = otel_context.attach(attempted.context)
+        try:
+            settled = await self.store.settle(
+                entry, owner, self._clock(), change, release=release, go_on=go_on
+            )
+        finally:
+            otel_context.detach(token)
+        if not settled.kept:  # the lease ran out and another worker has the queue
             return settled
-        change = Change(EntryState.RETRYING, reason=outcome.reason, at=decision.at)
-        return await self.store.settle(entry, owner, now, change)
+        if change.state is EntryState.JOURNALED:
+            self.journaled_notes.add(1, {"municipality": entry.municipality})
+            self._on_journaled()
+        elif change.state is EntryState.DEAD:
+            self.dead_letters.add(1, {"municipality": entry.municipality})
+            log.error(
+                "journal note dead",
+                entry_id=entry.entry_id,
+                municipality=entry.municipality,
+                reason=change.reason,
+                attempts=entry.attempts + 1,
+            )
+        return settled
+
+
+@dataclass(frozen=True)
+class _Attempted:
+    """An attempt made: the entry, what came of it, and the attempt's trace context."""
+
+    entry: Entry
+    change: Change
+    context: Context

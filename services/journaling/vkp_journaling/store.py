@@ -107,7 +107,7 @@ _WAITING_NOTES = (
     )
     .order_by(entries.c.sequence)
 )
-_HEADS = _WAITING_NOTES.limit(2)
+_NEXT_NOTES = _WAITING_NOTES.limit(sa.bindparam("k_notes", type_=sa.Integer))
 _HEAD = _WAITING_NOTES.limit(1)
 #: The row lock of a queue this worker holds (an Enqueue committed before it is then seen).
 _LOCK_MINE = sa.select(queues.c.patient).where(*_MINE).with_for_update()
@@ -172,6 +172,21 @@ def _change_values(entry: Entry, now: datetime, change: Change) -> dict[str, Any
     else:
         values["v_last_error_reason"] = change.reason
     return values
+
+
+def _next_notes(connection: sa.Connection, place: dict[str, str], count: int) -> list[Entry]:
+    """Up to `count` of a patient's waiting notes, in queue order."""
+    return [_entry(row) for row in connection.execute(_NEXT_NOTES, {**place, "k_notes": count})]
+
+
+def _due_notes(waiting: list[Entry], now: datetime) -> list[Entry]:
+    """The notes to deliver now: the waiting ones up to the first that is not due yet."""
+    due: list[Entry] = []
+    for entry in waiting:
+        if not _due(entry, now):
+            break
+        due.append(entry)
+    return due
 
 
 def _release(connection: sa.Connection, municipality: str, patient: str, owner: str) -> None:
@@ -388,13 +403,14 @@ class JournalStore:
         order: Sequence[str] | None = None,
         rank: Mapping[str, float] | None = None,
         limit: int = 1,
+        notes: int = 1,
     ) -> list[Claim]:
         """Leases up to `limit` due patient queues in one transaction. The municipalities of
         `order` take turns, the first first; without an order, those with a queue due now
         outside the paused, lowest `rank` first (a municipality not ranked first of all, ties by
-        number). Within a municipality, the queues due the longest. Each with its head, read in
-        the same transaction. A leased queue's due time is its lease's expiry, so a worker that
-        dies leaves it due again then."""
+        number). Within a municipality, the queues due the longest. Each with its head and up to
+        `notes` - 1 due notes behind it, read in the same transaction. A leased queue's due time
+        is its lease's expiry, so a worker that dies leaves it due again then."""
 
         def work(connection: sa.Connection) -> list[Claim]:
             if order is not None:
@@ -431,14 +447,11 @@ class JournalStore:
             )
             claims: list[Claim] = []
             for municipality, patient in picked:
-                waiting = [
-                    _entry(row)
-                    for row in connection.execute(
-                        _HEADS, {"k_municipality": municipality, "k_patient": patient}
-                    )
-                ]
-                head = waiting[0] if waiting and _due(waiting[0], now) else None
-                claims.append(Claim(municipality, patient, head, more=len(waiting) > 1))
+                place = {"k_municipality": municipality, "k_patient": patient}
+                waiting = _next_notes(connection, place, max(2, notes))
+                ready = _due_notes(waiting, now)[:notes]
+                head, behind = (ready[0], tuple(ready[1:])) if ready else (None, ())
+                claims.append(Claim(municipality, patient, head, len(waiting) > 1, behind))
             return claims
 
         return await self.db.write_sync(work)
@@ -470,12 +483,13 @@ class JournalStore:
         change: Change,
         *,
         release: bool = True,
-        go_on: bool = False,
+        go_on: int = 0,
     ) -> Settled:
         """After an attempt: the entry changed (journaled, retrying or dead) while `owner` still
-        holds its queue's lease, in one transaction with what comes next: with `go_on`, the
-        queue's next head when it is due (the lease kept, to deliver it); else, or when none is
-        due, with `release`, the queue given up (due again when its head is)."""
+        holds its queue's lease, in one transaction with what comes next: with `go_on`, up to
+        that many of the queue's next notes when they are due (the lease kept, to deliver them);
+        else, or when none is due, with `release`, the queue given up (due again when its head
+        is)."""
         values = _change_values(entry, now, change)
 
         def work(connection: sa.Connection) -> Settled:
@@ -483,15 +497,15 @@ class JournalStore:
                 _SETTLE[change.state], {**values, "k_entry_id": entry.entry_id, "k_owner": owner}
             )
             if rowcount(done) == 0:
-                return Settled(kept=False, head=None)  # the lease ran out: another has it
+                return Settled(kept=False)  # the lease ran out: another worker has the queue
             place = {"k_municipality": entry.municipality, "k_patient": entry.patient}
-            if go_on:
-                row = connection.execute(_HEAD, place).one_or_none()
-                if row is not None and _due(head := _entry(row), now):
-                    return Settled(kept=True, head=head)
+            if go_on > 0:
+                due = _due_notes(_next_notes(connection, place, go_on), now)
+                if due:
+                    return Settled(kept=True, notes=tuple(due))
             if release:
                 _release(connection, entry.municipality, entry.patient, owner)
-            return Settled(kept=True, head=None)
+            return Settled(kept=True)
 
         return await self.db.write_sync(work)
 

@@ -96,13 +96,19 @@ class Enqueued:
 
 @dataclass(frozen=True)
 class Claim:
-    """A patient queue a worker has leased: its head when due, and whether another note waits
-    behind it."""
+    """A patient queue a worker has leased: its head when due, whether another note waits behind
+    it, and the due notes behind it that were read with it (as many as the claim asked for)."""
 
     municipality: str
     patient: str
     head: Entry | None
     more: bool
+    behind: tuple[Entry, ...] = ()
+
+    @property
+    def notes(self) -> list[Entry]:
+        """The due notes read with the claim, in queue order."""
+        return [] if self.head is None else [self.head, *self.behind]
 
 
 @dataclass(frozen=True)
@@ -119,10 +125,15 @@ class Change:
 @dataclass(frozen=True)
 class Settled:
     """An entry's change written: whether its worker still held the queue (else nothing was
-    written), and the queue's next head when the worker goes on with it."""
+    written), and the queue's next due notes when the worker goes on with it (none: the queue
+    was handed back, or is still held when it was asked to be)."""
 
     kept: bool
-    head: Entry | None
+    notes: tuple[Entry, ...] = ()
+
+    @property
+    def head(self) -> Entry | None:
+        return self.notes[0] if self.notes else None
 
 
 @dataclass(frozen=True)
