@@ -83,6 +83,38 @@ def test_the_note_is_a_valid_r4_transaction_bundle(kind: str) -> None:
     assert bundle.type == "transaction"
 
 
+def _sparse(kind: str) -> event_pb2.Event:
+    """The sample event with what may be left out left out, and the times a second apart with a
+    fraction, so the optional elements and the time format are covered too."""
+    event = sample_event(kind, at=datetime(2026, 7, 1, 6, 0, 1, 250000, tzinfo=UTC))
+    event.ClearField("device")
+    event.severity = common_pb2.SEVERITY_CRITICAL
+    if kind == "medication_dispense":
+        event.medication_dispense.ClearField("planned_time")
+        event.medication_dispense.ClearField("actual_time")
+        event.medication_dispense.medication_text = " "
+    elif kind == "dispenser_alert":
+        event.dispenser_alert.text = "Lokk åpnet <uten> dose"
+    elif kind == "supervision":
+        event.supervision.location = ""
+        event.supervision.period.ClearField("end_time")
+        event.supervision.observations.append(
+            event_pb2.SupervisionObservation(alert_code="4.2", text="Rolig & trygg")
+        )
+    elif kind == "home_measurement":
+        event.home_measurement.value = 37.25
+        event.home_measurement.display = ""
+    return event
+
+
+@pytest.mark.parametrize("kind", RENDERED_KINDS)
+@pytest.mark.parametrize("sparse", [False, True], ids=["sample", "sparse"])
+def test_the_note_is_exactly_what_the_r4b_models_make_of_it(kind: str, sparse: bool) -> None:
+    note = render_note(_sparse(kind) if sparse else sample_event(kind), CONTEXT)
+    remade = Bundle.model_validate(note).model_dump(mode="json", exclude_none=True)
+    assert json.loads(json.dumps(note)) == remade
+
+
 @pytest.mark.parametrize("kind", RENDERED_KINDS)
 def test_every_entry_is_a_conditional_create_on_its_note_identifier(kind: str) -> None:
     event = sample_event(kind)

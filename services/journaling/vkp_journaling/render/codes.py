@@ -11,8 +11,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from fhir.resources.R4B.coding import Coding
-
 from vkp_journaling.render.note import NotRenderable
 
 VKP = "http://ehelse.no/fhir/CodeSystem/"
@@ -55,5 +53,6 @@ def concept(system: str, code: str) -> Concept:
     return found
 
 
-def coding(system: str, code: str) -> Coding:
-    return Coding(system=system, code=code, display=concept(system, code).display)
+def coding(system: str, code: str) -> dict[str, str]:
+    """A Coding of a VKP code system, with the concept's display."""
+    return {"system": system, "code": code, "display": concept(system, code).display}

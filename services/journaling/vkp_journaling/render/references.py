@@ -1,10 +1,9 @@
 """Where the patient, the device and the vendor organisation go: logical references, by
-identifier."""
+identifier (FHIR JSON, as `resources` builds it)."""
 
 from __future__ import annotations
 
-from fhir.resources.R4B.identifier import Identifier
-from fhir.resources.R4B.reference import Reference
+from typing import Any
 
 from vkp.common.v1 import common_pb2, event_pb2
 from vkp_journaling.render.note import (
@@ -44,32 +43,38 @@ def _patient_system(patient: common_pb2.NationalId) -> str:
     return system
 
 
-def patient(event: event_pb2.Event) -> Reference:
-    return Reference(
-        type="Patient",
-        identifier=Identifier(system=_patient_system(event.patient), value=event.patient.value),
-    )
+def patient(event: event_pb2.Event) -> dict[str, Any]:
+    """A Reference to the patient."""
+    return {
+        "type": "Patient",
+        "identifier": {"system": _patient_system(event.patient), "value": event.patient.value},
+    }
 
 
-def device(event: event_pb2.Event, context: NoteContext) -> Reference | None:
+def device(event: event_pb2.Event, context: NoteContext) -> dict[str, Any] | None:
+    """A Reference to the reported device (None: the event names none)."""
     if not event.HasField("device"):
         return None
     reported = event.device
-    return Reference(
-        type="Device",
-        identifier=Identifier(
-            system=DEVICE_IDENTIFIER_SYSTEM_PREFIX + context.vendor_organization_number,
-            value=reported.device_id,
-        ),
-        display=reported.display or None,
-    )
+    reference: dict[str, Any] = {
+        "type": "Device",
+        "identifier": {
+            "system": DEVICE_IDENTIFIER_SYSTEM_PREFIX + context.vendor_organization_number,
+            "value": reported.device_id,
+        },
+    }
+    if reported.display:
+        reference["display"] = reported.display
+    return reference
 
 
-def vendor(context: NoteContext) -> Reference:
-    return Reference(
-        type="Organization",
-        identifier=Identifier(
-            system=ORGANIZATION_NUMBER_SYSTEM, value=context.vendor_organization_number
-        ),
-        display=context.vendor_name or context.vendor_organization_number,
-    )
+def vendor(context: NoteContext) -> dict[str, Any]:
+    """A Reference to the vendor organisation."""
+    return {
+        "type": "Organization",
+        "identifier": {
+            "system": ORGANIZATION_NUMBER_SYSTEM,
+            "value": context.vendor_organization_number,
+        },
+        "display": context.vendor_name or context.vendor_organization_number,
+    }
