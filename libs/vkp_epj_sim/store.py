@@ -256,8 +256,9 @@ class Store:
     # -- writing --
 
     @staticmethod
-    def _index(connection: sqlite3.Connection, pk: int, body: Json) -> None:
-        connection.execute("DELETE FROM search_index WHERE pk = ?", (pk,))
+    def _index(connection: sqlite3.Connection, pk: int, body: Json, *, new: bool = False) -> None:
+        if not new:
+            connection.execute("DELETE FROM search_index WHERE pk = ?", (pk,))
         connection.executemany(
             "INSERT INTO search_index (pk, name, system, value) VALUES (?, ?, ?, ?)",
             [(pk, e.name, e.system, e.value) for e in index_entries(body)],
@@ -286,7 +287,7 @@ class Store:
         )
         pk = cursor.lastrowid
         assert pk is not None
-        self._index(connection, pk, body)
+        self._index(connection, pk, body, new=True)
         return pk
 
     async def replace_seed(self, records: Iterable[tuple[str, Json]]) -> int:

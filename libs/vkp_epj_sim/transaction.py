@@ -1,5 +1,6 @@
 """A transaction Bundle read into the creates it asks for, every resource checked by its
-`fhir.resources.R4B` model; and the rewriting of references between its entries.
+`fhir.resources.R4B` model (and stored as it came); and the rewriting of references between its
+entries.
 
 Entries are creates (`request.method` POST, `request.url` the resource type), each optionally
 conditional (`request.ifNoneExist: identifier=system|value`). A malformed bundle or resource is
@@ -61,19 +62,21 @@ def _problems(error: pydantic.ValidationError, where: str) -> str:
 
 
 def check_resource(resource: Any, where: str) -> Json:
-    """The resource as its R4B model reads and writes it; BundleError(400) when it is not one."""
+    """The resource, once its R4B model has read it (a copy, to store as it came: writing it
+    out again through the model would cost twice the check); BundleError(400) when it is not
+    one."""
     if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
         raise BundleError(400, f"{where} is not a FHIR resource")
     model = resource_model(resource["resourceType"])
     if model is None:
         raise BundleError(400, f"{where} has an unknown resourceType")
     try:
-        checked: Json = model.model_validate(resource).model_dump(mode="json")
+        model.model_validate(resource)
     except pydantic.ValidationError as exc:
         raise BundleError(400, _problems(exc, where)) from None
     except (ValueError, TypeError, KeyError):
         raise BundleError(400, f"{where} is not a valid {model.__name__}") from None
-    return checked
+    return dict(resource)
 
 
 def read_transaction(body: Any) -> list[PlannedCreate]:
