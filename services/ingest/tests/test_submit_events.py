@@ -202,6 +202,17 @@ async def test_a_single_event_is_refused_by_raising_its_reason_named_under_event
     assert ingest.registrar.requests == []
 
 
+async def test_a_single_events_field_rules_are_checked_unless_the_runner_has_checked_them() -> None:
+    ingest = Ingest()
+    spaced = event(0, event_id="has a space")
+    with pytest.raises(InvalidArgument) as caught:
+        await ingest.service.submit_event(VENDOR, spaced)
+    assert [v.field for v in caught.value.violations] == ["event.event_id"]
+    # The servicer's path: the runner refused such a request before; the service trusts that.
+    registered = await ingest.service.submit_event(VENDOR, spaced, rules_checked=True)
+    assert registered.event_id == "has a space"
+
+
 async def test_a_denial_is_refused_with_the_registrys_reason_and_audited_once() -> None:
     ingest = Ingest()
     elsewhere = event(3, municipality=NORDHEIM.organization_number)

@@ -1,7 +1,8 @@
 """The use cases of ingest: SubmitEvent(s), GetEventStatus, and CheckOpenAlarm (step 11).
 
-An event passes, in order: the contract's field rules (checked here, event by event, so one bad
-event of a batch refuses only itself), the domain rules (domain/checks.py), and the registry's
+An event passes, in order: the contract's field rules (a batch's checked here, event by event, so
+one bad event of a batch refuses only itself; a single event's by the runner, with its request's,
+before the servicer runs), the domain rules (domain/checks.py), and the registry's
 access decision for the caller, this municipality, this service and `journal`. A denial is
 refused with the registry's reason and audited at once (best effort; one DENIED record per
 event). The accepted events are registered in one group commit with one ALLOWED audit record per
@@ -84,11 +85,12 @@ class Journaling(Protocol):
 def _trace_context() -> tuple[str, str]:
     """The current call's W3C `traceparent` header (carried with its events to journaling) and
     trace id (in its audit records); both empty outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:  # no trace to carry (tracing off and no caller's context)
+        return "", ""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    context = trace.get_current_span().get_span_context()
-    trace_id = trace.format_trace_id(context.trace_id) if context.is_valid else ""
-    return carrier.get("traceparent", ""), trace_id
+    return carrier.get("traceparent", ""), trace.format_trace_id(context.trace_id)
 
 
 class IngestService:
@@ -111,9 +113,15 @@ class IngestService:
         self._rules = rules
         self._clock = clock
 
-    async def submit_event(self, principal: Principal, event: event_pb2.Event) -> Registered:
-        """One event: its registration, or the reason it was refused, raised."""
-        (outcome,) = await self._submit(principal, [event], prefix="event.")
+    async def submit_event(
+        self, principal: Principal, event: event_pb2.Event, *, rules_checked: bool = False
+    ) -> Registered:
+        """One event: its registration, or the reason it was refused, raised. `rules_checked`:
+        the event's field rules have been enforced already (the runner checks a SubmitEvent
+        request's, the event's among them, before the servicer runs), so they are not again."""
+        (outcome,) = await self._submit(
+            principal, [event], prefix="event.", rules_checked=rules_checked
+        )
         if isinstance(outcome, VkpError):
             raise outcome
         return outcome
@@ -122,12 +130,18 @@ class IngestService:
         self, principal: Principal, events: Sequence[event_pb2.Event]
     ) -> list[Registered | VkpError]:
         """Several events: one outcome each, in order."""
-        return await self._submit(principal, events, prefix="events[{}].")
+        return await self._submit(principal, events, prefix="events[{}].", rules_checked=False)
 
-    def _check(self, event: event_pb2.Event, prefix: str, now: datetime) -> None:
-        violations = [
-            replace(v, field=f"{prefix}{v.field}".rstrip(".")) for v in field_violations(event)
-        ]
+    def _check(
+        self, event: event_pb2.Event, prefix: str, now: datetime, *, rules_checked: bool
+    ) -> None:
+        violations = (
+            []
+            if rules_checked
+            else [
+                replace(v, field=f"{prefix}{v.field}".rstrip(".")) for v in field_violations(event)
+            ]
+        )
         if violations:
             raise InvalidArgument(
                 reason_of(violations), "the event breaks field rules", violations=violations
@@ -135,7 +149,12 @@ class IngestService:
         check_event(convert.event_facts(event), now, self._rules, prefix=prefix)
 
     async def _submit(
-        self, principal: Principal, events: Sequence[event_pb2.Event], *, prefix: str
+        self,
+        principal: Principal,
+        events: Sequence[event_pb2.Event],
+        *,
+        prefix: str,
+        rules_checked: bool,
     ) -> list[Registered | VkpError]:
         now = self._clock()
         traceparent, trace_id = _trace_context()
@@ -145,7 +164,7 @@ class IngestService:
         refusals: list[audit_pb2.AuditRecord] = []  # the denials' audit records
         for index, event in enumerate(events):
             try:
-                self._check(event, prefix.format(index), now)
+                self._check(event, prefix.format(index), now, rules_checked=rules_checked)
             except VkpError as error:
                 outcomes[index] = error
                 continue

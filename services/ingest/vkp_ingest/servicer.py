@@ -18,7 +18,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def SubmitEvent(
         self, request: pb.SubmitEventRequest, context: Context
     ) -> pb.SubmitEventResponse:
-        registered = await self._service.submit_event(current_principal(), request.event)
+        # The runner has enforced the request's field rules, the event's among them.
+        registered = await self._service.submit_event(
+            current_principal(), request.event, rules_checked=True
+        )
         return pb.SubmitEventResponse(receipt=convert.receipt(registered))
 
     async def SubmitEvents(
