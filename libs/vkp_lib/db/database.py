@@ -13,7 +13,8 @@
 - `write_sync(work)`: the same writer, batches and guarantees for a work that is a plain
   function of a SQLAlchemy Core `Connection` (no awaits between its statements). The sync works
   of a batch run together without returning to the event loop: on SQLite in the writer's own
-  thread on a connection of its own (one thread hop per batch, not several per statement); on
+  thread on a connection of its own, kept open between batches (one thread hop per batch, not
+  several per statement); on
   PostgreSQL in one greenlet over the writer's connection (one round trip per statement, so a
   work keeps its statements few: executemany, `unnest` of arrays, RETURNING). A batch of one
   work needs no SAVEPOINT: its failure rolls back the transaction it is alone in. The hot paths
@@ -141,7 +142,7 @@ class Database:
         self._database_file = Path(url.database or "") if self.dialect == "sqlite" else None
         self._write_engine, self._read_engine = _engines(url, name)
         #: SQLite: the sync works' connection (pysqlite), used only in the writer's thread.
-        self._sync_engine = _sqlite_sync_engine(url) if self.dialect == "sqlite" else None
+        self._sync_writer = _SqliteSyncWriter(url) if self.dialect == "sqlite" else None
         self._thread: ThreadPoolExecutor | None = None
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
@@ -167,7 +168,7 @@ class Database:
             raise StartupError(
                 f"cannot open the {self.name} database at {self.url} ({type(error).__name__})"
             ) from error
-        if self._sync_engine is not None:
+        if self._sync_writer is not None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-db-writer")
         self._writer = Batcher(
             self._commit,
@@ -184,10 +185,12 @@ class Database:
             await self._writer.close()
             self._writer = None
         if self._thread is not None:
+            assert self._sync_writer is not None
+            self._thread.submit(self._sync_writer.close).result()
             self._thread.shutdown(wait=True)
             self._thread = None
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
+        if self._sync_writer is not None:
+            self._sync_writer.engine.dispose()
         await self._write_engine.dispose()
         await self._read_engine.dispose()
 
@@ -293,12 +296,10 @@ class Database:
         event loop between them: in the writer's thread (SQLite) or in one greenlet over the
         writer's connection (PostgreSQL)."""
         if self._thread is not None:
-            assert self._sync_engine is not None
+            assert self._sync_writer is not None
             loop = asyncio.get_running_loop()
             run = contextvars.copy_context().run  # the batch span, for the statements' spans
-            return await loop.run_in_executor(
-                self._thread, run, _sqlite_sync_transaction, self._sync_engine, batch
-            )
+            return await loop.run_in_executor(self._thread, run, self._sync_writer.run, batch)
         async with self._write_engine.connect() as connection:
             try:
                 return await connection.run_sync(_sync_transaction, batch)
@@ -371,15 +372,33 @@ def _sync_transaction(connection: Connection, batch: list[_Pending]) -> list[Any
     return [value]
 
 
-def _sqlite_sync_transaction(engine: Engine, batch: list[_Pending]) -> list[Any]:
-    """`_sync_transaction` on the SQLite writer's own connection (in the writer's thread); a
-    connection whose COMMIT failed is closed, since the driver may leave its transaction open."""
-    with engine.connect() as connection:
+class _SqliteSyncWriter:
+    """SQLite: the connection of the sync works, used only in the writer's thread and kept open
+    from one batch to the next (checking it out of its pool and resetting it at each batch cost
+    more than a small batch's statements)."""
+
+    def __init__(self, url: URL) -> None:
+        self.engine = _sqlite_sync_engine(url)
+        self._connection: Connection | None = None
+
+    def run(self, batch: list[_Pending]) -> list[Any]:
+        """`_sync_transaction` on the connection; one whose COMMIT failed is closed (the driver
+        may leave its transaction open) and the next batch opens another."""
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        connection = self._connection
         try:
             return _sync_transaction(connection, batch)
         except BaseException:
+            self._connection = None
             connection.invalidate()
+            connection.close()
             raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 async def _run_in_savepoint(pending: _Pending, session: AsyncSession) -> Any:
