@@ -21,14 +21,12 @@ import grpc
 import httpx
 
 from vkp.registry.v1 import registry_pb2_grpc
-from vkp_cli.registry import seed
 from vkp_epj_sim import SeedPatient, sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
 from vkp_lib.sandbox import BJORKEDAL, FJORDVIK, HOME_FOLLOW_UP, SANDBOX, SandboxMunicipality
-from vkp_lib.testing.plugin import postgres_database
-from vkp_lib.testing.processes import NOWHERE, ServiceProcess, stop_all
+from vkp_lib.testing.processes import NOWHERE, ServiceProcess
 
 SQLITE, POSTGRESQL = "SQLite", "PostgreSQL"
 #: The five services, in the order they start (a service needs the addresses of those before).
@@ -79,13 +77,13 @@ def _base_env(issuer: DevelopmentIssuer) -> dict[str, str]:
         "OTEL_SDK_DISABLED": "true",
         "OTEL_TRACES_EXPORTER": "none",
         "OTEL_METRICS_EXPORTER": "none",
-        # Nothing is in flight when the bench stops the hub: a short grace for what is left.
-        "VKP_SHUTDOWN_DRAIN_SECONDS": "0",
-        "VKP_SHUTDOWN_GRACE_SECONDS": "1",
     }
 
 
 async def _seed(registry: str, issuer: DevelopmentIssuer, simulator_url: str) -> None:
+    # Imported when needed (with the CLI, half a CPU second), not before the bench's first row.
+    from vkp_cli.registry import seed
+
     admin = issuer.vendor_token("bench-admin", [Scopes.ADMIN])
     async with grpc.aio.insecure_channel(registry) as channel:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
@@ -101,42 +99,60 @@ def database_urls(database: str, folder: Path) -> Iterator[tuple[dict[str, str],
         urls = {name: f"sqlite+aiosqlite:///{folder / f'{name}.db'}" for name in SERVICES}
         yield urls, f"sqlite+aiosqlite:///{folder / 'ingest-alone.db'}"
         return
+    # Imported when needed: the test plugin brings pytest and the CLI (a CPU second).
+    from vkp_lib.testing.plugin import postgres_database
+
     with postgres_database() as shared, postgres_database() as alone:
         yield dict.fromkeys(SERVICES, shared), alone
 
 
+def _kill(sim: SimulatorProcess, processes: Sequence[ServiceProcess]) -> None:
+    """The hub is thrown away once measured: its processes are killed, not stopped (a graceful
+    stop costs each process a second of grace and interpreter teardown, the bench's time; the
+    tests prove the stop). SIGKILL to all at once, then each waited for."""
+    for process in processes:
+        if process.process.poll() is None:
+            process.process.kill()
+    for process in processes:
+        process.kill()  # waits, closes its pipes and removes its data folder
+    sim.kill()
+    sim.stop()  # closes its pipes and log (the process has exited)
+
+
 @contextlib.contextmanager
 def running_hub(database: str) -> Iterator[Hub]:
-    """The hub, seeded and serving; all stopped (and PostgreSQL's databases dropped) after."""
+    """The hub, seeded and serving; killed (and PostgreSQL's databases dropped) after.
+
+    Each process starts as soon as the addresses it needs are known, and the registry is
+    seeded while the later ones start: nothing calls ingest or delivers a note before the seed
+    is in, and the registry answers CheckAccess from its own committed snapshot."""
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vkp-bench-")))
         urls, alone_url = stack.enter_context(database_urls(database, folder))
         issuer = DevelopmentIssuer.open(folder / "issuer")
         base = _base_env(issuer)
         sim = SimulatorProcess(folder / "epj", env={"VKP_LOG_LEVEL": "WARNING"})
-        stack.callback(sim.stop)
         started: list[ServiceProcess] = []
-        stack.callback(lambda: stop_all(*started))
+        stack.callback(lambda: _kill(sim, started))
 
-        def start(name: str, **env: str) -> ServiceProcess:
-            process = ServiceProcess(name, {**base, "VKP_DB_URL": urls[name], **env})
+        def start(name: str, url: str, **env: str) -> ServiceProcess:
+            process = ServiceProcess(name, {**base, "VKP_DB_URL": url, **env})
             started.append(process)
             return process
 
-        registry, audit = start("registry"), start("audit")
-        sim.wait_ready()
+        registry, audit = start("registry", urls["registry"]), start("audit", urls["audit"])
         registry.wait_serving()
         audit.wait_serving()
-        asyncio.run(_seed(registry.address, issuer, sim.url))
         targets = {"VKP_REGISTRY_TARGET": registry.address, "VKP_AUDIT_TARGET": audit.address}
-        journaling, lookup = start("journaling", **targets), start("lookup", **targets)
-        alone = ServiceProcess(
-            "ingest",
-            {**base, **targets, "VKP_DB_URL": alone_url, "VKP_JOURNALING_TARGET": NOWHERE},
-        )
-        started.append(alone)
+        journaling = start("journaling", urls["journaling"], **targets)
+        lookup = start("lookup", urls["lookup"], **targets)
+        alone = start("ingest", alone_url, **targets, VKP_JOURNALING_TARGET=NOWHERE)
+        sim.wait_ready()
+        asyncio.run(_seed(registry.address, issuer, sim.url))
         journaling.wait_serving()
-        ingest = start("ingest", **targets, VKP_JOURNALING_TARGET=journaling.address)
+        ingest = start(
+            "ingest", urls["ingest"], **targets, VKP_JOURNALING_TARGET=journaling.address
+        )
         for process in (lookup, alone, ingest):
             process.wait_serving()
         processes = dict(zip(SERVICES, (registry, audit, journaling, lookup, ingest), strict=True))

@@ -27,7 +27,7 @@ async def unary_load(hub: Hub, seconds: float, concurrency: int, rate_bound: flo
     """SubmitEvent at `concurrency` in flight; `rate_bound` (the no-op server's requests/s)
     sizes the encoded requests."""
     metadata = hub.vendor_metadata()
-    warm_up = 50
+    warm_up = 50 if seconds >= 0.5 else 10  # the smoke run's are short
     # As many requests as the bound on the rate could use, and a few more.
     requests = Events(BUSY, "bench-ingest").unary(
         warm_up + int(rate_bound * seconds * 1.2) + concurrency

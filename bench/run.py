@@ -42,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from audit_bench import measure_audit
 from backlog_bench import measure_backlog
@@ -62,6 +62,7 @@ from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
 from vkp_lib.logging import configure_logging
 
+T = TypeVar("T")
 HUB_GROUPS = ("idle", "audit", "ingest", "e2e", "backlog")
 GROUPS = ("runner", "validation", "identity", *HUB_GROUPS)
 DATABASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
@@ -104,18 +105,18 @@ FULL = Sizes(
     idle_seconds=10.0,
 )
 SMOKE = Sizes(
-    seconds=0.3,
+    seconds=0.2,
     rate=100.0,
     duration=0.5,
     stall=5.0,
     drain_max=30.0,
     poll=0.1,
-    backlog=200,
-    empty_events=50,
-    window=0.5,
+    backlog=100,
+    empty_events=20,
+    window=0.4,
     other_rate=20.0,
-    idle_settle=0.2,
-    idle_seconds=0.5,
+    idle_settle=0.1,
+    idle_seconds=0.3,
 )
 
 
@@ -156,6 +157,7 @@ class Bench:
         self.args = args
         self.sizes = sizes
         self.rows: list[Row] = []
+        self.began = time.perf_counter()
         self.base: Load | None = None
         self.issuer_dir = tempfile.TemporaryDirectory(prefix="vkp-bench-issuer-")
         self.issuer = DevelopmentIssuer.open(Path(self.issuer_dir.name))
@@ -165,11 +167,17 @@ class Bench:
     def wants(self, group: str) -> bool:
         return group in self.args.only
 
-    def step(self, label: str, work: Callable[..., None], *args: Any) -> None:
+    def step(self, label: str, work: Callable[..., T], *args: Any) -> T:
         began = time.perf_counter()
         print(f"… {label}", file=sys.stderr, flush=True)
-        work(*args)
-        print(f"  {label}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+        result = work(*args)
+        ended = time.perf_counter()
+        print(
+            f"  {label}: {ended - began:.1f} s (done {ended - self.began:.1f} s into the run)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return result
 
     # -- the no-op servers --
 
@@ -476,7 +484,7 @@ class Bench:
                 # The smoke run starts its hubs while the first rows run: its time goes to
                 # checking that every row gives a figure, not to figures anyone reads.
                 pool = stack.enter_context(ThreadPoolExecutor(1))
-                early = pool.submit(start_hubs, self.args.databases)
+                early = pool.submit(self.step, "starting the hubs", start_hubs, self.args.databases)
                 stack.callback(
                     lambda: self.step(
                         "stopping the hubs", stop_hubs, early.result() if early else []
