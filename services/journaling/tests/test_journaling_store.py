@@ -74,6 +74,21 @@ async def test_each_patient_has_a_sequence_of_its_own(store: JournalStore) -> No
     assert sequences == [1, 1, 2, 3, 2]
 
 
+async def test_later_enqueues_number_on_in_known_and_new_queues_and_other_replicas_too(
+    store: JournalStore,
+) -> None:
+    await store.enqueue([entry(0), entry(1)], NOW)
+    other_replica = JournalStore(store.db)  # knows no queue yet
+    later = [entry(0), entry(2), entry(1)]
+    await store.enqueue(later[:2], NOW)
+    await other_replica.enqueue(later[2:], NOW)
+    assert [(await stored(store, e.entry_id)).sequence for e in later] == [2, 1, 2]
+    other = dataclasses.replace(entry(0), municipality="971130008")
+    await store.enqueue([other], NOW)  # the same patient in another municipality: a new queue
+    assert (await stored(store, other.entry_id)).sequence == 1
+    assert set(await store.dues()) == {PLACE, "971130008"}
+
+
 async def test_a_leased_queue_is_not_claimed_again_until_its_lease_ends(
     store: JournalStore,
 ) -> None:

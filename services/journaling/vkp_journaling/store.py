@@ -207,43 +207,92 @@ def _taking_turns(due: list[list[tuple[str, str]]], limit: int) -> list[tuple[st
     return picked
 
 
+#: The statements of Enqueue, made once (per dialect where the upsert differs).
+_DIALECTS = ("sqlite", "postgresql")
+_STORED_STATES = sa.select(entries.c.entry_id, entries.c.state).where(
+    entries.c.entry_id.in_(sa.bindparam("k_ids", expanding=True))
+)
+_ADD_MUNICIPALITIES = {
+    dialect: insert(dialect, municipalities).on_conflict_do_nothing(index_elements=["municipality"])
+    for dialect in _DIALECTS
+}
+_ADD_QUEUES = {
+    dialect: insert(dialect, queues).on_conflict_do_nothing(
+        index_elements=["municipality", "patient"]
+    )
+    for dialect in _DIALECTS
+}
+#: A municipality's queues of these patients, locked in key order, with their counters.
+_LOCK_QUEUES = (
+    sa.select(queues.c.patient, queues.c.last_sequence)
+    .where(
+        queues.c.municipality == sa.bindparam("k_municipality"),
+        queues.c.patient.in_(sa.bindparam("k_patients", expanding=True)),
+    )
+    .order_by(queues.c.patient)
+    .with_for_update()
+)
+_BUMP_QUEUE = (
+    sa.update(queues)
+    .where(*_QUEUE)
+    .values(
+        last_sequence=sa.bindparam("k_last"),
+        due_time=sa.func.coalesce(
+            queues.c.due_time, sa.bindparam("k_due", type_=sa.DateTime(timezone=True))
+        ),
+    )
+)
+_ADD_ENTRIES = {
+    dialect: insert(dialect, entries)
+    .on_conflict_do_nothing(index_elements=["entry_id"])
+    .returning(entries.c.entry_id)
+    for dialect in _DIALECTS
+}
+#: The queues a store remembers to exist (rows never deleted), at most.
+KNOWN_QUEUES = 200_000
+
+
 def _store_new(
-    connection: sa.Connection, dialect: str, fresh: Sequence[NewEntry], now: datetime
+    connection: sa.Connection,
+    dialect: str,
+    fresh: Sequence[NewEntry],
+    now: datetime,
+    unknown: set[tuple[str, str]],
 ) -> set[str]:
     """Inserts entries not stored yet (one per id), numbered in their patients' queues; the ids
-    inserted (another replica may have stored one meanwhile). The queue rows are locked in key
+    inserted (another replica may have stored one meanwhile). The `unknown` queues (and their
+    municipalities) are made first, when they do not exist yet; the queue rows are locked in key
     order, their counters bumped once each, and a queue with nothing to deliver made due."""
     by_queue: dict[tuple[str, str], list[NewEntry]] = {}
     for item in fresh:
         by_queue.setdefault((item.municipality, item.patient), []).append(item)
     keys = sorted(by_queue)
-    connection.execute(
-        insert(dialect, municipalities).on_conflict_do_nothing(index_elements=["municipality"]),
-        [{"municipality": m} for m in sorted({m for m, _ in keys})],
-    )
-    connection.execute(
-        insert(dialect, queues).on_conflict_do_nothing(index_elements=["municipality", "patient"]),
-        [
-            {
-                "municipality": m,
-                "patient": p,
-                "last_sequence": 0,
-                "lease_owner": "",
-                "lease_until": EPOCH,
-                "due_time": None,
-            }
-            for m, p in keys
-        ],
-    )
-    last = {
-        (str(m), str(p)): int(n)
-        for m, p, n in connection.execute(
-            sa.select(queues.c.municipality, queues.c.patient, queues.c.last_sequence)
-            .where(sa.tuple_(queues.c.municipality, queues.c.patient).in_(keys))
-            .order_by(queues.c.municipality, queues.c.patient)
-            .with_for_update()
+    if new_queues := sorted(unknown.intersection(keys)):
+        connection.execute(
+            _ADD_MUNICIPALITIES[dialect],
+            [{"municipality": m} for m in sorted({m for m, _ in new_queues})],
         )
-    }
+        connection.execute(
+            _ADD_QUEUES[dialect],
+            [
+                {
+                    "municipality": m,
+                    "patient": p,
+                    "last_sequence": 0,
+                    "lease_owner": "",
+                    "lease_until": EPOCH,
+                    "due_time": None,
+                }
+                for m, p in new_queues
+            ],
+        )
+    by_municipality: dict[str, list[str]] = {}
+    for m, p in keys:
+        by_municipality.setdefault(m, []).append(p)
+    last: dict[tuple[str, str], int] = {}
+    for m, patients in by_municipality.items():  # in key order: keys are sorted
+        found = connection.execute(_LOCK_QUEUES, {"k_municipality": m, "k_patients": patients})
+        last.update(((m, str(p)), int(n)) for p, n in found)
     rows: list[dict[str, Any]] = []
     bumps: list[dict[str, Any]] = []
     for key in keys:
@@ -259,26 +308,8 @@ def _store_new(
                 "k_due": now if deliverable else None,
             }
         )
-    connection.execute(
-        sa.update(queues)
-        .where(
-            queues.c.municipality == sa.bindparam("k_municipality"),
-            queues.c.patient == sa.bindparam("k_patient"),
-        )
-        .values(
-            last_sequence=sa.bindparam("k_last"),
-            due_time=sa.func.coalesce(
-                queues.c.due_time, sa.bindparam("k_due", type_=sa.DateTime(timezone=True))
-            ),
-        ),
-        bumps,
-    )
-    inserted = connection.execute(
-        insert(dialect, entries)
-        .on_conflict_do_nothing(index_elements=["entry_id"])
-        .returning(entries.c.entry_id),
-        rows,
-    )
+    connection.execute(_BUMP_QUEUE, bumps)
+    inserted = connection.execute(_ADD_ENTRIES[dialect], rows)
     return {str(entry_id) for (entry_id,) in inserted}
 
 
@@ -312,6 +343,8 @@ def _new_row(item: NewEntry, sequence: int, now: datetime) -> dict[str, Any]:
 class JournalStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: Queues (municipality, patient) known to exist: Enqueue makes no row for them.
+        self._queues: set[tuple[str, str]] = set()
 
     async def migrate(self) -> None:
         await self.db.migrate(MIGRATIONS, VERSION_TABLE)
@@ -324,22 +357,20 @@ class JournalStore:
         statements whatever the number of items; a queue that had nothing to deliver is due
         from `now`."""
         dialect = self.db.dialect
+        places = {(item.municipality, item.patient) for item in items}
+        unknown = places - self._queues
 
         def work(connection: sa.Connection) -> list[Enqueued]:
             ids = list(dict.fromkeys(item.entry_id for item in items))
             known = {
                 entry_id: EntryState(state)
-                for entry_id, state in connection.execute(
-                    sa.select(entries.c.entry_id, entries.c.state).where(
-                        entries.c.entry_id.in_(ids)
-                    )
-                )
+                for entry_id, state in connection.execute(_STORED_STATES, {"k_ids": ids})
             }
             fresh = list(
                 {i.entry_id: i for i in reversed(items) if i.entry_id not in known}.values()
             )
             fresh.reverse()
-            created = _store_new(connection, dialect, fresh, now) if fresh else set()
+            created = _store_new(connection, dialect, fresh, now, unknown) if fresh else set()
             results: list[Enqueued] = []
             for item in items:
                 new = item.entry_id in created
@@ -349,7 +380,12 @@ class JournalStore:
                 )
             return results
 
-        return await self.db.write_sync(work)
+        results = await self.db.write_sync(work)
+        # Committed: every item's queue exists now (a stored entry's queue was made with it).
+        if len(self._queues) + len(unknown) > KNOWN_QUEUES:
+            self._queues.clear()
+        self._queues |= places
+        return results
 
     # -- delivery ------------------------------------------------------------------------------
 
