@@ -4,6 +4,7 @@ tracing without values."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_lib.db import Database, DatabaseSettings
+from vkp_lib.db import Database, DatabaseSettings, new_id
 from vkp_lib.db import database as database_module
 from vkp_lib.errors import StartupError
 from vkp_lib.testing.data import TEST_PEOPLE
@@ -686,3 +687,14 @@ async def test_a_postgres_writer_whose_connection_was_lost_while_idle_writes_on(
         assert await read_bodies(database) == ["before", "after", "and the async kind"]
     finally:
         await database.close()
+
+
+def test_new_ids_are_uuids_of_version_7_that_begin_with_their_time() -> None:
+    before = time.time_ns() // 1_000_000
+    made = [new_id() for _ in range(1000)]
+    after = time.time_ns() // 1_000_000
+    parsed = [uuid.UUID(i) for i in made]
+    assert len(set(made)) == 1000
+    assert all(str(u) == i for u, i in zip(parsed, made, strict=True))
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    assert all(before <= u.int >> 80 <= after for u in parsed)

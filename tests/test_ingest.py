@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
 from vkp.common.v1 import common_pb2, event_pb2
@@ -24,6 +25,7 @@ from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
 from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
+from vkp_ingest import store as store_tables
 from vkp_ingest.domain.model import Incoming, Registration, content_hash
 from vkp_ingest.relay import JournalingRelay
 from vkp_ingest.settings import IngestSettings
@@ -673,3 +675,50 @@ async def test_the_relay_sends_a_waiting_municipality_beside_another_ones_backlo
         assert [i.event.event_id for i in sent if i.event.municipality == municipality] == ids[
             municipality
         ]
+
+
+async def test_a_group_of_new_and_earlier_keys_stores_the_audit_records_of_new_events_only(
+    database_url: str,
+) -> None:
+    fjordvik, nordheim = FJORDVIK.organization_number, NORDHEIM.organization_number
+
+    def incoming(event_id: str, municipality: str, content: bytes = b"first") -> Incoming:
+        return Incoming("v", event_id, "c", content_hash(content), municipality, content, "")
+
+    store = IngestStore(Database.from_url(database_url, name="ingest"))
+    await store.db.start()
+    try:
+        await store.migrate()
+        now = datetime.now(UTC)
+        await store.register_many([Registration([incoming("a", fjordvik)], {})], now)
+        await store.register_many([Registration([incoming("b", nordheim)], {})], now)
+        await store.db.write_sync(lambda c: c.execute(store_tables.audit_outbox.delete()))
+        mixed = Registration(
+            [incoming("new-1", fjordvik), incoming("a", fjordvik), incoming("b", nordheim, b"x")],
+            {fjordvik: b"mixed's record of fjordvik", nordheim: b"mixed's record of nordheim"},
+        )
+        others = Registration(
+            [incoming("new-2", nordheim), incoming("new-1", fjordvik)],
+            {nordheim: b"others' record of nordheim", fjordvik: b"others' record of fjordvik"},
+        )
+        first, second = await store.register_many([mixed, others], now)
+        assert [(r.new, r.replayed, r.reused) for r in first] == [
+            (True, False, False),
+            (False, True, False),
+            (False, False, True),
+        ]
+        assert [(r.new, r.replayed) for r in second] == [(True, False), (False, True)]
+        assert second[1].id == first[0].id
+        owed = {record for _, record in await store.audit_pending(10)}
+        assert owed == {b"mixed's record of fjordvik", b"others' record of nordheim"}
+        async with store.db.read() as session:
+            positions = list(
+                await session.execute(
+                    sa.select(
+                        store_tables.events.c.event_id, store_tables.events.c.position
+                    ).order_by(store_tables.events.c.position)
+                )
+            )
+        assert [event_id for event_id, _ in positions] == ["a", "b", "new-1", "new-2"]
+    finally:
+        await store.db.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,3 +26,19 @@ def insert(dialect: str, table: sa.Table) -> Any:
 def rowcount(result: sa.Result[Any]) -> int:
     """Rows an INSERT, UPDATE or DELETE touched (a session's execute types it as a plain Result)."""
     return int(result.rowcount) if isinstance(result, CursorResult) else 0
+
+
+def new_id() -> str:
+    """A new row id: a UUID (version 7) that begins with the time in milliseconds, so the rows
+    made together sit together in an index instead of each in a random page of it (fewer pages
+    written per commit, and per checkpoint)."""
+    random = int.from_bytes(os.urandom(10), "big")  # 80 bits: 12 + 62 used
+    value = (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | (random >> 68) << 64
+        | 0b10 << 62
+        | random & 0x3FFF_FFFF_FFFF_FFFF
+    )
+    hexed = f"{value:032x}"
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"

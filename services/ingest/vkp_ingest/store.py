@@ -9,12 +9,17 @@ in commit order across replicas (a key stored before leaves a gap). The relay se
 municipality's events in position order, which keeps each patient's events in order, and every
 municipality that has events waiting its share of each call. One relay at a time holds the outbox
 (a lease row), whichever replica it runs in. The writes are sync works (`Database.write_sync`):
-a group's statements run together, made once at import.
+a group's statements run together, made once at import. A group's registration is the hot path:
+its statements are plain SQL (run through SQLAlchemy's connection, so they are traced as every
+statement is) with their values in the driver's own form, written for each database: on SQLite
+the counter bumped, the events inserted with one executemany (its row count tells whether every
+one was new; only when not are the new ones looked up) and the audit records inserted; on
+PostgreSQL all three in one statement over arrays (`unnest`), one round trip. New rows get
+time-ordered ids (`new_id`), so a group's rows share index pages.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from vkp_ingest.domain.model import Outgoing, Registered, Registration, StoredEvent
-from vkp_lib.db import Database, aware, insert
+from vkp_lib.db import Database, aware, insert, new_id
 
 MIGRATIONS = "vkp_ingest.migrations"
 VERSION_TABLE = "alembic_version_ingest"
@@ -67,21 +72,59 @@ audit_outbox = sa.Table(
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
 )
 
-#: Takes `count` positions; returns the last.
-_BUMP = (
-    sa.update(counter)
-    .where(counter.c.id == 1)
-    .values(position=counter.c.position + sa.bindparam("count"))
-    .returning(counter.c.position)
+#: The columns of an incoming event's row a registration writes, in the order of its values;
+#: then `receive_time`, `position` and `sent` (false).
+_EVENT_VALUES = (
+    "id",
+    "vendor_system",
+    "event_id",
+    "client_id",
+    "content_hash",
+    "municipality",
+    "event",
+    "traceparent",
 )
-#: New events, and the ids of those stored (a key stored before is left alone).
-_ADD_EVENTS = {
-    dialect: insert(dialect, events)
-    .on_conflict_do_nothing(index_elements=["vendor_system", "event_id"])
-    .returning(events.c.id)
-    for dialect in ("sqlite", "postgresql")
-}
-_ADD_AUDIT = sa.insert(audit_outbox)
+_EVENT_COLUMNS = ", ".join((*_EVENT_VALUES, "receive_time", "position", "sent"))
+#: SQLite: takes `count` positions, returns the last; inserts the new events (a key stored before
+#: is left alone); inserts audit records.
+_SQLITE_BUMP = "UPDATE ingest_counter SET position = position + ? WHERE id = 1 RETURNING position"
+_SQLITE_ADD_EVENTS = (
+    f"INSERT INTO ingest_events ({_EVENT_COLUMNS}) "  # noqa: S608 - column names only
+    f"VALUES ({', '.join('?' * (len(_EVENT_VALUES) + 2))}, 0) "
+    "ON CONFLICT (vendor_system, event_id) DO NOTHING"
+)
+_SQLITE_ADD_AUDIT = "INSERT INTO ingest_audit_outbox (id, record, create_time) VALUES (?, ?, ?)"
+#: The stored of these new ids (when some keys of a group were there before).
+_INSERTED = sa.select(events.c.id).where(events.c.id.in_(sa.bindparam("ids", expanding=True)))
+#: PostgreSQL, one statement: `count` positions taken ($1), the incoming events inserted from
+#: arrays of their values ($2-$9) numbered from the counter (in its row lock, so in commit
+#: order), each with the number of its request's audit record of its municipality ($10, 0 for
+#: none); the audit records ($12, $13) inserted where an event of theirs was new; the new
+#: events' ids returned. `receive_time` and `create_time` are $11.
+_POSTGRESQL_REGISTER = f"""
+    WITH bumped AS (
+        UPDATE ingest_counter SET position = position + $1::bigint WHERE id = 1
+        RETURNING position
+    ), incoming AS (
+        SELECT * FROM unnest(
+            $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[],
+            $7::varchar[], $8::bytea[], $9::varchar[], $10::int[]
+        ) WITH ORDINALITY AS i({", ".join(_EVENT_VALUES)}, audit, n)
+    ), added AS (
+        INSERT INTO ingest_events ({_EVENT_COLUMNS})
+        SELECT {", ".join(f"i.{c}" for c in _EVENT_VALUES)}, $11,
+            (SELECT position FROM bumped) - $1::bigint + i.n, false
+        FROM incoming i ORDER BY i.n
+        ON CONFLICT (vendor_system, event_id) DO NOTHING
+        RETURNING id
+    ), audited AS (
+        INSERT INTO ingest_audit_outbox (id, record, create_time)
+        SELECT a.id, a.record, $11
+        FROM unnest($12::varchar[], $13::bytea[]) WITH ORDINALITY AS a(id, record, n)
+        WHERE a.n IN (SELECT i.audit FROM incoming i JOIN added USING (id))
+    )
+    SELECT id FROM added
+"""  # noqa: S608 - column names only
 _MARK_SENT = (
     sa.update(events).where(events.c.id.in_(sa.bindparam("ids", expanding=True))).values(sent=True)
 )
@@ -190,6 +233,54 @@ def _outcomes(
     return results
 
 
+def _add_sqlite(
+    connection: Connection,
+    rows: list[tuple[Any, ...]],
+    audit_of_row: list[int],
+    audits: list[tuple[str, bytes]],
+    now: datetime,
+) -> set[str]:
+    """SQLite: the new events numbered from the counter and inserted, and the audit records of
+    those that were new; the ids of the new events."""
+    (last,) = connection.exec_driver_sql(_SQLITE_BUMP, (len(rows),)).one()
+    first = int(last) - len(rows) + 1
+    received = _sqlite_time(now)
+    added = connection.exec_driver_sql(
+        _SQLITE_ADD_EVENTS,
+        [(*row, received, first + offset) for offset, row in enumerate(rows)],
+    )
+    ids = [row[0] for row in rows]
+    if added.rowcount == len(rows):
+        inserted, numbers = set(ids), set(audit_of_row)
+    else:  # some keys were there before: which of ours are stored?
+        inserted = {str(i) for i in connection.execute(_INSERTED, {"ids": ids}).scalars()}
+        numbers = {n for row_id, n in zip(ids, audit_of_row, strict=True) if row_id in inserted}
+    records = [(*audit, received) for n, audit in enumerate(audits, 1) if n in numbers]
+    if records:
+        connection.exec_driver_sql(_SQLITE_ADD_AUDIT, records)
+    return inserted
+
+
+def _add_postgresql(
+    connection: Connection,
+    rows: list[tuple[Any, ...]],
+    audit_of_row: list[int],
+    audits: list[tuple[str, bytes]],
+    now: datetime,
+) -> set[str]:
+    """PostgreSQL: the same in one statement (`_POSTGRESQL_REGISTER`); the new events' ids."""
+    columns = [list(values) for values in zip(*rows, strict=True)]
+    audit_ids = [audit_id for audit_id, _ in audits]
+    records = [record for _, record in audits]
+    values = (len(rows), *columns, audit_of_row, now, audit_ids, records)
+    return {str(i) for i in connection.exec_driver_sql(_POSTGRESQL_REGISTER, values).scalars()}
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A time as SQLAlchemy stores a DateTime on SQLite (UTC; read back by the same type)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 class IngestStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -205,62 +296,47 @@ class IngestStore:
         """Several requests' events in one transaction (a few statements, whatever their number):
         each request's audit record of a municipality is stored when that request registered a
         new event there."""
-        incoming = [item for request in requests for item in request.events]
         ours: dict[tuple[str, str], str] = {}  # the id this call gives each new key
-        rows: list[dict[str, object]] = []
-        for item in incoming:
-            key = (item.vendor_system, item.event_id)
-            if key in ours:
-                continue
-            ours[key] = str(uuid.uuid4())
-            rows.append(
-                {
-                    "id": ours[key],
-                    "vendor_system": item.vendor_system,
-                    "event_id": item.event_id,
-                    "client_id": item.client_id,
-                    "content_hash": item.content_hash,
-                    "municipality": item.municipality,
-                    "event": item.event,
-                    "traceparent": item.traceparent,
-                    "receive_time": now,
-                    "sent": False,
-                }
-            )
-        add = self._add_events
+        rows: list[tuple[Any, ...]] = []  # each new key's values, in `_EVENT_VALUES` order
+        #: Of each row, the number (from 1) of the audit record it calls for; 0 for none.
+        audit_of_row: list[int] = []
+        audits: list[tuple[str, bytes]] = []  # (id, record)
+        for request in requests:
+            numbered: dict[str, int] = {}  # this request's audit records, by municipality
+            for item in request.events:
+                key = (item.vendor_system, item.event_id)
+                if key in ours:
+                    continue
+                ours[key] = row_id = new_id()
+                municipality = item.municipality
+                number = numbered.get(municipality, 0)
+                if not number and municipality in request.audits:
+                    audits.append((new_id(), request.audits[municipality]))
+                    numbered[municipality] = number = len(audits)
+                audit_of_row.append(number)
+                rows.append(
+                    (
+                        row_id,
+                        item.vendor_system,
+                        item.event_id,
+                        item.client_id,
+                        item.content_hash,
+                        municipality,
+                        item.event,
+                        item.traceparent,
+                    )
+                )
+        add = _add_postgresql if self.db.dialect == "postgresql" else _add_sqlite
 
         def work(connection: Connection) -> list[list[Registered]]:
-            inserted = add(connection, rows)
+            inserted = add(connection, rows, audit_of_row, audits, now) if rows else set()
             # A key stored before (or by another replica meanwhile): its stored row tells a
             # repeat from a reused id. Read back only for those.
-            earlier = {key for key, new_id in ours.items() if new_id not in inserted}
+            earlier = {key for key, new in ours.items() if new not in inserted}
             stored = _stored(connection, earlier) if earlier else {}
-            results = _outcomes(requests, ours, inserted, stored, now)
-            records = [
-                {"id": str(uuid.uuid4()), "record": request.audits[m], "create_time": now}
-                for request, mine in zip(requests, results, strict=True)
-                for m in sorted(
-                    {i.municipality for i, r in zip(request.events, mine, strict=True) if r.new}
-                )
-                if m in request.audits
-            ]
-            if records:
-                connection.execute(_ADD_AUDIT, records)
-            return results
+            return _outcomes(requests, ours, inserted, stored, now)
 
         return await self.db.write_sync(work)
-
-    def _add_events(self, connection: Connection, rows: list[dict[str, object]]) -> set[str]:
-        """Inserts the rows that are new (ON CONFLICT DO NOTHING), numbered from the counter
-        (in its row lock, so in commit order); the ids of those inserted."""
-        if not rows:
-            return set()
-        last = int(connection.execute(_BUMP, {"count": len(rows)}).scalar_one())
-        first = last - len(rows) + 1
-        for offset, row in enumerate(rows):
-            row["position"] = first + offset
-        statement = _ADD_EVENTS[self.db.dialect]
-        return {str(i) for i in connection.execute(statement, rows).scalars()}
 
     async def find(self, client_id: str, event_id: str) -> StoredEvent | None:
         """An event by its id, among those of the caller's vendor system."""
