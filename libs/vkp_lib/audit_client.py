@@ -11,18 +11,20 @@ together in the next (`vkp_lib.grouping.Batcher`), so under load each call carri
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import grpc
 
 from vkp.audit.v1 import audit_pb2 as pb
 from vkp.audit.v1 import audit_pb2_grpc
+from vkp_lib.db.rows import new_id
 from vkp_lib.grouping import Batcher
 
 
 def new_record_id() -> str:
-    return str(uuid.uuid4())
+    """A new record id: time-ordered (`vkp_lib.db.new_id`), so the audit log's index of record
+    ids grows at its end."""
+    return new_id()
 
 
 class AuditClient:
