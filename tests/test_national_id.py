@@ -107,3 +107,16 @@ def test_organization_number_check_digit() -> None:
 def test_generated_organization_numbers_are_valid() -> None:
     rng = random.Random(11)
     assert all(is_valid_organization_number(synthetic_organization_number(rng)) for _ in range(500))
+
+
+def test_check_digits_are_mod_11_with_the_published_weights() -> None:
+    def mod11(digits: str, weights: tuple[int, ...]) -> int | None:
+        check = (11 - sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11) % 11
+        return None if check == 10 else check
+
+    rng = random.Random(11)
+    for _ in range(20_000):
+        first_nine = f"{rng.randrange(10**9):09d}"
+        k1 = mod11(first_nine, (3, 7, 6, 1, 8, 9, 4, 5, 2))
+        k2 = None if k1 is None else mod11(f"{first_nine}{k1}", (5, 4, 3, 2, 7, 6, 5, 4, 3, 2))
+        assert check_digits(first_nine) == (None if k2 is None else f"{k1}{k2}")

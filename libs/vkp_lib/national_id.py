@@ -18,8 +18,6 @@ import enum
 import random
 from dataclasses import dataclass
 
-_K1_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
-_K2_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 _ORG_WEIGHTS = (3, 2, 7, 6, 5, 4, 3, 2)
 
 SYNTHETIC_MONTH_OFFSET = 80
@@ -86,19 +84,33 @@ class NationalId:
 
 
 def _mod11(digits: str, weights: tuple[int, ...]) -> int | None:
-    """The mod-11 check digit of `digits`, or None when none exists (remainder 1)."""
-    remainder = sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11
+    """The mod-11 check digit of `digits` (ASCII digits), or None when none exists (remainder 1)."""
+    values = digits.encode().translate(_DIGIT_VALUES)
+    remainder = sum([v * w for v, w in zip(values, weights, strict=True)]) % 11
     check = (11 - remainder) % 11
     return None if check == 10 else check
 
 
+#: ASCII digits to their values (a byte string of digits to a byte string of 0-9).
+_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+
+
 def check_digits(first_nine: str) -> str | None:
-    """The two check digits for the first nine digits of an 11-digit id, or None if impossible."""
-    k1 = _mod11(first_nine, _K1_WEIGHTS)
-    if k1 is None:
+    """The two check digits for the first nine digits of an 11-digit id, or None if impossible:
+    mod-11 with the weights 3 7 6 1 8 9 4 5 2, then 5 4 3 2 7 6 5 4 3 2 over those nine and the
+    first check digit (written out: this runs for every event)."""
+    d0, d1, d2, d3, d4, d5, d6, d7, d8 = first_nine.encode().translate(_DIGIT_VALUES)
+    k1 = (
+        11 - (3 * d0 + 7 * d1 + 6 * d2 + d3 + 8 * d4 + 9 * d5 + 4 * d6 + 5 * d7 + 2 * d8) % 11
+    ) % 11
+    if k1 == 10:
         return None
-    k2 = _mod11(first_nine + str(k1), _K2_WEIGHTS)
-    return None if k2 is None else f"{k1}{k2}"
+    k2 = (
+        11
+        - (5 * d0 + 4 * d1 + 3 * d2 + 2 * d3 + 7 * d4 + 6 * d5 + 5 * d6 + 4 * d7 + 3 * d8 + 2 * k1)
+        % 11
+    ) % 11
+    return None if k2 == 10 else f"{k1}{k2}"
 
 
 def _century(year2: int, individual: int) -> int | None:
