@@ -52,6 +52,7 @@ from hub import POSTGRESQL, SERVICES, SQLITE, Hub, Started, running_hub, start_h
 from identity_bench import identity_rows
 from idle_bench import measure_idle
 from ingest_bench import measure_ingest
+from instructions_bench import count_instructions, find_valgrind
 from load import Load, merged
 from notes import ALL_IN
 from report import Row, print_table, write_json
@@ -65,6 +66,8 @@ from vkp_lib.logging import configure_logging
 T = TypeVar("T")
 HUB_GROUPS = ("idle", "audit", "ingest", "e2e", "backlog")
 GROUPS = ("runner", "validation", "identity", *HUB_GROUPS)
+#: Run only when named in --only: a server under valgrind takes a minute.
+OPTIONAL_GROUPS = ("instructions",)
 DATABASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
 #: The no-op servers are measured in turn this many times (of seconds / rounds each).
 RUNNER_ROUNDS = 3
@@ -221,6 +224,48 @@ class Bench:
         finally:
             for server in servers.values():
                 server.stop()
+
+    def instructions(self) -> None:
+        """Instructions per no-op call, bare and behind the runner with a vendor token, each
+        server under callgrind (in parallel: they wait on valgrind more than on the cores)."""
+        names = (
+            ("instructions.bare", "no-op RPC, bare grpc.aio, instructions per call"),
+            ("instructions.runner.token", "runner no-op, vendor token, instructions per call"),
+        )
+        valgrind, why = find_valgrind()
+        if valgrind is None:
+            self.rows += [Row(key=key, name=name, skipped=why) for key, name in names]
+            return
+        token = self.issuer.vendor_token("bench-client", [Scopes.INGEST])
+        bearer = (("authorization", f"Bearer {token}"),)
+        calls = 200 if self.args.smoke else 2_000
+        with ThreadPoolExecutor(2) as pool:
+            bare = pool.submit(count_instructions, "bare", None, (), calls, self.args.concurrency)
+            auth = pool.submit(
+                count_instructions,
+                "runner-auth",
+                self.issuer.env(),
+                bearer,
+                calls,
+                self.args.concurrency,
+            )
+            counts = (bare.result(), auth.result())
+        for (key, name), count, target in zip(names, counts, (None, 0.85), strict=True):
+            # As a rate: what a core does per second is inversely proportional to it.
+            ratio = counts[0].per_call / count.per_call
+            self.rows.append(
+                Row(
+                    key=key,
+                    name=name,
+                    value=count.per_call,
+                    unit="instr",
+                    ratio=ratio,
+                    ratio_of="no-op, as a rate",
+                    target="" if target is None else f"≥ {target:.2f} x no-op",
+                    met=None if target is None else _ratio_met(ratio, target),
+                    details={"calls": count.calls, "instructions": count.instructions},
+                )
+            )
 
     def baseline_now(self) -> Load:
         """The no-op server measured again, right before a row that is compared with it: the
@@ -496,6 +541,8 @@ class Bench:
                 self.step("validation", self.validation)
             if self.wants("identity"):
                 self.step("identity", self.identity)
+            if self.wants("instructions"):
+                self.step("instructions (callgrind)", self.instructions)
             if early is not None:
                 # Each hub's rows in a thread of their own: they wait on the hubs more than
                 # they work.
@@ -545,9 +592,10 @@ def main() -> None:
     parser.add_argument("--window", type=float, help="seconds measured in the backlog row (15)")
     parser.add_argument(
         "--only",
-        type=lambda text: _names(text, GROUPS),
+        type=lambda text: _names(text, GROUPS + OPTIONAL_GROUPS),
         default=list(GROUPS),
-        help=f"row groups, comma separated: {','.join(GROUPS)} (the no-op baseline always runs)",
+        help=f"row groups, comma separated: {','.join(GROUPS)} (the no-op baseline always "
+        f"runs); and, only when named, {','.join(OPTIONAL_GROUPS)} (callgrind, a minute)",
     )
     parser.add_argument(
         "--databases",

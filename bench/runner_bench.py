@@ -90,14 +90,19 @@ async def _serve_runner(with_auth: bool, traced: bool) -> None:
 
 class NoopServer:
     """One no-op server process; its port is read from its first line of output. `wrapper`
-    starts it under a profiler (`["-m", "pyinstrument", ...]`)."""
+    starts it under a Python profiler (`["-m", "pyinstrument", ...]`), `prefix` under another
+    program (`["valgrind", "--tool=callgrind", ...]`)."""
 
     def __init__(
-        self, kind: str, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()
+        self,
+        kind: str,
+        env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
+        prefix: Sequence[str] = (),
     ) -> None:
         self.kind = kind
         self.process = subprocess.Popen(
-            [sys.executable, *wrapper, __file__, "--serve", kind],
+            [*prefix, sys.executable, *wrapper, __file__, "--serve", kind],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={
