@@ -82,6 +82,9 @@ class BacklogFigures:
     #: during the window. Unlike the rates, the machine's other work hardly changes these.
     empty_cpu_us: float
     backlog_cpu_us: float
+    #: Journaling's CPU during the window, a share of one core: near 1, journaling's own work
+    #: is the limit; far below, it waits (on its database, the EPJ, ...).
+    backlog_cpu_share: float
     fill: Fill
     #: Entries of the busy municipality still waiting when the window opened.
     waiting_at_start: int
@@ -205,16 +208,18 @@ async def _run(
     fill = await _enqueue(hub, busy, backlog, FILL_IN_FLIGHT)
     cpu = _journaling_cpu(hub)
     before, began = await _busy_count(hub)
-    backlog_cpu_us = math.nan
+    backlog_cpu_us = backlog_cpu_share = math.nan
 
     async def delivery_rate() -> float:
-        nonlocal backlog_cpu_us
+        nonlocal backlog_cpu_us, backlog_cpu_share
         await asyncio.sleep(window)
         after, ended = await _busy_count(hub)
         # The other municipality's notes are delivered in the window too: counted in.
         async with hub.epj() as epj:
             others = await notes.count(epj, OTHER)
-        backlog_cpu_us = _us_per_note(_journaling_cpu(hub) - cpu, after - before + others)
+        used = _journaling_cpu(hub) - cpu
+        backlog_cpu_us = _us_per_note(used, after - before + others)
+        backlog_cpu_share = used / (time.perf_counter() - began)
         return (after - before) / (ended - began)
 
     rate, other = await asyncio.gather(
@@ -226,6 +231,7 @@ async def _run(
         empty_drained=empty_drained,
         empty_cpu_us=empty_cpu_us,
         backlog_cpu_us=backlog_cpu_us,
+        backlog_cpu_share=backlog_cpu_share,
         fill=fill,
         waiting_at_start=backlog - (before - empty_drained.stored),
         backlog_rate=rate,

@@ -495,6 +495,7 @@ class Bench:
                     "empty_queue_drain_end": figures.empty_drained.end,
                     "empty_queue_journaling_cpu_us_per_note": figures.empty_cpu_us,
                     "backlog_journaling_cpu_us_per_note": figures.backlog_cpu_us,
+                    "backlog_journaling_cpu_share": figures.backlog_cpu_share,
                     "backlog": len(fill.entries),
                     "fill_rate": fill.rate,
                     "fill_seconds": fill.seconds,
