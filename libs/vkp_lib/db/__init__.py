@@ -5,15 +5,15 @@
   Alembic migrations with a version table per service.
 - `settings`: `DatabaseSettings`, from the `VKP_DB_*` variables.
 - `alembic_env`: `run_migrations`, what a service's migrations `env.py` calls.
-- `rows`: `aware`, `insert`, `rowcount`, `new_id`: the same handling of times, conflicts, counts
-  and new ids in every store.
+- `rows`: `aware`, `insert`, `rowcount`, `new_id`, `sqlite_time`: the same handling of times,
+  conflicts, counts and new ids in every store.
 """
 
 from __future__ import annotations
 
 from vkp_lib.db.alembic_env import run_migrations
 from vkp_lib.db.database import Database, WriterStopped, async_url
-from vkp_lib.db.rows import aware, insert, new_id, rowcount
+from vkp_lib.db.rows import aware, insert, new_id, rowcount, sqlite_time
 from vkp_lib.db.settings import DatabaseSettings
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "new_id",
     "rowcount",
     "run_migrations",
+    "sqlite_time",
 ]

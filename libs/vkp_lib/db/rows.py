@@ -42,3 +42,9 @@ def new_id() -> str:
     )
     hexed = f"{value:032x}"
     return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
+def sqlite_time(value: datetime) -> str:
+    """A time as SQLAlchemy's DateTime stores it on SQLite (in UTC, as `aware` reads it back), for
+    values handed to the driver as they are (`Connection.exec_driver_sql`)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -9,6 +9,11 @@ as a repeat: one duplicate never rolls back the others.
 
 `body` is the record's canonical form, the very text its hash covers; queries read records from
 it, and the columns beside it (time, client id, the patients' index) only find them.
+
+An append is the hot path (lookup awaits each record): a sync work (`Database.write_sync`) whose
+heads and stored ids are read with statements made once, and whose rows are written as plain SQL
+with the values in the driver's form (through SQLAlchemy's connection, so traced): on SQLite three
+executemany, on PostgreSQL one statement over arrays (`unnest`), one round trip.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, canonical, from_canonical, link
+from vkp_audit.domain.chain import GENESIS, Index, StoredRecord, chained, from_canonical
 from vkp_audit.domain.model import Appended, AuditRecord, Checkpoint, Page, RecordQuery
-from vkp_lib.db import Database, aware, insert
+from vkp_lib.db import Database, aware, insert, sqlite_time
 from vkp_lib.logging import get_logger
 from vkp_lib.paging import page_token, position
 
@@ -80,13 +85,35 @@ _HEADS = (
 _STORED = sa.select(records.c.record_id, records.c.sequence).where(
     records.c.record_id.in_(sa.bindparam("ids", expanding=True))
 )
-_ADD_RECORDS = sa.insert(records)
-_ADD_PATIENTS = sa.insert(record_patients)
-_MOVE_HEAD = (
-    sa.update(chains)
-    .where(chains.c.municipality == sa.bindparam("m"))
-    .values(head_sequence=sa.bindparam("s"), head_hash=sa.bindparam("h"))
+_RECORD_COLUMNS = "municipality, sequence, record_id, occurred_time, client_id, hash, body"
+_SQLITE_ADD_RECORDS = (
+    f"INSERT INTO audit_records ({_RECORD_COLUMNS}) "  # noqa: S608 - column names only
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_SQLITE_ADD_PATIENTS = (
+    "INSERT INTO audit_record_patients (municipality, sequence, national_id) VALUES (?, ?, ?)"
+)
+_SQLITE_MOVE_HEAD = (
+    "UPDATE audit_chains SET head_sequence = ?, head_hash = ? WHERE municipality = ?"
+)
+#: PostgreSQL: the records ($1-$7), their patients ($8-$10) and the chains' new heads ($11-$13),
+#: each as arrays of their columns, in one statement.
+_POSTGRESQL_WRITE = f"""
+    WITH added AS (
+        INSERT INTO audit_records ({_RECORD_COLUMNS})
+        SELECT * FROM unnest(
+            $1::varchar[], $2::bigint[], $3::varchar[], $4::timestamptz[], $5::varchar[],
+            $6::varchar[], $7::text[]
+        )
+    ), named AS (
+        INSERT INTO audit_record_patients (municipality, sequence, national_id)
+        SELECT * FROM unnest($8::varchar[], $9::bigint[], $10::varchar[])
+    )
+    UPDATE audit_chains c SET head_sequence = h.sequence, head_hash = h.hash
+    FROM unnest($11::varchar[], $12::bigint[], $13::varchar[]) AS h(municipality, sequence, hash)
+    WHERE c.municipality = h.municipality
+"""  # noqa: S608 - column names only
+Row = tuple[Any, ...]
 
 
 def _after(parts: list[str]) -> tuple[datetime, int]:
@@ -104,6 +131,33 @@ def _checkpoint(row: sa.Row[Any]) -> Checkpoint:
     )
 
 
+def _write_sqlite(
+    connection: Connection, rows: list[Row], named: list[Row], heads: list[Row]
+) -> None:
+    """SQLite: the records, their patients and the moved heads, an executemany each."""
+    connection.exec_driver_sql(
+        _SQLITE_ADD_RECORDS, [(*row[:3], sqlite_time(row[3]), *row[4:]) for row in rows]
+    )
+    if named:
+        connection.exec_driver_sql(_SQLITE_ADD_PATIENTS, named)
+    connection.exec_driver_sql(_SQLITE_MOVE_HEAD, [(s, h, m) for m, s, h in heads])
+
+
+def _write_postgresql(
+    connection: Connection, rows: list[Row], named: list[Row], heads: list[Row]
+) -> None:
+    """PostgreSQL: the same in one statement (`_POSTGRESQL_WRITE`)."""
+    values = (*_columns(rows, 7), *_columns(named, 3), *_columns(heads, 3))
+    connection.exec_driver_sql(_POSTGRESQL_WRITE, values)
+
+
+def _columns(table: list[Row], width: int) -> list[list[Any]]:
+    """A table's rows as its `width` columns."""
+    if not table:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*table, strict=True)]
+
+
 class AuditStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -116,46 +170,40 @@ class AuditStore:
         handful of statements whatever the number of records and chains (run together in the
         writer, `Database.write_sync`)."""
         lock_heads = self._lock_heads
+        write = _write_postgresql if self.db.dialect == "postgresql" else _write_sqlite
 
         def work(connection: Connection) -> dict[str, Appended]:
             heads = lock_heads(connection, sorted({r.municipality for r in batch}))
             stored = connection.execute(_STORED, {"ids": list({r.record_id for r in batch})})
             placed = {rid: Appended(rid, seq, created=False) for rid, seq in stored}
             moved = dict(heads)
-            rows: list[dict[str, object]] = []
-            named: list[dict[str, object]] = []
+            rows: list[Row] = []  # in _RECORD_COLUMNS order
+            named: list[Row] = []  # municipality, sequence, national id
             for record in batch:
                 if record.record_id in placed:
                     continue  # stored before, or twice in this batch
-                sequence, previous = moved[record.municipality]
-                linked = link(record, sequence + 1, previous, now)
+                municipality = record.municipality
+                sequence, previous = moved[municipality]
+                sequence += 1
+                body, hashed = chained(record, sequence, previous, now)
                 rows.append(
-                    {
-                        "municipality": linked.municipality,
-                        "sequence": linked.sequence,
-                        "record_id": linked.record_id,
-                        "occurred_time": linked.occurred_time,
-                        "client_id": linked.actor.client_id,
-                        "hash": linked.hash,
-                        "body": canonical(linked),
-                    }
+                    (
+                        municipality,
+                        sequence,
+                        record.record_id,
+                        record.occurred_time,
+                        record.actor.client_id,
+                        hashed,
+                        body,
+                    )
                 )
-                at = {"municipality": record.municipality, "sequence": linked.sequence}
-                patients = sorted({p.national_id for p in linked.patients})
-                named += [at | {"national_id": p} for p in patients]
-                placed[record.record_id] = Appended(record.record_id, linked.sequence, True)
-                moved[record.municipality] = (linked.sequence, linked.hash)
+                patients = sorted({p.national_id for p in record.patients})
+                named += [(municipality, sequence, p) for p in patients]
+                placed[record.record_id] = Appended(record.record_id, sequence, True)
+                moved[municipality] = (sequence, hashed)
+            changed = [(m, *head) for m, head in moved.items() if head != heads[m]]
             if rows:
-                connection.execute(_ADD_RECORDS, rows)
-            if named:
-                connection.execute(_ADD_PATIENTS, named)
-            changed = [
-                {"m": m, "s": sequence, "h": head_hash}
-                for m, (sequence, head_hash) in moved.items()
-                if (sequence, head_hash) != heads[m]
-            ]
-            if changed:
-                connection.execute(_MOVE_HEAD, changed)
+                write(connection, rows, named, changed)
             return placed
 
         placed = await self.db.write_sync(work)

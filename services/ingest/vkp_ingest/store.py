@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from vkp_ingest.domain.model import Outgoing, Registered, Registration, StoredEvent
-from vkp_lib.db import Database, aware, insert, new_id
+from vkp_lib.db import Database, aware, insert, new_id, sqlite_time
 
 MIGRATIONS = "vkp_ingest.migrations"
 VERSION_TABLE = "alembic_version_ingest"
@@ -244,7 +244,7 @@ def _add_sqlite(
     those that were new; the ids of the new events."""
     (last,) = connection.exec_driver_sql(_SQLITE_BUMP, (len(rows),)).one()
     first = int(last) - len(rows) + 1
-    received = _sqlite_time(now)
+    received = sqlite_time(now)
     added = connection.exec_driver_sql(
         _SQLITE_ADD_EVENTS,
         [(*row, received, first + offset) for offset, row in enumerate(rows)],
@@ -274,11 +274,6 @@ def _add_postgresql(
     records = [record for _, record in audits]
     values = (len(rows), *columns, audit_of_row, now, audit_ids, records)
     return {str(i) for i in connection.exec_driver_sql(_POSTGRESQL_REGISTER, values).scalars()}
-
-
-def _sqlite_time(value: datetime) -> str:
-    """A time as SQLAlchemy stores a DateTime on SQLite (UTC; read back by the same type)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 class IngestStore:

@@ -64,7 +64,11 @@ def _content(record: AuditRecord) -> dict[str, Any]:
 
 def canonical(record: AuditRecord) -> str:
     """The canonical form: what the hash covers and what is stored."""
-    return json.dumps(_content(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(_content(record))
+
+
+def _dumps(content: dict[str, Any]) -> str:
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def hash_of(body: str) -> str:
@@ -106,8 +110,21 @@ def from_canonical(body: str, stored_hash: str) -> AuditRecord:
 
 def link(record: AuditRecord, sequence: int, previous_hash: str, now: datetime) -> AuditRecord:
     """The record as the chain's next, with its hash."""
-    placed = replace(record, sequence=sequence, previous_hash=previous_hash, record_time=now)
-    return replace(placed, hash=hash_of(canonical(placed)))
+    _, hashed = chained(record, sequence, previous_hash, now)
+    return replace(
+        record, sequence=sequence, previous_hash=previous_hash, record_time=now, hash=hashed
+    )
+
+
+def chained(
+    record: AuditRecord, sequence: int, previous_hash: str, now: datetime
+) -> tuple[str, str]:
+    """The canonical form and the hash of the record as the chain's next (the record `link`
+    makes), made once each: what the store writes."""
+    content = _content(record)
+    content.update(sequence=sequence, previous_hash=previous_hash, record_time=_time(now))
+    body = _dumps(content)
+    return body, hash_of(body)
 
 
 def checkpoint_message(municipality: str, sequence: int, head_hash: str, when: datetime) -> bytes:
