@@ -8,6 +8,10 @@
   (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_RESOURCE_ATTRIBUTES`, ...).
 - Propagation is W3C trace context (the API's default, `OTEL_PROPAGATORS`).
 
+Redis commands are traced (OpenTelemetry's Redis instrumentation, once a trace exporter is set):
+a span per command whose `db.statement` is the command's name with every argument replaced by
+`?`, so neither a key nor a value reaches a span.
+
 Every span passes through `RedactingSpanExporter` before export: URL query strings are cut,
 attributes a service marked as sensitive are dropped, and exception messages (which may quote
 input) are removed. Spans are read-only once ended, so redaction makes copies at export time, of
@@ -176,6 +180,16 @@ def _metric_exporter(choice: str) -> MetricExporter | None:
     raise ValueError(f"OTEL_METRICS_EXPORTER={choice!r} is not one of otlp, console, none")
 
 
+def _instrument_redis() -> None:
+    """Every Redis client of the process traced. The instrumentation writes each command as its
+    name and `?` per argument (`SET ? ? ? ?`): no key or value content is in a span."""
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    instrumentor = RedisInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+
+
 @dataclass
 class Telemetry:
     """The providers a process uses; `shutdown` flushes what is buffered."""
@@ -222,4 +236,6 @@ def setup_telemetry(
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
+        if exporter is not None:
+            _instrument_redis()
     return Telemetry(tracer_provider, meter_provider, redactor)
