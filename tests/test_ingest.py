@@ -1,10 +1,12 @@
 """Ingest end to end, on SQLite and on PostgreSQL, over real processes: the registry seeded with
 the sandbox (its agreements decide), the audit service, journaling (where the relay delivers), and
-ingest itself — validation, authorization, idempotency, crashes and a journaling outage."""
+ingest itself — validation, authorization, idempotency, crashes, a journaling outage, and the
+alarms' state CheckOpenAlarm answers from."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,6 +28,7 @@ from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
 from vkp_ingest import store as store_tables
+from vkp_ingest.domain.alarm import Alarm, AlarmStep, with_step
 from vkp_ingest.domain.model import Incoming, Registration, content_hash
 from vkp_ingest.relay import JournalingRelay
 from vkp_ingest.settings import IngestSettings
@@ -720,5 +723,243 @@ async def test_a_group_of_new_and_earlier_keys_stores_the_audit_records_of_new_e
                 )
             )
         assert [event_id for event_id, _ in positions] == ["a", "b", "new-1", "new-2"]
+    finally:
+        await store.db.close()
+
+
+# -- alarms: their state, and CheckOpenAlarm ---------------------------------------------------
+
+
+def alarm_step_of(
+    alarm_id: str,
+    at: datetime,
+    *,
+    person: int = 4,
+    closes: bool = False,
+    municipality: str = FJORDVIK.organization_number,
+) -> event_pb2.Event:
+    event = sample_event(
+        "alarm_step",
+        event_id=f"evt-{uuid.uuid4().hex[:12]}",
+        national_id=TEST_PEOPLE[person].national_id,
+        at=at,
+    )
+    event.municipality = municipality
+    event.alarm_step.alarm_id = alarm_id
+    event.alarm_step.closes_alarm = closes
+    return event
+
+
+async def check_open_alarm(
+    hub: Hub,
+    stub: ingest_pb2_grpc.IngestServiceAsyncStub,
+    alarm_id: str,
+    *,
+    person: int = 4,
+    municipality: str = FJORDVIK.organization_number,
+    metadata: Metadata | None = None,
+) -> pb.CheckOpenAlarmResponse:
+    """CheckOpenAlarm as lookup asks it: with a hub service token, about the response centre's
+    alarm."""
+    token = hub.issuer.service_token("lookup")
+    return await stub.CheckOpenAlarm(
+        pb.CheckOpenAlarmRequest(
+            vendor_system=RESPONSE_CENTRE.name,
+            alarm_id=alarm_id,
+            patient=common_pb2.NationalId(value=TEST_PEOPLE[person].national_id),
+            municipality=municipality,
+        ),
+        metadata=metadata or (("authorization", f"Bearer {token}"),),
+    )
+
+
+def times_of(answer: pb.CheckOpenAlarmResponse) -> dict[str, datetime]:
+    return {
+        field.name: value.ToDatetime(tzinfo=UTC)
+        for field, value in answer.ListFields()
+        if field.name.endswith("_time")
+    }
+
+
+async def test_an_alarms_steps_out_of_order_and_twice_open_it_and_its_closing_step_closes_it(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    alarm_id = f"alarm-{uuid.uuid4().hex[:12]}"
+    start = datetime.now(UTC).replace(microsecond=123456) - timedelta(minutes=20)
+    steps = [alarm_step_of(alarm_id, start + timedelta(minutes=m)) for m in (0, 2, 5, 9)]
+    closing = alarm_step_of(alarm_id, start + timedelta(minutes=12), closes=True)
+    vendor = hub.vendor(RESPONSE_CENTRE)
+    assert times_of(await check_open_alarm(hub, stub, alarm_id)) == {}
+    # The middle steps first, one by one, then a batch holding the others with a repeat in it,
+    # then every step again.
+    for step in (steps[2], steps[1]):
+        await submit_as_a_vendor_does(stub, pb.SubmitEventRequest(event=step), vendor)
+    await stub.SubmitEvents(
+        pb.SubmitEventsRequest(events=[steps[3], steps[0], steps[3]]), metadata=vendor
+    )
+    again = await stub.SubmitEvents(pb.SubmitEventsRequest(events=steps), metadata=vendor)
+    assert all(r.receipt.replayed for r in again.results)
+    answer = await check_open_alarm(hub, stub, alarm_id)
+    assert answer.open
+    assert times_of(answer) == {
+        "opened_time": start,
+        "last_step_time": start + timedelta(minutes=9),
+    }
+    await stub.SubmitEvent(pb.SubmitEventRequest(event=closing), metadata=vendor)
+    # A step that happened before the close but arrives after it leaves the alarm closed.
+    late = alarm_step_of(alarm_id, start + timedelta(minutes=10))
+    await stub.SubmitEvent(pb.SubmitEventRequest(event=late), metadata=vendor)
+    await stub.SubmitEvent(pb.SubmitEventRequest(event=closing), metadata=vendor)  # again
+    answer = await check_open_alarm(hub, stub, alarm_id)
+    assert not answer.open
+    assert times_of(answer) == {
+        "opened_time": start,
+        "last_step_time": start + timedelta(minutes=12),
+        "closed_time": start + timedelta(minutes=12),
+    }
+
+
+async def test_an_alarm_is_not_seen_by_a_question_about_another_patient_or_municipality(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    alarm_id = f"alarm-{uuid.uuid4().hex[:12]}"
+    at = datetime.now(UTC) - timedelta(minutes=3)
+    await submit_as_a_vendor_does(
+        stub, pb.SubmitEventRequest(event=alarm_step_of(alarm_id, at)), hub.vendor(RESPONSE_CENTRE)
+    )
+    assert (await check_open_alarm(hub, stub, alarm_id)).open
+    for answer in (
+        await check_open_alarm(hub, stub, alarm_id, person=2),
+        await check_open_alarm(hub, stub, alarm_id, municipality=NORDHEIM.organization_number),
+    ):
+        assert answer == pb.CheckOpenAlarmResponse(open=False)
+
+
+async def test_a_step_naming_another_patient_leaves_the_first_patients_alarm_as_it_was(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    alarm_id = f"alarm-{uuid.uuid4().hex[:12]}"
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    vendor = hub.vendor(RESPONSE_CENTRE)
+    first = alarm_step_of(alarm_id, at)
+    await submit_as_a_vendor_does(stub, pb.SubmitEventRequest(event=first), vendor)
+    before = await check_open_alarm(hub, stub, alarm_id)
+    for minutes, closes in ((-5, False), (4, True)):  # earlier, and a closing one
+        stray = alarm_step_of(alarm_id, at + timedelta(minutes=minutes), person=2, closes=closes)
+        answer = await stub.SubmitEvent(pb.SubmitEventRequest(event=stray), metadata=vendor)
+        assert answer.receipt.state == common_pb2.EVENT_STATE_REGISTERED  # journaled as any
+    assert await check_open_alarm(hub, stub, alarm_id) == before
+    assert before.open
+    assert times_of(before) == {"opened_time": at, "last_step_time": at}
+    assert await check_open_alarm(hub, stub, alarm_id, person=2) == pb.CheckOpenAlarmResponse()
+
+
+async def test_check_open_alarm_refuses_a_vendor_token_and_answers_a_hub_service(
+    hub: Hub, stub: ingest_pb2_grpc.IngestServiceAsyncStub
+) -> None:
+    alarm_id = f"alarm-{uuid.uuid4().hex[:12]}"
+    await submit_as_a_vendor_does(
+        stub,
+        pb.SubmitEventRequest(event=alarm_step_of(alarm_id, datetime.now(UTC))),
+        hub.vendor(RESPONSE_CENTRE),
+    )
+    vendor = hub.issuer.vendor_token(
+        RESPONSE_CENTRE.client_ids[0],
+        [Scopes.INGEST, Scopes.LOOKUP, Scopes.ADMIN],
+        organization_number=RESPONSE_CENTRE.vendor_organization_number,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await check_open_alarm(
+            hub, stub, alarm_id, metadata=(("authorization", f"Bearer {vendor}"),)
+        )
+    assert reason_of(caught) == ("PERMISSION_DENIED", "SERVICE_IDENTITY_REQUIRED")
+    assert (await check_open_alarm(hub, stub, alarm_id)).open
+
+
+def _alarm_step_incoming(event_id: str, step: AlarmStep, content: bytes | None = None) -> Incoming:
+    data = content if content is not None else f"{event_id}".encode()
+    return Incoming(
+        step.vendor_system,
+        event_id,
+        "c",
+        content_hash(data),
+        step.municipality,
+        data,
+        "",
+        alarm=step,
+    )
+
+
+def alarm_steps(patient: str, other: str) -> list[tuple[int, bool, str]]:
+    """Steps of one alarm: (minute, closes, patient), two closing, two of another patient."""
+    return [
+        (4, False, patient),
+        (0, False, patient),
+        (7, True, patient),
+        (5, True, patient),
+        (11, False, patient),
+        (-3, False, other),
+        (2, True, other),
+    ]
+
+
+async def test_the_stores_alarm_state_is_the_domain_rule_over_the_new_steps_in_any_order(
+    database_url: str,
+) -> None:
+    """The upsert of each dialect against domain/alarm.py's `with_step`, over steps that arrive
+    shuffled, grouped or alone, repeated, and some of another patient; a reused event id (other
+    content) is not a new step, so it changes nothing even where its content would."""
+    start = datetime(2026, 11, 26, 12, 0, 0, 250_000, tzinfo=UTC)
+    patient, other = TEST_PEOPLE[0].national_id, TEST_PEOPLE[1].national_id
+    rng = random.Random(2026)
+    store = IngestStore(Database.from_url(database_url, name="ingest"))
+    await store.db.start()
+    try:
+        await store.migrate()
+        for round_ in range(6):
+            alarm_id = f"alarm-{round_}"
+
+            steps = {
+                f"{alarm_id}-{n}": AlarmStep(
+                    RESPONSE_CENTRE.name,
+                    alarm_id,
+                    FJORDVIK.organization_number,
+                    who,
+                    "3",
+                    start + timedelta(minutes=minute, microseconds=round_),
+                    closes,
+                )
+                for n, (minute, closes, who) in enumerate(alarm_steps(patient, other))
+            }
+            arrivals = [*steps, *rng.sample(list(steps), 3)]
+            rng.shuffle(arrivals)
+            expected: Alarm | None = None
+            seen: set[str] = set()
+            position = 0
+            while position < len(arrivals):  # groups of 1 to 3 registrations
+                size = rng.randint(1, 3)
+                group = arrivals[position : position + size]
+                position += size
+                await store.register_many(
+                    [Registration([_alarm_step_incoming(e, steps[e])], {}) for e in group],
+                    start,
+                )
+                for event_id in group:
+                    if event_id not in seen:
+                        seen.add(event_id)
+                        expected = with_step(expected, steps[event_id])
+            # A reused id: other content, the owner's step closing the alarm before all else.
+            assert expected is not None
+            reused = dataclasses.replace(
+                steps[arrivals[0]],
+                patient=expected.patient,
+                occurred_time=start - timedelta(hours=1),
+                closes=True,
+            )
+            await store.register_many(
+                [Registration([_alarm_step_incoming(arrivals[0], reused, b"other")], {})], start
+            )
+            assert await store.find_alarm(RESPONSE_CENTRE.name, alarm_id) == expected
+        assert await store.find_alarm(RESPONSE_CENTRE.name, "never-stepped") is None
     finally:
         await store.db.close()

@@ -13,9 +13,11 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from vkp.audit.v1 import audit_pb2
 from vkp.common.v1 import common_pb2, event_pb2
+from vkp.ingest.v1 import ingest_pb2 as pb
 from vkp.journaling.v1 import journaling_pb2 as jpb
 from vkp.registry.v1 import registry_pb2
 from vkp_ingest import convert
+from vkp_ingest.domain.alarm import Alarm, AlarmStep
 from vkp_ingest.domain.checks import EventRules
 from vkp_ingest.domain.model import Registered, Registration, StoredEvent
 from vkp_ingest.domain.reasons import Reason
@@ -111,6 +113,14 @@ class FakeEvents:
 
 
 @dataclass
+class FakeAlarms:
+    stored: dict[tuple[str, str], Alarm] = field(default_factory=dict)
+
+    async def find_alarm(self, vendor_system: str, alarm_id: str) -> Alarm | None:
+        return self.stored.get((vendor_system, alarm_id))
+
+
+@dataclass
 class FakeJournaling:
     """GetEntry of the entries it has; UNAVAILABLE for any other."""
 
@@ -132,6 +142,7 @@ class Ingest:
     decisions: FakeDecisions = field(default_factory=FakeDecisions)
     audit: FakeAudit = field(default_factory=FakeAudit)
     events: FakeEvents = field(default_factory=FakeEvents)
+    alarms: FakeAlarms = field(default_factory=FakeAlarms)
     journaling: FakeJournaling = field(default_factory=FakeJournaling)
 
     @property
@@ -139,6 +150,7 @@ class Ingest:
         return IngestService(
             registrar=self.registrar,
             events=self.events,
+            alarms=self.alarms,
             decisions=self.decisions,
             audit=self.audit,
             journaling=self.journaling,
@@ -348,3 +360,77 @@ async def test_a_handed_over_event_is_queued_while_journaling_cannot_be_asked() 
     status = convert.event_status("evt-0", *await ingest.service.event_status("c", "evt-0"))
     assert status.state == common_pb2.EVENT_STATE_QUEUED
     assert ingest.journaling.asked == ["entries/id-1"]
+
+
+# -- alarms ------------------------------------------------------------------------------------
+
+
+async def test_an_accepted_alarm_step_carries_its_facts_into_the_registration() -> None:
+    ingest = Ingest()
+    step = sample_event(
+        "alarm_step",
+        event_id="evt-alarm",
+        national_id=TEST_PEOPLE[1].national_id,
+        at=NOW - timedelta(minutes=3),
+    )
+    step.municipality = FJORDVIK.organization_number
+    step.alarm_step.alarm_id = "alarm-7"
+    step.alarm_step.closes_alarm = True
+    await ingest.service.submit_events(VENDOR, [step, event(0)])
+    (request,) = ingest.registrar.requests
+    assert [item.alarm for item in request.events] == [
+        AlarmStep(
+            vendor_system=SYSTEM,
+            alarm_id="alarm-7",
+            municipality=FJORDVIK.organization_number,
+            patient=TEST_PEOPLE[1].national_id,
+            alert_code="3",
+            occurred_time=NOW - timedelta(minutes=3),
+            closes=True,
+        ),
+        None,  # a medication dispense has none
+    ]
+
+
+def _alarm(closed: datetime | None) -> Alarm:
+    return Alarm(
+        municipality=FJORDVIK.organization_number,
+        patient=TEST_PEOPLE[1].national_id,
+        alert_code="3",
+        opened_time=NOW - timedelta(minutes=9),
+        last_step_time=NOW - timedelta(minutes=2),
+        closed_time=closed,
+    )
+
+
+async def test_check_open_alarm_answers_the_alarm_of_the_patient_asked_about() -> None:
+    ingest = Ingest()
+    ingest.alarms.stored[(SYSTEM, "open")] = _alarm(None)
+    ingest.alarms.stored[(SYSTEM, "closed")] = closed = _alarm(NOW - timedelta(minutes=4))
+    fjordvik, patient = FJORDVIK.organization_number, TEST_PEOPLE[1].national_id
+    opened = await ingest.service.check_open_alarm(SYSTEM, "open", fjordvik, patient)
+    answer = convert.open_alarm(opened)
+    assert answer.open
+    assert answer.opened_time.ToDatetime(tzinfo=UTC) == NOW - timedelta(minutes=9)
+    assert answer.last_step_time.ToDatetime(tzinfo=UTC) == NOW - timedelta(minutes=2)
+    assert not answer.HasField("closed_time")
+    answer = convert.open_alarm(
+        await ingest.service.check_open_alarm(SYSTEM, "closed", fjordvik, patient)
+    )
+    assert not answer.open
+    assert answer.closed_time.ToDatetime(tzinfo=UTC) == closed.closed_time
+
+
+async def test_check_open_alarm_shows_nothing_of_another_patients_or_municipalitys_alarm() -> None:
+    ingest = Ingest()
+    ingest.alarms.stored[(SYSTEM, "open")] = _alarm(None)
+    fjordvik, patient = FJORDVIK.organization_number, TEST_PEOPLE[1].national_id
+    asked = [
+        (SYSTEM, "open", fjordvik, TEST_PEOPLE[2].national_id),  # another patient
+        (SYSTEM, "open", NORDHEIM.organization_number, patient),  # another municipality
+        ("vendors/923450004/systems/other", "open", fjordvik, patient),  # another vendor system
+        (SYSTEM, "never-seen", fjordvik, patient),
+    ]
+    for question in asked:
+        assert await ingest.service.check_open_alarm(*question) is None
+    assert convert.open_alarm(None) == pb.CheckOpenAlarmResponse(open=False)

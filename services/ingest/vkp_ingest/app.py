@@ -123,6 +123,7 @@ def build_service(
         service = IngestService(
             registrar=deps.registrar,
             events=deps.store,
+            alarms=deps.store,
             decisions=deps.decisions,
             audit=deps.audit,
             journaling=deps.journaling,

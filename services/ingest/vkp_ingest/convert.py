@@ -1,5 +1,6 @@
-"""Ingest's messages <-> its domain types: the facts of an event its rules look at, receipts and
-item errors, event statuses, audit records, and the items journaling's Enqueue takes."""
+"""Ingest's messages <-> its domain types: the facts of an event its rules look at, an alarm
+step's facts, receipts and item errors, event statuses, audit records, the items journaling's
+Enqueue takes, and the answer of CheckOpenAlarm."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from vkp.audit.v1 import audit_pb2
 from vkp.common.v1 import common_pb2, event_pb2
 from vkp.ingest.v1 import ingest_pb2 as pb
 from vkp.journaling.v1 import journaling_pb2 as jpb
+from vkp_ingest.domain.alarm import Alarm, AlarmStep
 from vkp_ingest.domain.checks import EventFacts
 from vkp_ingest.domain.model import Outgoing, Registered, StoredEvent
 from vkp_lib.audit_client import new_record_id
@@ -35,6 +37,37 @@ def event_facts(event: event_pb2.Event) -> EventFacts:
         else None,
         occurred_time=event.occurred_time.ToDatetime(tzinfo=UTC),
     )
+
+
+def alarm_step(event: event_pb2.Event, vendor_system: str) -> AlarmStep | None:
+    """The facts of an alarm step from this vendor system; None for every other payload."""
+    if not event.HasField("alarm_step"):
+        return None
+    step = event.alarm_step
+    return AlarmStep(
+        vendor_system=vendor_system,
+        alarm_id=step.alarm_id,
+        municipality=event.municipality,
+        patient=event.patient.value,
+        alert_code=step.alert_code,
+        occurred_time=event.occurred_time.ToDatetime(tzinfo=UTC),
+        closes=step.closes_alarm,
+    )
+
+
+def open_alarm(alarm: Alarm | None) -> pb.CheckOpenAlarmResponse:
+    """CheckOpenAlarm's answer: open or closed with the alarm's times; closed with no times when
+    the hub has seen no step of it for the patient asked about."""
+    if alarm is None:
+        return pb.CheckOpenAlarmResponse(open=False)
+    answer = pb.CheckOpenAlarmResponse(
+        open=alarm.open,
+        opened_time=timestamp(alarm.opened_time),
+        last_step_time=timestamp(alarm.last_step_time),
+    )
+    if alarm.closed_time is not None:
+        answer.closed_time.CopyFrom(timestamp(alarm.closed_time))
+    return answer
 
 
 def receipt(registered: Registered) -> pb.EventReceipt:

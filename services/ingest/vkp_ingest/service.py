@@ -1,4 +1,4 @@
-"""The use cases of ingest: SubmitEvent(s), GetEventStatus, and CheckOpenAlarm (step 11).
+"""The use cases of ingest: SubmitEvent(s), GetEventStatus, and CheckOpenAlarm.
 
 An event passes, in order: the contract's field rules (a batch's checked here, event by event, so
 one bad event of a batch refuses only itself; a single event's by the runner, with its request's,
@@ -7,7 +7,11 @@ access decision for the caller, this municipality, this service and `journal`. A
 refused with the registry's reason and audited at once (best effort; one DENIED record per
 event). The accepted events are registered in one group commit with one ALLOWED audit record per
 municipality (through the audit outbox); each answer is the registration (new, or the original
-one for a repeat) or the reason the event was refused.
+one for a repeat) or the reason the event was refused. An accepted alarm step carries its facts
+into the registration, which keeps its alarm's state (domain/alarm.py) when the step is new.
+
+CheckOpenAlarm (internal: lookup asks it) answers from that state, and only about the patient
+and municipality asked: another patient's alarm under the same id is as unknown as no alarm.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import NoReturn, Protocol
+from typing import Protocol
 
 import grpc
 from opentelemetry import propagate, trace
@@ -25,6 +29,7 @@ from vkp.common.v1 import common_pb2, event_pb2
 from vkp.journaling.v1 import journaling_pb2 as jpb
 from vkp.registry.v1 import registry_pb2
 from vkp_ingest import convert
+from vkp_ingest.domain.alarm import Alarm, seen_by
 from vkp_ingest.domain.checks import EventRules, check_event
 from vkp_ingest.domain.model import (
     Incoming,
@@ -53,6 +58,10 @@ class Registrar(Protocol):
 
 class EventFinder(Protocol):
     async def find(self, client_id: str, event_id: str) -> StoredEvent | None: ...
+
+
+class AlarmFinder(Protocol):
+    async def find_alarm(self, vendor_system: str, alarm_id: str) -> Alarm | None: ...
 
 
 class Decisions(Protocol):
@@ -99,6 +108,7 @@ class IngestService:
         *,
         registrar: Registrar,
         events: EventFinder,
+        alarms: AlarmFinder,
         decisions: Decisions,
         audit: AuditRecorder,
         journaling: Journaling,
@@ -107,6 +117,7 @@ class IngestService:
     ) -> None:
         self._registrar = registrar
         self._events = events
+        self._alarms = alarms
         self._decisions = decisions
         self._audit = audit
         self._journaling = journaling
@@ -200,6 +211,7 @@ class IngestService:
                         municipality=event.municipality,
                         event=serialized,
                         traceparent=traceparent,
+                        alarm=convert.alarm_step(event, decision.vendor_system),
                     ),
                 )
             )
@@ -248,9 +260,14 @@ class IngestService:
         except grpc.aio.AioRpcError:
             return stored, None
 
-    async def check_open_alarm(self) -> NoReturn:
-        """Whether a vendor system's alarm is open for a patient: step 11."""
-        raise NotImplementedError
+    async def check_open_alarm(
+        self, vendor_system: str, alarm_id: str, municipality: str, patient: str
+    ) -> Alarm | None:
+        """A vendor system's alarm as its steps have left it (open while no step closed it), when
+        it is this patient's of this municipality; None when the hub has seen no step of it for
+        them, whether it knows none or another patient's."""
+        alarm = await self._alarms.find_alarm(vendor_system, alarm_id)
+        return seen_by(alarm, municipality, patient)
 
 
 def _reused() -> AlreadyExists:

@@ -48,4 +48,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def CheckOpenAlarm(
         self, request: pb.CheckOpenAlarmRequest, context: Context
     ) -> pb.CheckOpenAlarmResponse:
-        await self._service.check_open_alarm()
+        alarm = await self._service.check_open_alarm(
+            request.vendor_system, request.alarm_id, request.municipality, request.patient.value
+        )
+        return convert.open_alarm(alarm)

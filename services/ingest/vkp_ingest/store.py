@@ -16,6 +16,13 @@ the counter bumped, the events inserted with one executemany (its row count tell
 one was new; only when not are the new ones looked up) and the audit records inserted; on
 PostgreSQL all three in one statement over arrays (`unnest`), one round trip. New rows get
 time-ordered ids (`new_id`), so a group's rows share index pages.
+
+An alarm step that is new in a registration is also kept in its alarm's state (`ingest_alarms`,
+one row per vendor system and alarm id; the rules are domain/alarm.py's), in the same
+transaction, so an acknowledged step is in it: one upsert per step, each alarm's steps in the
+order they came (SQLite: an executemany; PostgreSQL: a second statement, after the one that
+tells which events are new), each taking the minimum or maximum of the times, and changing
+nothing when the row is another patient's. A group with no new alarm step runs none of it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from vkp_ingest.domain.alarm import Alarm, AlarmStep
 from vkp_ingest.domain.model import Outgoing, Registered, Registration, StoredEvent
 from vkp_lib.db import Database, aware, insert, new_id, sqlite_time
 
@@ -70,6 +78,18 @@ audit_outbox = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("record", sa.LargeBinary, nullable=False),
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+)
+alarms = sa.Table(
+    "ingest_alarms",
+    metadata,
+    sa.Column("vendor_system", sa.String(300), primary_key=True),
+    sa.Column("alarm_id", sa.String(128), primary_key=True),
+    sa.Column("municipality", sa.String(9), nullable=False),
+    sa.Column("patient", sa.String(11), nullable=False),
+    sa.Column("alert_code", sa.String(8), nullable=False),
+    sa.Column("opened_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_step_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_time", sa.DateTime(timezone=True), nullable=True),
 )
 
 #: The columns of an incoming event's row a registration writes, in the order of its values;
@@ -125,6 +145,44 @@ _POSTGRESQL_REGISTER = f"""
     )
     SELECT id FROM added
 """  # noqa: S608 - column names only
+#: One new alarm step into its alarm's state (domain/alarm.py `with_step`): the first step
+#: makes the row; a later one of the same patient and municipality moves its times (the earliest
+#: opening, the latest step, the earliest closing step); one of another patient changes nothing.
+#: SQLite's two-argument min() is NULL when either is, hence the COALESCE; LEAST skips NULLs.
+_ALARM_COLUMNS = (
+    "vendor_system, alarm_id, municipality, patient, alert_code, "
+    "opened_time, last_step_time, closed_time"
+)
+_ALARM_STEP = {
+    dialect: f"""
+    INSERT INTO ingest_alarms ({_ALARM_COLUMNS}) VALUES ({values})
+    ON CONFLICT (vendor_system, alarm_id) DO UPDATE SET
+        opened_time = {least}(ingest_alarms.opened_time, excluded.opened_time),
+        last_step_time = {greatest}(ingest_alarms.last_step_time, excluded.last_step_time),
+        closed_time = COALESCE(
+            {least}(ingest_alarms.closed_time, excluded.closed_time),
+            ingest_alarms.closed_time,
+            excluded.closed_time
+        )
+    WHERE ingest_alarms.patient = excluded.patient
+        AND ingest_alarms.municipality = excluded.municipality
+    """  # noqa: S608 - column names and functions only
+    for dialect, values, least, greatest in (
+        ("sqlite", ", ".join("?" * 8), "min", "max"),
+        ("postgresql", ", ".join(f"${n}" for n in range(1, 9)), "LEAST", "GREATEST"),
+    )
+}
+_FIND_ALARM = sa.select(
+    alarms.c.municipality,
+    alarms.c.patient,
+    alarms.c.alert_code,
+    alarms.c.opened_time,
+    alarms.c.last_step_time,
+    alarms.c.closed_time,
+).where(
+    alarms.c.vendor_system == sa.bindparam("vendor_system"),
+    alarms.c.alarm_id == sa.bindparam("alarm_id"),
+)
 _MARK_SENT = (
     sa.update(events).where(events.c.id.in_(sa.bindparam("ids", expanding=True))).values(sent=True)
 )
@@ -276,6 +334,32 @@ def _add_postgresql(
     return {str(i) for i in connection.exec_driver_sql(_POSTGRESQL_REGISTER, values).scalars()}
 
 
+def _add_alarm_steps(connection: Connection, dialect: str, steps: list[AlarmStep]) -> None:
+    """New alarm steps into their alarms' state, one upsert each: each alarm's in the order they
+    came, the alarms in key order (so two replicas' transactions lock their rows in one order)."""
+    steps = sorted(steps, key=lambda step: (step.vendor_system, step.alarm_id))  # stable
+
+    def at(value: datetime) -> Any:  # the driver's form of a time
+        return sqlite_time(value) if dialect == "sqlite" else value
+
+    connection.exec_driver_sql(
+        _ALARM_STEP[dialect],
+        [
+            (
+                step.vendor_system,
+                step.alarm_id,
+                step.municipality,
+                step.patient,
+                step.alert_code,
+                at(step.occurred_time),
+                at(step.occurred_time),
+                at(step.occurred_time) if step.closes else None,
+            )
+            for step in steps
+        ],
+    )
+
+
 class IngestStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -296,6 +380,7 @@ class IngestStore:
         #: Of each row, the number (from 1) of the audit record it calls for; 0 for none.
         audit_of_row: list[int] = []
         audits: list[tuple[str, bytes]] = []  # (id, record)
+        steps: list[tuple[str, AlarmStep]] = []  # the alarm steps among the new keys, by row id
         for request in requests:
             numbered: dict[str, int] = {}  # this request's audit records, by municipality
             for item in request.events:
@@ -303,6 +388,8 @@ class IngestStore:
                 if key in ours:
                     continue
                 ours[key] = row_id = new_id()
+                if item.alarm is not None:
+                    steps.append((row_id, item.alarm))
                 municipality = item.municipality
                 number = numbered.get(municipality, 0)
                 if not number and municipality in request.audits:
@@ -321,10 +408,15 @@ class IngestStore:
                         item.traceparent,
                     )
                 )
-        add = _add_postgresql if self.db.dialect == "postgresql" else _add_sqlite
+        dialect = self.db.dialect
+        add = _add_postgresql if dialect == "postgresql" else _add_sqlite
 
         def work(connection: Connection) -> list[list[Registered]]:
             inserted = add(connection, rows, audit_of_row, audits, now) if rows else set()
+            if steps:  # only the new ones: a repeated step was counted when it was new
+                new_steps = [step for row_id, step in steps if row_id in inserted]
+                if new_steps:
+                    _add_alarm_steps(connection, dialect, new_steps)
             # A key stored before (or by another replica meanwhile): its stored row tells a
             # repeat from a reused id. Read back only for those.
             earlier = {key for key, new in ours.items() if new not in inserted}
@@ -345,6 +437,22 @@ class IngestStore:
                 )
             ).one_or_none()
         return StoredEvent(row.id, bool(row.sent), aware(row.receive_time)) if row else None
+
+    async def find_alarm(self, vendor_system: str, alarm_id: str) -> Alarm | None:
+        """A vendor system's alarm, as its steps have left it; None when no step of it came."""
+        wanted = {"vendor_system": vendor_system, "alarm_id": alarm_id}
+        async with self.db.read() as session:
+            row = (await session.execute(_FIND_ALARM, wanted)).one_or_none()
+        if row is None:
+            return None
+        return Alarm(
+            municipality=row.municipality,
+            patient=row.patient,
+            alert_code=row.alert_code,
+            opened_time=aware(row.opened_time),
+            last_step_time=aware(row.last_step_time),
+            closed_time=aware(row.closed_time) if row.closed_time is not None else None,
+        )
 
     # -- the relay ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""Ingest's types: an event on its way in (`Incoming`, grouped by request in a `Registration`),
-as registered (`Registered`, `StoredEvent`) and on its way out to journaling (`Outgoing`); and
-the content hash that tells a repeat from a reused event id."""
+"""Ingest's types: an event on its way in (`Incoming`, an alarm step's with its facts, grouped by
+request in a `Registration`), as registered (`Registered`, `StoredEvent`) and on its way out to
+journaling (`Outgoing`); and the content hash that tells a repeat from a reused event id."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from vkp_ingest.domain.alarm import AlarmStep
 
 
 def content_hash(serialized: bytes) -> str:
@@ -27,6 +29,9 @@ class Incoming:
     event: bytes
     #: The W3C trace context of the call that brought it, carried on to journaling.
     traceparent: str
+    #: An alarm step's facts, kept in the alarm's state when the event is new; None for every
+    #: other payload.
+    alarm: AlarmStep | None = None
 
 
 @dataclass(frozen=True)
