@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -471,6 +472,37 @@ async def test_a_value_sealed_under_an_old_key_is_read_while_the_key_is_in_the_r
     gone = await dropped.get("patient", PARTS, Counter(b"refetched"), deadline_seconds=1)
     assert gone.source is Source.FETCHED
     assert gone.value == b"refetched"
+
+
+async def test_an_unreadable_value_is_logged_once_without_its_data(
+    make_cache: CacheMaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_cache(sealer=_sealer({"old": OLD_KEY}, "old")).get(
+        "patient", PARTS, Counter(), deadline_seconds=1
+    )
+    dropped = make_cache(sealer=_sealer({"new": NEW_KEY}, "new"), ttls={"patient": 0.05})
+    for _ in range(3):
+        await dropped.invalidate("patient", PARTS)  # the old value back each time
+        await make_cache(sealer=_sealer({"old": OLD_KEY}, "old")).get(
+            "patient", PARTS, Counter(), deadline_seconds=1
+        )
+        await dropped.get("patient", PARTS, Counter(), deadline_seconds=1)
+    lines = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(lines) == 1
+    assert "unknown key id" in lines[0]
+    assert "old" in lines[0]
+    assert SensitiveData.of().find(lines[0], "the log line") == []
+
+
+async def test_without_its_store_the_cache_fetches_every_time(make_cache: CacheMaker) -> None:
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cache = make_cache(backend=RedisBackend(Redis.from_url(f"redis://127.0.0.1:{port}/0")))
+    fetch = Counter()
+    results = [await cache.get("patient", PARTS, fetch, deadline_seconds=1) for _ in range(2)]
+    assert [r.source for r in results] == [Source.FETCHED, Source.FETCHED]
+    assert fetch.calls == 2
 
 
 # -- settings -------------------------------------------------------------------------------
