@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from vkp_journaling.delivery import SPAN_NAME, Delivery, vendor_trace
+from vkp_journaling.delivery import PULL_RECHECK, SPAN_NAME, Delivery, vendor_trace
 from vkp_journaling.domain.delivery import JOURNALED, Outcome, Result
 from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
 from vkp_journaling.epj import Endpoint
@@ -66,6 +66,7 @@ class Queue:
         self.waiting = list(waiting)
         self.written: list[tuple[str, str, dict[str, Any]]] = []
         self.leased = False
+        self.left: list[str] = []
 
     async def dues(self, *, paused: Sequence[str] = ()) -> dict[str, datetime]:
         if not self.waiting or PLACE in paused or self.leased:
@@ -94,6 +95,9 @@ class Queue:
 
     async def release(self, municipality: str, patient: str, owner: str) -> None:
         self.leased = False
+
+    async def left_pull(self, municipality: str, now: datetime) -> None:
+        self.left.append(municipality)
 
     async def settle(
         self,
@@ -247,7 +251,28 @@ async def test_an_epj_that_pulls_is_left_alone(
     worker = delivery(queue, adapter, provider, pulling)
     assert await worker.step()
     assert (queue.written, adapter.calls, exporter.get_finished_spans()) == ([], [], ())
-    assert not await worker.step()  # the municipality is skipped for a while
+    assert not await worker.step()  # none of the municipality's queues is claimed again
+
+
+async def test_a_municipality_that_pulls_no_more_is_delivered_to_once_looked_up_again(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    now = [NOW]
+    queue, adapter = Queue(entry()), Adapter(JOURNALED)
+    endpoints = Endpoints(dataclasses.replace(ENDPOINT, pull=True))
+    worker = Delivery(
+        queue, endpoints, adapter, SETTINGS, clock=lambda: now[0], tracer_provider=provider
+    )
+    assert await worker.step()  # claimed, found pulling, handed back untouched
+    endpoints.endpoint = ENDPOINT  # the registry says push from now on
+    now[0] = NOW + PULL_RECHECK / 2
+    assert not await worker.step()  # not looked up again yet
+    assert queue.left == []
+    now[0] = NOW + PULL_RECHECK
+    assert await worker.step()
+    assert queue.left == [PLACE]  # its READ notes wait again, its queues are due
+    assert [s for _, s, _ in queue.written] == ["JOURNALED"]
 
 
 # -- fairness and waiting for work -------------------------------------------------------------

@@ -7,15 +7,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import grpc
 
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
+from vkp_journaling.alarms import AlarmCutter
 from vkp_journaling.delivery import Delivery
+from vkp_journaling.domain.alarm import AlarmWindows
 from vkp_journaling.endpoints import EndpointDirectory
 from vkp_journaling.epj import FhirAdapter
 from vkp_journaling.permissions import PERMISSIONS
-from vkp_journaling.service import JournalingService
+from vkp_journaling.render import note_key
+from vkp_journaling.service import JournalingService, PullService
 from vkp_journaling.servicer import JournalingServicer
 from vkp_journaling.settings import JournalingSettings
 from vkp_journaling.store import JournalStore
@@ -45,6 +49,15 @@ class Dependencies:
     service: JournalingService
     delivery: Delivery
     audit_relay: AuditRelay
+    pulls: PullService
+    alarms: AlarmCutter
+
+
+def _alarm_windows(settings: JournalingSettings) -> AlarmWindows:
+    return AlarmWindows(
+        settle=timedelta(seconds=settings.alarm_settle_seconds),
+        timeout=timedelta(seconds=settings.alarm_timeout_seconds),
+    )
 
 
 def build_service(
@@ -63,7 +76,7 @@ def build_service(
             db = Database.from_url(database.url_for("journaling"), name="journaling")
             await db.start()
             stack.push_async_callback(db.close)
-            store = JournalStore(db)
+            store = JournalStore(db, alarm_windows=_alarm_windows(journaling))
             if database.migrate_on_start:
                 await store.migrate()
             registry = insecure_channel(
@@ -76,7 +89,12 @@ def build_service(
             stack.push_async_callback(adapter.close)
             endpoints = EndpointDirectory(registry, secrets_dir=journaling.epj_secrets_dir)
             # An entry queued here wakes the workers; a note delivered wakes the audit relay.
-            service = JournalingService(store, on_queued=lambda entries: delivery.notify(entries))
+            # Alarm steps stored here wake the cut of alarm segments into handling logs.
+            service = JournalingService(
+                store,
+                on_queued=lambda entries: delivery.notify(entries),
+                on_alarm_steps=lambda: alarms.notify(),
+            )
             audit_relay = AuditRelay(
                 service.audit_owed,
                 service.audit_sent,
@@ -87,11 +105,30 @@ def build_service(
             delivery = Delivery(
                 store, endpoints, adapter, journaling, on_journaled=audit_relay.wake.set
             )
-            yield Dependencies(db=db, service=service, delivery=delivery, audit_relay=audit_relay)
+            # A handling log queued wakes the delivery.
+            alarms = AlarmCutter(
+                store, poll_seconds=journaling.poll_seconds, on_cut=delivery.notify
+            )
+            pulls = PullService(
+                store,
+                endpoints,
+                delivery.note_of,
+                read_timeout=timedelta(seconds=journaling.pull_read_timeout_seconds),
+                note_identifier=lambda entry_id: note_key(entry_id, 1),
+                on_journaled=audit_relay.wake.set,
+            )
+            yield Dependencies(
+                db=db,
+                service=service,
+                delivery=delivery,
+                audit_relay=audit_relay,
+                pulls=pulls,
+                alarms=alarms,
+            )
 
     def register(server: grpc.aio.Server, deps: Dependencies) -> None:
         journaling_pb2_grpc.add_JournalingServiceServicer_to_server(
-            JournalingServicer(deps.service), server
+            JournalingServicer(deps.service, deps.pulls), server
         )
 
     return Service(
@@ -99,7 +136,7 @@ def build_service(
         full_name=FULL_NAME,
         lifespan=lifespan,
         register=register,
-        tasks=lambda deps: [deps.delivery.run, deps.audit_relay.run],
+        tasks=lambda deps: [deps.delivery.run, deps.audit_relay.run, deps.alarms.run],
         readiness=lambda deps: [deps.db.ready],
         authenticator=authentication.authenticator,
         on_start=authentication.on_start,

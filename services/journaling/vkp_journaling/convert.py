@@ -8,9 +8,12 @@ from datetime import UTC
 from vkp.audit.v1 import audit_pb2
 from vkp.common.v1 import common_pb2
 from vkp.journaling.v1 import journaling_pb2 as pb
+from vkp_journaling.domain import pull
 from vkp_journaling.domain.audit import audit_record_id
 from vkp_journaling.domain.entry import Enqueued, Entry, EntryState, NewEntry
 from vkp_lib import names
+from vkp_lib.errors import VkpError
+from vkp_lib.status import grpc_code
 from vkp_lib.timestamps import timestamp
 
 KINDS = {
@@ -112,3 +115,38 @@ def audit_record(entry: Entry) -> audit_pb2.AuditRecord:
     )
     record.occurred_time.FromDatetime(entry.journaled_time or entry.update_time)
     return record
+
+
+# -- pull mode ---------------------------------------------------------------------------------
+
+_OUTCOMES = {
+    pb.ACKNOWLEDGEMENT_OUTCOME_JOURNALED: pull.Outcome.JOURNALED,
+    pb.ACKNOWLEDGEMENT_OUTCOME_REJECTED: pull.Outcome.REJECTED,
+}
+
+
+def pending_note_to_pb(note: pull.PendingNote) -> pb.PendingNote:
+    e = note.entry
+    return pb.PendingNote(
+        entry=names.ENTRY.format(entry_id=e.entry_id),
+        patient=common_pb2.NationalId(value=e.patient),
+        sequence=e.sequence,
+        fhir_bundle=note.bundle,
+        content_type=pull.FHIR_BUNDLE_TYPE,
+    )
+
+
+def acknowledgement(ack: pb.Acknowledgement) -> pull.Acknowledgement:
+    """One answer (the contract's field rules have checked the name and the outcome)."""
+    return pull.Acknowledgement(entry_id_of(ack.entry), _OUTCOMES[ack.outcome], ack.reason)
+
+
+def acknowledge_result_to_pb(entry: str, result: EntryState | VkpError) -> pb.AcknowledgeResult:
+    if isinstance(result, VkpError):
+        return pb.AcknowledgeResult(
+            entry=entry,
+            error=common_pb2.ItemError(
+                code=grpc_code(result.kind).value[0], reason=result.reason, message=result.message
+            ),
+        )
+    return pb.AcknowledgeResult(entry=entry, state=state_to_pb(result))

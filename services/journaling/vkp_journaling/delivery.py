@@ -45,7 +45,6 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from vkp.common.v1 import event_pb2
 from vkp_journaling.breaker import Breakers
 from vkp_journaling.domain.delivery import (
     Dead,
@@ -57,7 +56,7 @@ from vkp_journaling.domain.delivery import (
 )
 from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
 from vkp_journaling.epj import Endpoint
-from vkp_journaling.render import NoteContext, note_key, render_note
+from vkp_journaling.render import NoteContext, note_key, render_entry_note
 from vkp_journaling.settings import JournalingSettings
 from vkp_lib.logging import get_logger
 from vkp_lib.tasks import Backoff, repeat
@@ -65,8 +64,9 @@ from vkp_lib.tasks import Backoff, repeat
 log = get_logger("vkp.journaling.delivery")
 #: The span of one delivery attempt.
 SPAN_NAME = "deliver journal note"
-#: How long a municipality whose EPJ pulls its notes is left alone.
-PULL_SKIP = timedelta(seconds=30)
+#: How often a municipality found pulling its notes is looked up again (a cached registry read):
+#: until then none of its queues is claimed, and when it pulls no more its notes are delivered.
+PULL_RECHECK = timedelta(seconds=30)
 #: The most notes delivered from one claimed queue before it is handed back (fairness).
 NOTES_PER_CLAIM = 10
 #: The dispatcher's waits while the database is away.
@@ -103,6 +103,8 @@ class QueueStore(Protocol):
         release: bool = True,
         go_on: int = 0,
     ) -> Settled: ...
+
+    async def left_pull(self, municipality: str, now: datetime) -> None: ...
 
 
 class Endpoints(Protocol):
@@ -163,7 +165,8 @@ class Delivery:
         self._clock = clock
         self._process = uuid.uuid4().hex
         self._claims = itertools.count(1)
-        self._skip: dict[str, datetime] = {}  # pull-mode municipalities, until when
+        #: Municipalities whose EPJ pulls its notes: never claimed; when to look them up again.
+        self._pulling: dict[str, datetime] = {}
         self._on_journaled = on_journaled
         #: The dispatcher's wake-up; the queues being served; the timer of the next due time.
         self._wake = asyncio.Event()
@@ -225,9 +228,21 @@ class Delivery:
         self._wake.set()
 
     def _paused(self) -> list[str]:
+        return sorted({*self.breakers.paused(), *self._pulling})
+
+    async def _recheck_pulling(self) -> None:
+        """Municipalities found pulling are looked up again now and then: one that pulls no
+        more has its READ notes waiting again and its queues due, to be delivered."""
         now = self._clock()
-        self._skip = {m: until for m, until in self._skip.items() if until > now}
-        return sorted({*self.breakers.paused(), *self._skip})
+        for municipality, at in list(self._pulling.items()):
+            if at > now:
+                continue
+            endpoint = await self.endpoints.get(municipality)
+            if endpoint is not None and endpoint.pull:
+                self._pulling[municipality] = now + PULL_RECHECK
+                continue
+            del self._pulling[municipality]
+            await self.store.left_pull(municipality, now)
 
     async def _claim(self) -> list[tuple[Claim, str]]:
         """Leases due queues, as many as places are free, the due municipalities taking turns
@@ -235,6 +250,8 @@ class Delivery:
         free = self.settings.workers - len(self._serving)
         if free <= 0:
             return []  # a queue's task ending wakes the dispatcher
+        if self._pulling:
+            await self._recheck_pulling()
         paused = self._paused()
         owner = f"{self._process}-{next(self._claims)}"
         claims = await self.store.claim_many(
@@ -328,7 +345,7 @@ class Delivery:
         the municipality's EPJ pulls its notes (nothing to write)."""
         endpoint = await self.endpoints.get(entry.municipality)
         if endpoint is not None and endpoint.pull:  # the EPJ fetches its notes: not this worker's
-            self._skip[entry.municipality] = self._clock() + PULL_SKIP
+            self._pulling[entry.municipality] = self._clock() + PULL_RECHECK
             return None
         with self._tracer.start_as_current_span(
             SPAN_NAME,
@@ -352,7 +369,7 @@ class Delivery:
         if endpoint is None:  # none yet, or the municipality is suspended: it may come back
             return Outcome(Result.TRANSIENT, Failure.NO_EPJ_ENDPOINT)
         try:
-            bundle = render_note(event_pb2.Event.FromString(entry.event), _note_context(entry))
+            bundle = await self.note_of(entry)
         except Exception as exc:
             log.error("note not rendered", entry_id=entry.entry_id, error_type=type(exc).__name__)
             return Outcome(Result.PERMANENT, Failure.RENDER_FAILED)
@@ -363,6 +380,11 @@ class Delivery:
         elif outcome.result is Result.TRANSIENT:
             self.breakers.failure(entry.municipality)
         return outcome
+
+    async def note_of(self, entry: Entry) -> dict[str, Any]:
+        """The FHIR Bundle of an entry's note (raises when the event makes none): what a worker
+        pushes, and what an EPJ that pulls fetches (ListPending)."""
+        return render_entry_note(entry.kind, entry.event, _note_context(entry))
 
     def _change(self, entry: Entry, outcome: Outcome) -> Change:
         """Journaled; else retry later (the queue waits for it), or dead (it goes on)."""

@@ -46,6 +46,12 @@ class Endpoint:
     connect_timeout_seconds: float = 3.0
 
 
+def fhir_json(bundle: dict[str, Any]) -> bytes:
+    """A note as sent to an EPJ (and as an EPJ that pulls fetches it): compact UTF-8 JSON."""
+    text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode()
+
+
 def _all_stored(body: Any) -> bool:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         return False
@@ -105,7 +111,7 @@ class FhirAdapter:
 
     async def deliver(self, endpoint: Endpoint, bundle: dict[str, Any]) -> Outcome:
         target = self._target(endpoint)
-        body = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        body = fhir_json(bundle)
         with self._tracer.start_as_current_span(
             "POST", kind=trace.SpanKind.CLIENT, attributes=target.attributes
         ) as span:
@@ -114,7 +120,7 @@ class FhirAdapter:
             try:
                 async with self._session.post(
                     target.url,
-                    data=body.encode(),
+                    data=body,
                     headers=headers,
                     timeout=target.timeout,
                     allow_redirects=False,

@@ -2,18 +2,22 @@
 dead letters; and the audit records owed for delivered notes (the outbox the audit relay reads).
 Delivery itself is a background task (`vkp_journaling.delivery`).
 
-ListPending and Acknowledge (EPJs that pull) come with the pull-mode step.
+EPJs that pull (ListPending, Acknowledge) are served by `PullService`: who may ask, the page of
+notes by cursor (vkp_journaling.domain.pull) and the answers about them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from vkp.audit.v1 import audit_pb2
 from vkp_journaling import convert
+from vkp_journaling.domain import pull
+from vkp_journaling.domain.delivery import Failure
 from vkp_journaling.domain.entry import (
+    ALARM_STEP,
     RETRYABLE,
     Enqueued,
     Entry,
@@ -23,7 +27,13 @@ from vkp_journaling.domain.entry import (
     check_retryable,
 )
 from vkp_journaling.domain.reasons import Reason
-from vkp_lib.errors import NotFound
+from vkp_journaling.epj import Endpoint, fhir_json
+from vkp_lib import paging
+from vkp_lib.auth import Principal
+from vkp_lib.errors import NotFound, VkpError
+from vkp_lib.logging import get_logger
+
+log = get_logger("vkp.journaling.pull")
 
 
 class EntryStore(Protocol):
@@ -63,9 +73,12 @@ class JournalingService:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_queued: Callable[[int], None] = lambda entries: None,
+        on_alarm_steps: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._clock = clock
+        #: Told when new alarm steps were stored, once committed (the alarm cut's wake-up).
+        self._on_alarm_steps = on_alarm_steps
         #: Told how many entries were newly queued, once committed (delivery's wake-up).
         self._on_queued = on_queued
 
@@ -75,6 +88,8 @@ class JournalingService:
         results = await self._store.enqueue(items, self._clock())
         if created := sum(r.created for r in results):
             self._on_queued(created)
+            if any(r.created and i.kind == ALARM_STEP for i, r in zip(items, results, strict=True)):
+                self._on_alarm_steps()
         return results
 
     async def get_entry(self, entry_id: str) -> Entry:
@@ -127,3 +142,122 @@ class JournalingService:
 
     async def audit_sent(self, entry_ids: Sequence[str]) -> None:
         await self._store.audited(entry_ids)
+
+
+# -- pull mode -------------------------------------------------------------------------------------
+
+
+class PullStore(Protocol):
+    """What pull mode needs of the store (vkp_journaling.store.JournalStore)."""
+
+    async def pending(
+        self,
+        municipality: str,
+        *,
+        page_token: str,
+        page_size: int,
+        now: datetime,
+        read_until: datetime,
+    ) -> pull.PulledPage: ...
+
+    async def unrenderable(self, entry_ids: Sequence[str], now: datetime, reason: str) -> None: ...
+
+    async def acknowledge(
+        self,
+        municipality: str,
+        acknowledgements: Sequence[pull.Acknowledgement],
+        now: datetime,
+        note_identifier: Callable[[str], str],
+    ) -> list[EntryState | VkpError]: ...
+
+
+class PullEndpoints(Protocol):
+    """Municipalities' EPJ endpoints (vkp_journaling.endpoints.EndpointDirectory)."""
+
+    async def get(self, municipality: str) -> Endpoint | None: ...
+
+
+class PullService:
+    """ListPending and Acknowledge, for an EPJ (scope vkp:epj) of a municipality whose endpoint
+    is in pull mode: its own municipality's notes only."""
+
+    def __init__(
+        self,
+        store: PullStore,
+        endpoints: PullEndpoints,
+        note_of: Callable[[Entry], Awaitable[dict[str, Any]]],
+        *,
+        read_timeout: timedelta,
+        note_identifier: Callable[[str], str],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_journaled: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._endpoints = endpoints
+        #: The FHIR Bundle of an entry's note, as delivery makes it.
+        self._note_of = note_of
+        self._read_timeout = read_timeout
+        self._note_identifier = note_identifier
+        self._clock = clock
+        #: Told once acknowledged notes are committed as journaled (the audit relay's wake-up).
+        self._on_journaled = on_journaled
+
+    async def _check(self, caller: Principal, municipality: str) -> None:
+        pull.check_caller(caller.organization_number, municipality)
+        endpoint = await self._endpoints.get(municipality)
+        pull.check_pull_mode(endpoint is not None and endpoint.pull)
+
+    async def list_pending(
+        self, caller: Principal, municipality: str, *, page_size: int = 0, page_token: str = ""
+    ) -> pull.PendingPage:
+        """The next notes after the cursor (empty: from the oldest not acknowledged), numbered
+        and marked READ in one transaction; a note that makes no note is a dead letter."""
+        await self._check(caller, municipality)
+        now = self._clock()
+        page = await self._store.pending(
+            municipality,
+            page_token=page_token,
+            page_size=page_size or pull.DEFAULT_PAGE_SIZE,
+            now=now,
+            read_until=now + self._read_timeout,
+        )
+        notes: list[pull.PendingNote] = []
+        unrenderable: list[str] = []
+        for entry in page.entries:
+            try:
+                bundle = await self._note_of(entry)
+            except Exception as exc:
+                log.error(
+                    "note not rendered", entry_id=entry.entry_id, error_type=type(exc).__name__
+                )
+                unrenderable.append(entry.entry_id)
+                continue
+            notes.append(pull.PendingNote(entry, fhir_json(bundle)))
+        if unrenderable:
+            await self._store.unrenderable(unrenderable, now, Failure.RENDER_FAILED)
+            for entry_id in unrenderable:
+                log.error("journal note dead", entry_id=entry_id, reason=Failure.RENDER_FAILED)
+        return pull.PendingPage(notes, paging.page_token((str(page.cursor),), municipality))
+
+    async def acknowledge(
+        self,
+        caller: Principal,
+        municipality: str,
+        acknowledgements: Sequence[pull.Acknowledgement],
+    ) -> list[EntryState | VkpError]:
+        """Each answer applied in one transaction: the entry's state now, or why not."""
+        await self._check(caller, municipality)
+        results = await self._store.acknowledge(
+            municipality, acknowledgements, self._clock(), self._note_identifier
+        )
+        for ack, result in zip(acknowledgements, results, strict=True):
+            if ack.outcome is pull.Outcome.REJECTED and result is EntryState.DEAD:
+                log.error(
+                    "journal note dead",
+                    entry_id=ack.entry_id,
+                    municipality=municipality,
+                    reason=pull.EPJ_REFUSED,
+                )
+        if any(result is EntryState.JOURNALED for result in results):
+            self._on_journaled()
+        return results

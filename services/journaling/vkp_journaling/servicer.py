@@ -1,8 +1,6 @@
 """gRPC servicer of vkp.journaling.v1.JournalingService: proto -> domain, the use case, domain ->
-proto; nothing else.
-
-ListPending and Acknowledge (EPJs that pull) come with the pull-mode step: until then they answer
-UNIMPLEMENTED with the reason NOT_IMPLEMENTED.
+proto; nothing else. ListPending and Acknowledge (EPJs that pull) go to the pull use cases, with
+the caller's principal (its organisation decides which municipality it may pull).
 """
 
 from __future__ import annotations
@@ -10,13 +8,15 @@ from __future__ import annotations
 from vkp.journaling.v1 import journaling_pb2 as pb
 from vkp.journaling.v1 import journaling_pb2_grpc
 from vkp_journaling import convert
-from vkp_journaling.service import JournalingService
+from vkp_journaling.service import JournalingService, PullService
+from vkp_lib.auth import current_principal
 from vkp_lib.rpc import Context
 
 
 class JournalingServicer(journaling_pb2_grpc.JournalingServiceServicer):
-    def __init__(self, service: JournalingService) -> None:
+    def __init__(self, service: JournalingService, pulls: PullService) -> None:
         self._service = service
+        self._pulls = pulls
 
     async def Enqueue(self, request: pb.EnqueueRequest, context: Context) -> pb.EnqueueResponse:
         results = await self._service.enqueue([convert.new_entry(item) for item in request.items])
@@ -61,9 +61,28 @@ class JournalingServicer(journaling_pb2_grpc.JournalingServiceServicer):
     async def ListPending(
         self, request: pb.ListPendingRequest, context: Context
     ) -> pb.ListPendingResponse:
-        raise NotImplementedError
+        page = await self._pulls.list_pending(
+            current_principal(),
+            request.municipality,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListPendingResponse(
+            notes=[convert.pending_note_to_pb(n) for n in page.notes],
+            next_page_token=page.next_page_token,
+        )
 
     async def Acknowledge(
         self, request: pb.AcknowledgeRequest, context: Context
     ) -> pb.AcknowledgeResponse:
-        raise NotImplementedError
+        results = await self._pulls.acknowledge(
+            current_principal(),
+            request.municipality,
+            [convert.acknowledgement(a) for a in request.acknowledgements],
+        )
+        return pb.AcknowledgeResponse(
+            results=[
+                convert.acknowledge_result_to_pb(a.entry, r)
+                for a, r in zip(request.acknowledgements, results, strict=True)
+            ]
+        )

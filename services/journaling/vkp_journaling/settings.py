@@ -35,6 +35,25 @@ class JournalingSettings(BaseSettings):
         description="How often idle workers look for work queued through another replica "
         "(work queued here, and retries falling due, wake them at once).",
     )
+    pull_read_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Pull mode: how long a note fetched by ListPending waits for its "
+        "acknowledgement before it is offered again (with a new number, at the tail).",
+    )
+    alarm_settle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Alarm handling logs: how long after an alarm's closing step its log waits "
+        "for steps still on their way (they may arrive out of order) before it is journaled.",
+    )
+    alarm_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Alarm handling logs: an alarm still open this long after the first step "
+        "of its current segment has that segment journaled as it is; its later steps make the "
+        "next segment.",
+    )
     epj_secrets_dir: Path | None = Field(
         default=None, description="A folder of EPJ credentials, one file per secret name."
     )

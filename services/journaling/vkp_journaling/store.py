@@ -12,13 +12,16 @@ domain's, `vkp_journaling.domain.entry`; the tables are in `vkp_journaling.table
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from vkp_journaling import tables
+from vkp_journaling.domain import pull
 from vkp_journaling.domain.entry import (
     ALARM_STEP,
     WAITING,
@@ -42,6 +45,7 @@ from vkp_journaling.tables import (
 )
 from vkp_lib import paging
 from vkp_lib.db import Database, aware, insert, rowcount
+from vkp_lib.errors import VkpError
 
 DEFAULT_PAGE_SIZE = 50
 _WAITING = [state.value for state in WAITING]
@@ -663,6 +667,9 @@ class JournalStore:
                         next_attempt_time=None,
                         last_error_reason="",
                         update_time=now,
+                        # Pull mode: numbered again, at the tail (the cursor never goes back).
+                        pull_sequence=None,
+                        read_until=None,
                     )
                 )
                 # Due now unless leased (its release finds the new head) or due sooner.
@@ -678,3 +685,297 @@ class JournalStore:
             return state
 
         return await self.db.write_sync(work)
+
+    # -- pull mode (vkp_journaling.domain.pull) ------------------------------------------------
+
+    async def pending(
+        self,
+        municipality: str,
+        *,
+        page_token: str,
+        page_size: int,
+        now: datetime,
+        read_until: datetime,
+    ) -> pull.PulledPage:
+        """ListPending's one transaction, under the municipality row's lock (FOR UPDATE on
+        PostgreSQL; the single writer on SQLite): the notes not numbered yet, and the READ ones
+        whose time ran out, numbered on from the counter; then the page after the cursor (empty
+        token: from the oldest note not answered) marked READ until `read_until`. Every
+        numbering and every read happen under that lock, so a note committed after a page was
+        read gets a number above it."""
+
+        def work(connection: sa.Connection) -> pull.PulledPage:
+            place = {"k_municipality": municipality}
+            row = connection.execute(_PULL_COUNTER, place).one_or_none()
+            last = 0 if row is None else int(row.last_pull_sequence)
+            position = paging.position(
+                page_token, municipality, lambda parts: pull.check_cursor(int(parts[0]), last)
+            )
+            expired = [
+                pull.Unnumbered(
+                    str(r.entry_id), str(r.patient), int(r.sequence), aware(r.create_time)
+                )
+                for r in connection.execute(_PULL_EXPIRED, {**place, "k_now": now})
+            ]
+            fresh = [
+                pull.Unnumbered(
+                    str(r.entry_id), str(r.patient), int(r.sequence), aware(r.create_time)
+                )
+                for r in connection.execute(_PULL_TO_NUMBER, place)
+            ]
+            numbered = dict(pull.number_on(last, [*expired, *fresh]))
+            if numbered:
+                again = {note.entry_id for note in expired}
+                if offered_again := [
+                    {"k_entry_id": entry_id, "v_pull_sequence": number, "v_update_time": now}
+                    for entry_id, number in numbered.items()
+                    if entry_id in again
+                ]:
+                    connection.execute(_PULL_OFFER_AGAIN, offered_again)
+                if first_time := [
+                    {"k_entry_id": entry_id, "v_pull_sequence": number}
+                    for entry_id, number in numbered.items()
+                    if entry_id not in again
+                ]:
+                    connection.execute(_PULL_NUMBER, first_time)
+                last += len(numbered)
+                connection.execute(_PULL_BUMP, {**place, "k_last": last})
+            if position is None:
+                oldest = connection.execute(_PULL_OLDEST, place).scalar()
+                position = last if oldest is None else int(oldest) - 1
+            rows = list(
+                connection.execute(_PULL_PAGE, {**place, "k_after": position, "k_limit": page_size})
+            )
+            if not rows:
+                return pull.PulledPage([], position)
+            marked = {
+                str(entry_id)
+                for (entry_id,) in connection.execute(
+                    _PULL_MARK_READ,
+                    {
+                        "k_ids": [r.entry_id for r in rows],
+                        "v_read_until": read_until,
+                        "v_update_time": now,
+                    },
+                )
+            }
+            page = [
+                dataclasses.replace(_entry(r), state=EntryState.READ)
+                for r in rows
+                if r.entry_id in marked
+            ]
+            return pull.PulledPage(page, int(rows[-1].pull_sequence))
+
+        return await self.db.write_sync(work)
+
+    async def unrenderable(self, entry_ids: Sequence[str], now: datetime, reason: str) -> None:
+        """Read notes that make no note: dead letters (`reason`), never offered again."""
+
+        def work(connection: sa.Connection) -> None:
+            connection.execute(
+                sa.update(entries)
+                .where(
+                    entries.c.entry_id.in_(list(entry_ids)),
+                    entries.c.state == EntryState.READ.value,
+                )
+                .values(
+                    state=EntryState.DEAD.value,
+                    last_error_reason=reason,
+                    read_until=None,
+                    update_time=now,
+                )
+            )
+
+        await self.db.write_sync(work)
+
+    async def acknowledge(
+        self,
+        municipality: str,
+        acknowledgements: Sequence[pull.Acknowledgement],
+        now: datetime,
+        note_identifier: Callable[[str], str],
+    ) -> list[EntryState | VkpError]:
+        """Acknowledge's one transaction: the entries locked (in key order), each answer decided
+        on the entry as it is then (`domain.pull.acknowledge`, a repeat in the same request
+        seeing the first's change) and the changes written: JOURNALED with its note identifier
+        and the audit record owed, as a pushed delivery; DEAD with the EPJ's reason. The
+        entry's state (or the error), per acknowledgement, in order."""
+
+        def work(connection: sa.Connection) -> list[EntryState | VkpError]:
+            ids = sorted({a.entry_id for a in acknowledgements})
+            found = {
+                str(r.entry_id): pull.Offered(
+                    str(r.municipality),
+                    EntryState(r.state),
+                    None if r.pull_sequence is None else int(r.pull_sequence),
+                )
+                for r in connection.execute(_PULL_ACK_LOCK, {"k_ids": ids})
+            }
+            results: list[EntryState | VkpError] = []
+            changes: dict[str, tuple[pull.Acknowledgement, EntryState]] = {}
+            for ack in acknowledgements:
+                decision = pull.acknowledge(found.get(ack.entry_id), municipality, ack.outcome)
+                if isinstance(decision, VkpError):
+                    results.append(decision)
+                    continue
+                if isinstance(decision, pull.Apply):
+                    changes[ack.entry_id] = (ack, decision.state)
+                    found[ack.entry_id] = dataclasses.replace(
+                        found[ack.entry_id], state=decision.state
+                    )
+                results.append(decision.state)
+            journaled = [
+                {
+                    "k_entry_id": entry_id,
+                    "v_note_identifier": note_identifier(entry_id),
+                    "v_time": now,
+                }
+                for entry_id, (_, state) in changes.items()
+                if state is EntryState.JOURNALED
+            ]
+            dead = [
+                {
+                    "k_entry_id": entry_id,
+                    "v_last_error_reason": pull.refused(ack.reason),
+                    "v_time": now,
+                }
+                for entry_id, (ack, state) in changes.items()
+                if state is EntryState.DEAD
+            ]
+            if journaled:
+                connection.execute(_PULL_JOURNALED, journaled)
+            if dead:
+                connection.execute(_PULL_REFUSED, dead)
+            return results
+
+        return await self.db.write_sync(work)
+
+    async def left_pull(self, municipality: str, now: datetime) -> None:
+        """A municipality whose EPJ no longer pulls: its READ notes wait again (QUEUED) and its
+        idle queues are due, so the workers deliver them."""
+
+        def work(connection: sa.Connection) -> None:
+            connection.execute(
+                sa.update(entries)
+                .where(
+                    entries.c.municipality == municipality,
+                    entries.c.state == EntryState.READ.value,
+                )
+                .values(state=EntryState.QUEUED.value, read_until=None, update_time=now)
+            )
+            connection.execute(
+                sa.update(queues)
+                .where(
+                    queues.c.municipality == municipality,
+                    queues.c.lease_owner == "",
+                    queues.c.due_time.is_(None),
+                )
+                .values(due_time=now)
+            )
+
+        await self.db.write_sync(work)
+
+
+# -- pull mode's statements, made once ---------------------------------------------------------
+
+_PULL_PLACE = entries.c.municipality == sa.bindparam("k_municipality")
+#: The municipality's counter, its row locked: every numbering and read of pull notes is under it.
+_PULL_COUNTER = (
+    sa.select(municipalities.c.last_pull_sequence)
+    .where(municipalities.c.municipality == sa.bindparam("k_municipality"))
+    .with_for_update()
+)
+_PULL_BUMP = (
+    sa.update(municipalities)
+    .where(municipalities.c.municipality == sa.bindparam("k_municipality"))
+    .values(last_pull_sequence=sa.bindparam("k_last"))
+)
+_PULL_COLUMNS = (entries.c.entry_id, entries.c.patient, entries.c.sequence, entries.c.create_time)
+#: READ notes whose time ran out (the index of READ notes by read_until).
+_PULL_EXPIRED = sa.select(*_PULL_COLUMNS).where(
+    _PULL_PLACE,
+    entries.c.state == sa.literal_column(repr(EntryState.READ.value)),
+    entries.c.read_until <= sa.bindparam("k_now", type_=sa.DateTime(timezone=True)),
+)
+#: Notes not numbered yet (the partial index of notes to number).
+_PULL_TO_NUMBER = (
+    sa.select(*_PULL_COLUMNS).where(_PULL_PLACE, tables.TO_NUMBER).order_by(entries.c.create_time)
+)
+_PULL_NUMBER = (
+    sa.update(entries)
+    .where(
+        entries.c.entry_id == sa.bindparam("k_entry_id"),
+        entries.c.pull_sequence.is_(None),
+    )
+    .values(
+        pull_sequence=sa.bindparam("v_pull_sequence", type_=sa.BigInteger),
+    )
+)
+_PULL_OFFER_AGAIN = (
+    sa.update(entries)
+    .where(
+        entries.c.entry_id == sa.bindparam("k_entry_id"),
+        entries.c.state == EntryState.READ.value,
+    )
+    .values(
+        pull_sequence=sa.bindparam("v_pull_sequence", type_=sa.BigInteger),
+        state=EntryState.QUEUED.value,
+        read_until=None,
+        update_time=sa.bindparam("v_update_time", type_=sa.DateTime(timezone=True)),
+    )
+)
+#: Where a first page starts: the oldest numbered note not answered (the offered notes' index).
+_PULL_OLDEST = sa.select(sa.func.min(entries.c.pull_sequence)).where(_PULL_PLACE, tables.OFFERED)
+_PULL_PAGE = (
+    sa.select(entries)
+    .where(
+        _PULL_PLACE,
+        tables.OFFERED,
+        entries.c.pull_sequence > sa.bindparam("k_after", type_=sa.BigInteger),
+    )
+    .order_by(entries.c.pull_sequence)
+    .limit(sa.bindparam("k_limit", type_=sa.Integer))
+)
+_PULL_MARK_READ = (
+    sa.update(entries)
+    .where(
+        entries.c.entry_id.in_(sa.bindparam("k_ids", expanding=True)),
+        tables.OFFERED,
+    )
+    .values(
+        state=EntryState.READ.value,
+        read_until=sa.bindparam("v_read_until", type_=sa.DateTime(timezone=True)),
+        update_time=sa.bindparam("v_update_time", type_=sa.DateTime(timezone=True)),
+    )
+    .returning(entries.c.entry_id)
+)
+_PULL_ACK_LOCK = (
+    sa.select(entries.c.entry_id, entries.c.municipality, entries.c.state, entries.c.pull_sequence)
+    .where(entries.c.entry_id.in_(sa.bindparam("k_ids", expanding=True)))
+    .order_by(entries.c.entry_id)
+    .with_for_update()
+)
+_PULL_JOURNALED = (
+    sa.update(entries)
+    .where(entries.c.entry_id == sa.bindparam("k_entry_id"))
+    .values(
+        state=EntryState.JOURNALED.value,
+        journaled_time=sa.bindparam("v_time", type_=sa.DateTime(timezone=True)),
+        update_time=sa.bindparam("v_time", type_=sa.DateTime(timezone=True)),
+        note_identifier=sa.bindparam("v_note_identifier"),
+        audit_pending=True,
+        read_until=None,
+        next_attempt_time=None,
+    )
+)
+_PULL_REFUSED = (
+    sa.update(entries)
+    .where(entries.c.entry_id == sa.bindparam("k_entry_id"))
+    .values(
+        state=EntryState.DEAD.value,
+        last_error_reason=sa.bindparam("v_last_error_reason"),
+        update_time=sa.bindparam("v_time", type_=sa.DateTime(timezone=True)),
+        read_until=None,
+        next_attempt_time=None,
+    )
+)

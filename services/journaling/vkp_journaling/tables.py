@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from vkp_journaling.domain.entry import ALARM_STEP, WAITING
+from vkp_journaling.domain.entry import ALARM_STEP, WAITING, EntryState
 
 MIGRATIONS = "vkp_journaling.migrations"
 VERSION_TABLE = "alembic_version_journaling"
@@ -43,13 +43,18 @@ entries = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_attempt_time", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("last_error_reason", sa.String(100), nullable=False),
+    # Widened by migration 0003 (a refused pull note's reason carries the EPJ's words).
+    sa.Column("last_error_reason", sa.String(600), nullable=False),
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("journaled_time", sa.DateTime(timezone=True), nullable=True),
     sa.Column("note_identifier", sa.String(100), nullable=False),
     # The audit outbox: a journaled note whose audit record is still owed.
     sa.Column("audit_pending", sa.Boolean, nullable=False),
+    # Pull mode (migration 0003): the note's number in its municipality's pull order (NULL: not
+    # numbered), and when a READ note is offered again.
+    sa.Column("pull_sequence", sa.BigInteger, nullable=True),
+    sa.Column("read_until", sa.DateTime(timezone=True), nullable=True),
 )
 queues = sa.Table(
     "journal_queues",
@@ -68,6 +73,8 @@ municipalities = sa.Table(
     "journal_municipalities",
     metadata,
     sa.Column("municipality", sa.String(9), primary_key=True),
+    # Pull mode (migration 0003): the last pull sequence handed out, under this row's lock.
+    sa.Column("last_pull_sequence", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 #: An entry that waits in its queue to be delivered as a note: QUEUED or RETRYING, not an alarm
@@ -94,4 +101,50 @@ sa.Index(
     queues.c.due_time,
     sqlite_where=sa.text("due_time IS NOT NULL"),
     postgresql_where=sa.text("due_time IS NOT NULL"),
+)
+
+# -- pull mode (vkp_journaling.domain.pull; migration 0003) ------------------------------------
+#: Notes still to number: waiting, not numbered (every waiting note of a push municipality).
+TO_NUMBER_SQL = f"pull_sequence IS NULL AND {WAITING_NOTE_SQL}"
+TO_NUMBER = sa.and_(entries.c.pull_sequence.is_(None), WAITING_NOTE)
+#: Numbered notes not yet answered: where a first page starts, and what a page reads.
+OFFERED_SQL = (
+    "pull_sequence IS NOT NULL AND "
+    f"state IN ({', '.join(repr(state.value) for state in (*WAITING, EntryState.READ))})"
+)
+OFFERED = sa.and_(
+    entries.c.pull_sequence.is_not(None),
+    entries.c.state.in_(
+        [sa.literal_column(repr(state.value)) for state in (*WAITING, EntryState.READ)]
+    ),
+)
+READ_SQL = f"state = '{EntryState.READ.value}'"
+sa.Index(
+    "ix_journal_entries_pull_sequence",
+    entries.c.municipality,
+    entries.c.pull_sequence,
+    unique=True,
+    sqlite_where=sa.text("pull_sequence IS NOT NULL"),
+    postgresql_where=sa.text("pull_sequence IS NOT NULL"),
+)
+sa.Index(
+    "ix_journal_entries_to_number",
+    entries.c.municipality,
+    entries.c.create_time,
+    sqlite_where=sa.text(TO_NUMBER_SQL),
+    postgresql_where=sa.text(TO_NUMBER_SQL),
+)
+sa.Index(
+    "ix_journal_entries_offered",
+    entries.c.municipality,
+    entries.c.pull_sequence,
+    sqlite_where=sa.text(OFFERED_SQL),
+    postgresql_where=sa.text(OFFERED_SQL),
+)
+sa.Index(
+    "ix_journal_entries_read",
+    entries.c.municipality,
+    entries.c.read_until,
+    sqlite_where=sa.text(READ_SQL),
+    postgresql_where=sa.text(READ_SQL),
 )

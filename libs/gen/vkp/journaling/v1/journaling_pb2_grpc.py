@@ -41,9 +41,14 @@ class JournalingServiceStub:
     INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
     INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
-    NOT_FOUND            ENTRY_NOT_FOUND
-    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
-    UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+    NOT_FOUND            ENTRY_NOT_FOUND (also per item of Acknowledge: an entry that is not
+    the municipality's is not found either)
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+    is pushed to); per item of Acknowledge: ENTRY_NOT_READ (an entry never
+    offered), ENTRY_ALREADY_FINAL (an entry journaled or dead already, and
+    acknowledged otherwise)
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ naming another municipality than its own)
     UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
@@ -106,9 +111,14 @@ class JournalingServiceServicer:
     INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
     INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
-    NOT_FOUND            ENTRY_NOT_FOUND
-    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
-    UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+    NOT_FOUND            ENTRY_NOT_FOUND (also per item of Acknowledge: an entry that is not
+    the municipality's is not found either)
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+    is pushed to); per item of Acknowledge: ENTRY_NOT_READ (an entry never
+    offered), ENTRY_ALREADY_FINAL (an entry journaled or dead already, and
+    acknowledged otherwise)
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ naming another municipality than its own)
     UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
@@ -226,9 +236,14 @@ class JournalingService:
     INVALID_FORMAT (a field rule; BadRequest names the fields),
     INVALID_NATIONAL_ID (mod-11: an event's patient, a listing's patient),
     INVALID_ORGANIZATION_NUMBER (mod-11), INVALID_PAGE_TOKEN
-    NOT_FOUND            ENTRY_NOT_FOUND
-    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter)
-    UNIMPLEMENTED        NOT_IMPLEMENTED (ListPending and Acknowledge, until pull mode)
+    NOT_FOUND            ENTRY_NOT_FOUND (also per item of Acknowledge: an entry that is not
+    the municipality's is not found either)
+    FAILED_PRECONDITION  ENTRY_NOT_DEAD (RetryEntry of an entry that is not a dead letter),
+    NOT_PULL_MODE (ListPending or Acknowledge for a municipality whose EPJ
+    is pushed to); per item of Acknowledge: ENTRY_NOT_READ (an entry never
+    offered), ENTRY_ALREADY_FINAL (an entry journaled or dead already, and
+    acknowledged otherwise)
+    PERMISSION_DENIED    WRONG_MUNICIPALITY (an EPJ naming another municipality than its own)
     UNAUTHENTICATED, PERMISSION_DENIED: the reasons of the hub's authentication.
     """
 
