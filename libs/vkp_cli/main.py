@@ -249,7 +249,12 @@ def run(
     env = dict(os.environ)
     env |= {
         f"VKP_{name.value.upper()}_TARGET": f"{local}:{ports[name]}"
-        for name in (ServiceName.registry, ServiceName.journaling, ServiceName.audit)
+        for name in (
+            ServiceName.registry,
+            ServiceName.ingest,
+            ServiceName.journaling,
+            ServiceName.audit,
+        )
     }
     issuer = None
     if "VKP_AUTH_ISSUER" not in env:

@@ -38,6 +38,12 @@ def bind_call(call: LoggedCall) -> None:
     _call.set(call)
 
 
+def current_request_id() -> str:
+    """The request id of the call being served (the runner binds it); empty outside a call."""
+    call = _call.get()
+    return call.request_id if call is not None else ""
+
+
 def _add_call(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:

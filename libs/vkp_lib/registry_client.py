@@ -3,9 +3,10 @@
 `DecisionClient.check` asks the registry's `CheckAccess` once per (client, municipality, service,
 action) and remembers the answer. A background task (`run`, owned by the service's runner)
 follows `WatchChanges` from the revision it has applied and forgets every remembered decision
-when a change arrives. While the feed is down the remembered decisions serve on for at most
-`stale_after_seconds`; after that they are dropped and every check asks the registry until the
-feed is back. `applied_revision` tells callers and tests how far the client has followed.
+when a change arrives (a DEBUG line says the revision applied). While the feed is down the
+remembered decisions serve on for at most `stale_after_seconds`; after that they are dropped
+and every check asks the registry until the feed is back. `applied_revision` tells callers and
+tests how far the client has followed.
 
 A feed that ends is not an outage: the registry's server recycles every connection after
 VKP_MAX_CONNECTION_AGE_SECONDS and a replica that shuts down ends its streams, and the client
@@ -197,6 +198,8 @@ class DecisionClient:
                 async with self._advanced:
                     self.applied_revision = max(self.applied_revision, response.head_revision)
                     self._advanced.notify_all()
+                if response.changes:  # rare: say how far this process has followed
+                    log.debug("registry changes applied", applied_revision=self.applied_revision)
         except grpc.aio.AioRpcError as exc:
             return heard, exc.code().name
         finally:

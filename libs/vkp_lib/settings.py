@@ -62,6 +62,10 @@ class RuntimeSettings(BaseSettings):
     journaling_target: str = Field(
         default="127.0.0.1:50053", description="The journaling service, for ingest's relay."
     )
+    ingest_target: str = Field(
+        default="127.0.0.1:50052",
+        description="The ingest service, for lookup's open-alarm query.",
+    )
     audit_target: str = Field(
         default="127.0.0.1:50055", description="The audit service, for the services that record."
     )
