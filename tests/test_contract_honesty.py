@@ -60,8 +60,6 @@ LIBRARY_REASONS = {
 }
 #: Every service goes through the runner's interceptors and the contract's field rules.
 EVERY_SERVICE = ("vkp_lib.interceptors", "vkp_lib.validation")
-#: Libraries a service will use in a step to come, whose reasons its contract already lists.
-PLANNED = {"lookup": ("vkp_lib.registry_client", "vkp_lib.denials", "vkp_lib.paging")}  # step 12
 #: The field rules whose violations carry a reason of their own (vkp_lib.validation).
 RULE_REASONS = {
     "national_id": "INVALID_NATIONAL_ID",
@@ -127,7 +125,7 @@ def _imports(text: str, module: str) -> bool:
 def _raisable(service: str) -> set[str]:
     text = "\n".join(_sources(service).values())
     used = {m for m in LIBRARY_REASONS if _imports(text, m)}
-    modules = {*used, *EVERY_SERVICE, *PLANNED.get(service, ())}
+    modules = {*used, *EVERY_SERVICE}
     library = set().union(*(LIBRARY_REASONS[m] for m in modules))
     contract = CONTRACTS[service].DESCRIPTOR.services_by_name[f"{service.capitalize()}Service"]
     rules: set[str] = set()
@@ -160,8 +158,6 @@ def test_a_service_raises_its_own_reasons_only_through_its_reason_enum(service: 
     assert bare == []
     uses = "\n".join(t for p, t in sources.items() if p.name != "reasons.py")
     unused = [r for r in _own_reasons(service) if not re.search(rf"\bReason\.{r}\b", uses)]
-    if service == "lookup":  # its RPCs come in step 12; until then they answer UNIMPLEMENTED
-        return
     assert unused == []
 
 

@@ -7,8 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from vkp_lookup.domain.need import AlarmState, Episode, alarm_window_open, service_need
-from vkp_lookup.service import LookupService
-from vkp_lookup.settings import LookupSettings
 
 TODAY = date(2026, 11, 29)
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
@@ -58,11 +56,3 @@ def test_the_alarm_window_is_open_while_the_alarm_is_and_for_the_grace_after() -
     long_closed = AlarmState(open=False, close_time=NOW - timedelta(minutes=3))
     assert not alarm_window_open(long_closed, NOW, grace)
     assert not alarm_window_open(None, NOW, grace)
-
-
-def test_the_service_uses_the_configured_grace() -> None:
-    closed = AlarmState(open=False, close_time=NOW - timedelta(seconds=30))
-    short = LookupService(LookupSettings(alarm_grace_seconds=10), clock=lambda: NOW)
-    long = LookupService(LookupSettings(alarm_grace_seconds=60), clock=lambda: NOW)
-    assert not short.alarm_window_open(closed)
-    assert long.alarm_window_open(closed)

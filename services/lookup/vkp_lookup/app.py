@@ -1,6 +1,7 @@
-"""How the runner starts the lookup service: its settings, its dependencies (built in one
-lifespan; the EPJ reader, the cache and the clients of registry, ingest and audit join them in
-step 12) and the servicer."""
+"""How the runner starts the lookup service: its settings, its dependencies (built and closed in
+one lifespan: the EPJ reader over the shared FHIR client, the registry's decisions and EPJ
+endpoints, ingest's open-alarm query, the audit client), the servicer, and the background task
+that follows the registry's change feed."""
 
 from __future__ import annotations
 
@@ -11,13 +12,19 @@ from dataclasses import dataclass
 import grpc
 
 from vkp.lookup.v1 import lookup_pb2, lookup_pb2_grpc
-from vkp_lib.identity.setup import build_authentication
+from vkp_lib.audit_client import AuditClient
+from vkp_lib.clients import insecure_channel
+from vkp_lib.fhir import EndpointDirectory, FhirClient
+from vkp_lib.identity.setup import build_authentication, service_token_source
+from vkp_lib.registry_client import DecisionClient
 from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings
+from vkp_lookup.alarms import AlarmClient
 from vkp_lookup.permissions import PERMISSIONS
 from vkp_lookup.service import LookupService
 from vkp_lookup.servicer import LookupServicer
 from vkp_lookup.settings import LookupSettings
+from vkp_lookup.store import PatientRecords
 
 FULL_NAME = lookup_pb2.DESCRIPTOR.services_by_name["LookupService"].full_name
 
@@ -29,16 +36,58 @@ SETTINGS = (LookupSettings,)
 @dataclass(frozen=True)
 class Dependencies:
     service: LookupService
+    decisions: DecisionClient
 
 
 def build_service(
     settings: RuntimeSettings, auth: AuthSettings, lookup: LookupSettings
 ) -> Service[Dependencies]:
     authentication = build_authentication(PERMISSIONS, auth, settings)
+    tokens = service_token_source(auth, "lookup")
+    allow_synthetic = (
+        lookup.allow_synthetic_ids
+        if lookup.allow_synthetic_ids is not None
+        else settings.development
+    )
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[Dependencies]:
-        yield Dependencies(LookupService(lookup))
+        channels: list[grpc.aio.Channel] = []
+        # Made here: gRPC channels and the HTTP session belong to the running event loop.
+        fhir = FhirClient(name="vkp.lookup.epj")
+        try:
+            for target, name in (
+                (settings.registry_target, "vkp.registry.v1.RegistryService"),
+                (settings.audit_target, "vkp.audit.v1.AuditService"),
+                (settings.ingest_target, "vkp.ingest.v1.IngestService"),
+            ):
+                channels.append(insecure_channel(target, name, tokens))
+            registry, audit, ingest = channels
+            decisions = DecisionClient(
+                registry, stale_after_seconds=lookup.registry_stale_after_seconds
+            )
+            records = PatientRecords(
+                fhir,
+                EndpointDirectory(
+                    registry,
+                    secrets_dir=lookup.epj_secrets_dir,
+                    ttl_seconds=lookup.endpoint_ttl_seconds,
+                ),
+                deadline_seconds=lookup.epj_deadline_seconds,
+            )
+            service = LookupService(
+                lookup,
+                records=records,
+                decisions=decisions,
+                alarms=AlarmClient(ingest),
+                audit=AuditClient(audit),
+                allow_synthetic=allow_synthetic,
+            )
+            yield Dependencies(service=service, decisions=decisions)
+        finally:
+            for channel in channels:
+                await channel.close()
+            await fhir.close()
 
     def register(server: grpc.aio.Server, deps: Dependencies) -> None:
         lookup_pb2_grpc.add_LookupServiceServicer_to_server(LookupServicer(deps.service), server)
@@ -48,6 +97,7 @@ def build_service(
         full_name=FULL_NAME,
         lifespan=lifespan,
         register=register,
+        tasks=lambda deps: [deps.decisions.run],
         authenticator=authentication.authenticator,
         on_start=authentication.on_start,
         on_close=authentication.on_close,

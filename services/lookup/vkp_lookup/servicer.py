@@ -1,15 +1,20 @@
-"""gRPC servicer of vkp.lookup.v1.LookupService: thin, proto <-> `LookupService`.
-
-The service serves its whole contract. An RPC whose step has not come yet (step 12) raises
-NotImplementedError, which the runner answers UNIMPLEMENTED with the reason NOT_IMPLEMENTED,
-after the request has passed authentication and the field rules of the contract.
-"""
+"""gRPC servicer of vkp.lookup.v1.LookupService: thin, the request to the use case of
+service.py and its answer back to the response (convert.py); nothing else."""
 
 from __future__ import annotations
 
-from vkp.lookup.v1 import lookup_pb2, lookup_pb2_grpc
+from datetime import UTC, datetime
+
+from vkp.lookup.v1 import lookup_pb2 as pb
+from vkp.lookup.v1 import lookup_pb2_grpc
+from vkp_lib.auth import current_principal
 from vkp_lib.rpc import Context
-from vkp_lookup.service import LookupService
+from vkp_lookup import convert
+from vkp_lookup.service import Call, LookupService
+
+
+def _call(method: str, municipality: str, service_code: int, alarm_id: str = "") -> Call:
+    return Call(current_principal(), municipality, service_code, method, alarm_id)  # type: ignore[arg-type]
 
 
 class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
@@ -17,26 +22,60 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         self.service = service
 
     async def ListServiceRecipients(
-        self, request: lookup_pb2.ListServiceRecipientsRequest, context: Context
-    ) -> lookup_pb2.ListServiceRecipientsResponse:
-        raise NotImplementedError
+        self, request: pb.ListServiceRecipientsRequest, context: Context
+    ) -> pb.ListServiceRecipientsResponse:
+        call = _call("ListServiceRecipients", request.municipality, request.service_code)
+        page = await self.service.list_service_recipients(
+            call, request.page_size, request.page_token
+        )
+        return pb.ListServiceRecipientsResponse(
+            recipients=[convert.recipient_to_pb(r) for r in page.recipients],
+            next_page_token=page.next_page_token,
+            freshness=convert.freshness_to_pb(page.freshness, datetime.now(UTC)),
+        )
 
     async def GetPatient(
-        self, request: lookup_pb2.GetPatientRequest, context: Context
-    ) -> lookup_pb2.GetPatientResponse:
-        raise NotImplementedError
+        self, request: pb.GetPatientRequest, context: Context
+    ) -> pb.GetPatientResponse:
+        call = _call("GetPatient", request.municipality, request.service_code)
+        answer = await self.service.get_patient(call, request.patient.value)
+        return pb.GetPatientResponse(
+            patient=convert.patient_to_pb(answer.value),
+            freshness=convert.freshness_to_pb(answer.freshness, datetime.now(UTC)),
+            basis=convert.basis_to_pb(answer.basis),
+        )
 
     async def GetServices(
-        self, request: lookup_pb2.GetServicesRequest, context: Context
-    ) -> lookup_pb2.GetServicesResponse:
-        raise NotImplementedError
+        self, request: pb.GetServicesRequest, context: Context
+    ) -> pb.GetServicesResponse:
+        call = _call("GetServices", request.municipality, request.service_code)
+        answer = await self.service.get_services(call, request.patient.value)
+        return pb.GetServicesResponse(
+            services=[convert.service_to_pb(e) for e in answer.value],
+            freshness=convert.freshness_to_pb(answer.freshness, datetime.now(UTC)),
+            basis=convert.basis_to_pb(answer.basis),
+        )
 
     async def GetVisitPlan(
-        self, request: lookup_pb2.GetVisitPlanRequest, context: Context
-    ) -> lookup_pb2.GetVisitPlanResponse:
-        raise NotImplementedError
+        self, request: pb.GetVisitPlanRequest, context: Context
+    ) -> pb.GetVisitPlanResponse:
+        call = _call("GetVisitPlan", request.municipality, request.service_code)
+        answer = await self.service.get_visit_plan(call, request.patient.value, request.date)
+        return pb.GetVisitPlanResponse(
+            visits=[convert.visit_to_pb(v) for v in answer.value],
+            freshness=convert.freshness_to_pb(answer.freshness, datetime.now(UTC)),
+            basis=convert.basis_to_pb(answer.basis),
+        )
 
     async def GetAlarmContext(
-        self, request: lookup_pb2.GetAlarmContextRequest, context: Context
-    ) -> lookup_pb2.GetAlarmContextResponse:
-        raise NotImplementedError
+        self, request: pb.GetAlarmContextRequest, context: Context
+    ) -> pb.GetAlarmContextResponse:
+        call = _call(
+            "GetAlarmContext", request.municipality, request.service_code, request.alarm_id
+        )
+        answer = await self.service.get_alarm_context(call, request.patient.value)
+        return pb.GetAlarmContextResponse(
+            context=convert.alarm_context_to_pb(answer.value),
+            freshness=convert.freshness_to_pb(answer.freshness, datetime.now(UTC)),
+            basis=convert.basis_to_pb(answer.basis),
+        )

@@ -26,6 +26,10 @@ class Episode:
     status: str  # FHIR EpisodeOfCare.status: planned, waitlist, active, onhold, finished, ...
     start: date | None
     end: date | None
+    #: The type's code system and display, and the unit that delivers it, as the EPJ says.
+    type_system: str = ""
+    type_display: str = ""
+    managing_organization: str = ""
 
     def active_on(self, day: date) -> bool:
         return (

@@ -1,5 +1,5 @@
-"""The ErrorInfo reasons the lookup service raises itself (shared ones come from vkp_lib). Its
-RPCs come in step 12: these are the reasons its contract promises for them."""
+"""The ErrorInfo reasons the lookup service raises itself (shared ones come from vkp_lib: the
+registry's denials, REGISTRY_UNAVAILABLE, REGISTRY_BEHIND, INVALID_PAGE_TOKEN)."""
 
 from __future__ import annotations
 
@@ -19,3 +19,10 @@ class Reason(enum.StrEnum):
     EPJ_UNAVAILABLE = "EPJ_UNAVAILABLE"
     #: The audit record could not be written: no record, no answer.
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+    #: Ingest cannot say now whether the alarm is open (GetAlarmContext).
+    INGEST_UNAVAILABLE = "INGEST_UNAVAILABLE"
+    #: The patient's national id fails its mod-11 check (or is synthetic where they are not
+    #: allowed).
+    INVALID_NATIONAL_ID = "INVALID_NATIONAL_ID"
+    #: A field that passes its pattern but means nothing (a date that is no day).
+    INVALID_FORMAT = "INVALID_FORMAT"

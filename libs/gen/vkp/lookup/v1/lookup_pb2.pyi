@@ -78,6 +78,36 @@ SERVICE_STATUS_CANCELLED: ServiceStatus.ValueType  # 5
 """Cancelled."""
 Global___ServiceStatus: _TypeAlias = ServiceStatus  # noqa: Y015
 
+class _AccessRule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessRule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_RULE_UNSPECIFIED: _AccessRule.ValueType  # 0
+    ACCESS_RULE_SERVICE_NEED: _AccessRule.ValueType  # 1
+    """Tjenstlig behov: an agreement granting the service code and lookup, and an active
+    EpisodeOfCare of a type the partner profile maps to it.
+    """
+    ACCESS_RULE_OPEN_ALARM: _AccessRule.ValueType  # 2
+    """The service need, while this vendor system's alarm for the patient is open."""
+    ACCESS_RULE_ALARM_GRACE: _AccessRule.ValueType  # 3
+    """The service need, within the grace period after this vendor system's alarm closed."""
+
+class AccessRule(_AccessRule, metaclass=_AccessRuleEnumTypeWrapper):
+    """The rule that released an answer."""
+
+ACCESS_RULE_UNSPECIFIED: AccessRule.ValueType  # 0
+ACCESS_RULE_SERVICE_NEED: AccessRule.ValueType  # 1
+"""Tjenstlig behov: an agreement granting the service code and lookup, and an active
+EpisodeOfCare of a type the partner profile maps to it.
+"""
+ACCESS_RULE_OPEN_ALARM: AccessRule.ValueType  # 2
+"""The service need, while this vendor system's alarm for the patient is open."""
+ACCESS_RULE_ALARM_GRACE: AccessRule.ValueType  # 3
+"""The service need, within the grace period after this vendor system's alarm closed."""
+Global___AccessRule: _TypeAlias = AccessRule  # noqa: Y015
+
 @_typing.final
 class Freshness(_message.Message):
     """How fresh an answer is."""
@@ -409,6 +439,44 @@ class Visit(_message.Message):
 Global___Visit: _TypeAlias = Visit  # noqa: Y015
 
 @_typing.final
+class AccessBasis(_message.Message):
+    """Why the vendor may see an answer: the rule, and the EPJ service (EpisodeOfCare) that gave the
+    service need.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    EPISODE_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    rule: Global___AccessRule.ValueType
+    """The rule."""
+    episode_id: _builtins.str
+    """The EPJ's logical id of the EpisodeOfCare."""
+    agreement: _builtins.str
+    """The registry's agreement that granted the service code and lookup."""
+    @_builtins.property
+    def service_type(self) -> _common_pb2.Coding:
+        """Its type."""
+
+    def __init__(
+        self,
+        *,
+        rule: Global___AccessRule.ValueType = ...,
+        episode_id: _builtins.str = ...,
+        service_type: _common_pb2.Coding | None = ...,
+        agreement: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service_type", b"service_type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "episode_id", b"episode_id", "rule", b"rule", "service_type", b"service_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessBasis: _TypeAlias = AccessBasis  # noqa: Y015
+
+@_typing.final
 class ServiceRecipient(_message.Message):
     """A person who has the service."""
 
@@ -552,6 +620,7 @@ class GetPatientResponse(_message.Message):
 
     PATIENT_FIELD_NUMBER: _builtins.int
     FRESHNESS_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def patient(self) -> Global___Patient:
         """The patient."""
@@ -560,15 +629,20 @@ class GetPatientResponse(_message.Message):
     def freshness(self) -> Global___Freshness:
         """How fresh it is."""
 
+    @_builtins.property
+    def basis(self) -> Global___AccessBasis:
+        """Which rule and which EPJ service allowed it."""
+
     def __init__(
         self,
         *,
         patient: Global___Patient | None = ...,
         freshness: Global___Freshness | None = ...,
+        basis: Global___AccessBasis | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "patient", b"patient"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "freshness", b"freshness", "patient", b"patient"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "patient", b"patient"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "freshness", b"freshness", "patient", b"patient"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -614,6 +688,7 @@ class GetServicesResponse(_message.Message):
 
     SERVICES_FIELD_NUMBER: _builtins.int
     FRESHNESS_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatientService]:
         """Active and ended services."""
@@ -622,15 +697,20 @@ class GetServicesResponse(_message.Message):
     def freshness(self) -> Global___Freshness:
         """How fresh they are."""
 
+    @_builtins.property
+    def basis(self) -> Global___AccessBasis:
+        """Which rule and which EPJ service allowed it."""
+
     def __init__(
         self,
         *,
         services: _abc.Iterable[Global___PatientService] | None = ...,
         freshness: Global___Freshness | None = ...,
+        basis: Global___AccessBasis | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "freshness", b"freshness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "services", b"services"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "freshness", b"freshness", "services", b"services"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -680,6 +760,7 @@ class GetVisitPlanResponse(_message.Message):
 
     VISITS_FIELD_NUMBER: _builtins.int
     FRESHNESS_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def visits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Visit]:
         """The visits of the day, in time order."""
@@ -688,15 +769,20 @@ class GetVisitPlanResponse(_message.Message):
     def freshness(self) -> Global___Freshness:
         """How fresh they are."""
 
+    @_builtins.property
+    def basis(self) -> Global___AccessBasis:
+        """Which rule and which EPJ service allowed it."""
+
     def __init__(
         self,
         *,
         visits: _abc.Iterable[Global___Visit] | None = ...,
         freshness: Global___Freshness | None = ...,
+        basis: Global___AccessBasis | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "freshness", b"freshness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "visits", b"visits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "freshness", b"freshness", "visits", b"visits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -800,6 +886,7 @@ class GetAlarmContextResponse(_message.Message):
 
     CONTEXT_FIELD_NUMBER: _builtins.int
     FRESHNESS_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def context(self) -> Global___AlarmContext:
         """The responder set."""
@@ -808,15 +895,20 @@ class GetAlarmContextResponse(_message.Message):
     def freshness(self) -> Global___Freshness:
         """How fresh it is."""
 
+    @_builtins.property
+    def basis(self) -> Global___AccessBasis:
+        """Which rule and which EPJ service allowed it."""
+
     def __init__(
         self,
         *,
         context: Global___AlarmContext | None = ...,
         freshness: Global___Freshness | None = ...,
+        basis: Global___AccessBasis | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "freshness", b"freshness"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "context", b"context", "freshness", b"freshness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "freshness", b"freshness"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "context", b"context", "freshness", b"freshness"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -47,7 +47,8 @@ class LookupServiceStub:
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
       NOT_FOUND            PATIENT_NOT_FOUND
       UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE,
-                           REGISTRY_BEHIND (safe to retry)
+                           REGISTRY_BEHIND, INGEST_UNAVAILABLE (the alarm's state cannot be
+                           asked now) (safe to retry)
       DEADLINE_EXCEEDED    EPJ_TIMEOUT
       UNAUTHENTICATED: the reasons of the hub's authentication.
     """
@@ -93,7 +94,8 @@ class LookupServiceAsyncStub(LookupServiceStub):
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
       NOT_FOUND            PATIENT_NOT_FOUND
       UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE,
-                           REGISTRY_BEHIND (safe to retry)
+                           REGISTRY_BEHIND, INGEST_UNAVAILABLE (the alarm's state cannot be
+                           asked now) (safe to retry)
       DEADLINE_EXCEEDED    EPJ_TIMEOUT
       UNAUTHENTICATED: the reasons of the hub's authentication.
     """
@@ -135,7 +137,8 @@ class LookupServiceServicer(metaclass=_abc_1.ABCMeta):
                            NO_ACCESS, UNKNOWN_ORGANIZATION, NO_OPEN_ALARM, MISSING_SCOPE
       NOT_FOUND            PATIENT_NOT_FOUND
       UNAVAILABLE          EPJ_UNAVAILABLE, AUDIT_UNAVAILABLE, REGISTRY_UNAVAILABLE,
-                           REGISTRY_BEHIND (safe to retry)
+                           REGISTRY_BEHIND, INGEST_UNAVAILABLE (the alarm's state cannot be
+                           asked now) (safe to retry)
       DEADLINE_EXCEEDED    EPJ_TIMEOUT
       UNAUTHENTICATED: the reasons of the hub's authentication.
     """

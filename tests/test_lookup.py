@@ -1,0 +1,602 @@
+"""Lookup end to end, over real processes: the registry (seeded with the sandbox, its EPJ
+endpoints on the simulator), the audit service, ingest (the open-alarm query), lookup, and the
+EPJ simulator with its faults; the services' storage on SQLite, then PostgreSQL.
+
+Each lookup's audit record is found through the audit service by the request id the test sent
+with the call (`x-request-id`), so "exactly one record" is counted per call."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
+from vkp.common.v1 import common_pb2
+from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from vkp.lookup.v1 import lookup_pb2 as pb
+from vkp.lookup.v1 import lookup_pb2_grpc
+from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
+from vkp_cli.registry import seed
+from vkp_epj_sim import sandbox_patients
+from vkp_epj_sim.seed import SeedPatient
+from vkp_epj_sim.testing import SimulatorProcess
+from vkp_lib.identity.issuer import DevelopmentIssuer
+from vkp_lib.identity.permissions import Scopes
+from vkp_lib.sandbox import (
+    BJORKEDAL,
+    DISPENSER,
+    FJORDVIK,
+    HOME_FOLLOW_UP,
+    NORDHEIM,
+    RESPONSE_CENTRE,
+    SANDBOX,
+    SUPERVISION,
+    SandboxVendorSystem,
+)
+from vkp_lib.status import error_info
+from vkp_lib.testing.events import sample_event
+from vkp_lib.testing.plugin import postgres_database
+from vkp_lib.testing.processes import NOWHERE, ServiceProcess, stop_all
+from vkp_lib.timestamps import timestamp
+
+Metadata = tuple[tuple[str, str], ...]
+GRACE_SECONDS = 2.0
+FJORDVIK_PATIENTS = [p for p in sandbox_patients() if p.municipality == "4699"]
+BJORKEDAL_PATIENTS = [p for p in sandbox_patients() if p.municipality == "3499"]
+MD = common_pb2.SERVICE_CODE_MD
+TA = common_pb2.SERVICE_CODE_TA
+
+
+def with_service(patients: list[SeedPatient], service_type: str) -> list[SeedPatient]:
+    return [p for p in patients if service_type in p.active_service_types]
+
+
+def without_service(patients: list[SeedPatient], service_type: str) -> list[SeedPatient]:
+    return [p for p in patients if service_type not in p.active_service_types]
+
+
+@dataclass
+class Hub:
+    epj: SimulatorProcess
+    registry: ServiceProcess
+    audit: ServiceProcess
+    ingest: ServiceProcess
+    lookup: ServiceProcess
+    issuer: DevelopmentIssuer
+    env: dict[str, str]
+
+    def vendor(
+        self, system: SandboxVendorSystem, scope: str = Scopes.LOOKUP, request_id: str = ""
+    ) -> Metadata:
+        token = self.issuer.vendor_token(
+            system.client_ids[0], [scope], organization_number=system.vendor_organization_number
+        )
+        metadata: Metadata = (("authorization", f"Bearer {token}"),)
+        if request_id:
+            metadata += (("x-request-id", request_id),)
+        return metadata
+
+    def reader(self, municipality: str) -> Metadata:
+        token = self.issuer.vendor_token(
+            "auditor", [Scopes.AUDIT_READ], organization_number=municipality
+        )
+        return (("authorization", f"Bearer {token}"),)
+
+    @property
+    def admin(self) -> Metadata:
+        return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    auth_env: dict[str, str],
+    dev_issuer: DevelopmentIssuer,
+) -> Iterator[Hub]:
+    folder = tmp_path_factory.mktemp("lookup-hub")
+    databases = postgres_database() if request.param == "postgresql" else nullcontext(None)
+    with databases as postgres:
+
+        def database(name: str) -> str:
+            return postgres or f"sqlite+aiosqlite:///{folder / f'{name}.db'}"
+
+        epj = SimulatorProcess(folder / "epj")
+        registry = ServiceProcess("registry", {**auth_env, "VKP_DB_URL": database("registry")})
+        audit = ServiceProcess("audit", {**auth_env, "VKP_DB_URL": database("audit")})
+        started = [registry, audit]
+        try:
+            epj.wait_ready()
+            registry.wait_serving()
+            audit.wait_serving()
+
+            async def seed_registry() -> None:
+                admin = (
+                    ("authorization", f"Bearer {dev_issuer.vendor_token('o', [Scopes.ADMIN])}"),
+                )
+                async with grpc.aio.insecure_channel(registry.address) as channel:
+                    stub = registry_pb2_grpc.RegistryServiceStub(channel)
+                    await seed(stub, admin, SANDBOX, simulator_url=epj.url)
+
+            asyncio.run(seed_registry())
+            env = {
+                **auth_env,
+                "VKP_REGISTRY_TARGET": registry.address,
+                "VKP_AUDIT_TARGET": audit.address,
+            }
+            ingest = ServiceProcess(
+                "ingest",
+                {**env, "VKP_DB_URL": database("ingest"), "VKP_JOURNALING_TARGET": NOWHERE},
+            )
+            started.append(ingest)
+            ingest.wait_serving()
+            env |= {
+                "VKP_INGEST_TARGET": ingest.address,
+                "VKP_LOOKUP_ALARM_GRACE_SECONDS": str(GRACE_SECONDS),
+                "VKP_LOOKUP_EPJ_DEADLINE_SECONDS": "1",
+            }
+            lookup = ServiceProcess("lookup", env)
+            started.append(lookup)
+            lookup.wait_serving()
+            yield Hub(epj, registry, audit, ingest, lookup, dev_issuer, env)
+        finally:
+            stop_all(*started)
+            epj.stop()
+
+
+@pytest.fixture
+async def stub(hub: Hub) -> AsyncIterator[lookup_pb2_grpc.LookupServiceAsyncStub]:
+    async with grpc.aio.insecure_channel(hub.lookup.address) as channel:
+        yield lookup_pb2_grpc.LookupServiceStub(channel)
+
+
+@pytest.fixture
+async def epj(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=hub.epj.url, timeout=10) as client:
+        await client.post("/_control/reset")
+        yield client
+        await client.post("/_control/reset")
+
+
+def new_request_id() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+def national_id(patient: SeedPatient) -> common_pb2.NationalId:
+    return common_pb2.NationalId(value=patient.national_id)
+
+
+def reason_of(caught: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> tuple[str, str]:
+    info = error_info(caught.value)
+    assert info is not None
+    return caught.value.code().name, info.reason
+
+
+async def records_of(hub: Hub, municipality: str, request_id: str) -> list[audit_pb2.AuditRecord]:
+    """The audit records of one lookup call, by its request id (newest first)."""
+    found: list[audit_pb2.AuditRecord] = []
+    async with grpc.aio.insecure_channel(hub.audit.address) as channel:
+        audit = audit_pb2_grpc.AuditServiceStub(channel)
+        token = ""
+        while True:
+            page = await audit.Query(
+                audit_pb2.QueryRequest(municipality=municipality, page_size=1000, page_token=token),
+                metadata=hub.reader(municipality),
+            )
+            found += [r for r in page.records if r.request_id == request_id]
+            token = page.next_page_token
+            if not token:
+                return found
+
+
+async def one_record(hub: Hub, municipality: str, request_id: str) -> audit_pb2.AuditRecord:
+    (record,) = await records_of(hub, municipality, request_id)
+    return record
+
+
+async def get_patient(
+    stub: lookup_pb2_grpc.LookupServiceAsyncStub,
+    hub: Hub,
+    patient: SeedPatient,
+    *,
+    system: SandboxVendorSystem = DISPENSER,
+    service_code: common_pb2.ServiceCode.ValueType = MD,
+    municipality: str = FJORDVIK.organization_number,
+    request_id: str = "",
+) -> pb.GetPatientResponse:
+    return await stub.GetPatient(
+        pb.GetPatientRequest(
+            municipality=municipality, service_code=service_code, patient=national_id(patient)
+        ),
+        metadata=hub.vendor(system, request_id=request_id),
+    )
+
+
+async def denial(
+    stub: lookup_pb2_grpc.LookupServiceAsyncStub, hub: Hub, patient: SeedPatient, **kwargs: Any
+) -> tuple[str, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await get_patient(stub, hub, patient, **kwargs)
+    return reason_of(caught)
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+async def test_the_recipients_of_a_service_are_listed_page_by_page_each_page_audited(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    expected = {p.national_id for p in with_service(FJORDVIK_PATIENTS, "27")}
+    assert len(expected) >= 3
+    listed: list[str] = []
+    token, request_ids = "", []
+    while True:
+        request_id = new_request_id()
+        request_ids.append(request_id)
+        page = await stub.ListServiceRecipients(
+            pb.ListServiceRecipientsRequest(
+                municipality=FJORDVIK.organization_number,
+                service_code=MD,
+                page_size=2,
+                page_token=token,
+            ),
+            metadata=hub.vendor(DISPENSER, request_id=request_id),
+        )
+        assert len(page.recipients) <= 2
+        for recipient in page.recipients:
+            listed.append(recipient.national_id.value)
+            assert recipient.name.family
+            assert {s.type.code for s in recipient.services} == {"27"}
+            assert all(s.status == pb.SERVICE_STATUS_ACTIVE for s in recipient.services)
+        assert not page.freshness.stale
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(listed) == sorted(expected)  # each once, no one else
+    for request_id in request_ids:
+        record = await one_record(hub, FJORDVIK.organization_number, request_id)
+        assert record.action == audit_pb2.AUDIT_ACTION_QUERY
+        assert record.outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
+        assert record.resource == "/vkp.lookup.v1.LookupService/ListServiceRecipients"
+    named = [
+        p.value
+        for r in request_ids
+        for p in (await one_record(hub, FJORDVIK.organization_number, r)).patients
+    ]
+    assert sorted(named) == sorted(expected)
+
+
+async def test_a_patient_with_the_service_is_found_with_the_rule_and_the_episode_that_allowed_it(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    patient = with_service(FJORDVIK_PATIENTS, "27")[0]
+    episode = next(s for s in patient.services if s.active and s.type_code == "27")
+    request_id = new_request_id()
+    answer = await get_patient(stub, hub, patient, request_id=request_id)
+    assert answer.patient.national_id.value == patient.national_id
+    assert answer.patient.name.family == patient.family
+    assert answer.patient.address.access_hint == patient.address.access_hint
+    assert answer.patient.zone == patient.address.zone
+    assert answer.patient.household == patient.household
+    assert answer.basis.rule == pb.ACCESS_RULE_SERVICE_NEED
+    assert answer.basis.episode_id == episode.id
+    assert answer.basis.service_type.code == "27"
+    assert answer.basis.agreement
+    assert not answer.freshness.stale
+    assert answer.freshness.HasField("fetch_time")
+    record = await one_record(hub, FJORDVIK.organization_number, request_id)
+    assert record.outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
+    assert record.action == audit_pb2.AUDIT_ACTION_READ
+    assert [p.value for p in record.patients] == [patient.national_id]
+    assert record.outcome_reason == f"SERVICE_NEED EpisodeOfCare/{episode.id}"
+    assert record.actor.vendor_system == DISPENSER.name
+    assert not record.stale_data
+
+
+async def test_services_and_todays_visit_plan_of_a_patient_with_the_service(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    patient = next(p for p in with_service(FJORDVIK_PATIENTS, "27") if p.visits)
+    metadata = hub.vendor(DISPENSER)
+    services = await stub.GetServices(
+        pb.GetServicesRequest(
+            municipality=FJORDVIK.organization_number, service_code=MD, patient=national_id(patient)
+        ),
+        metadata=metadata,
+    )
+    assert sorted(s.type.code for s in services.services) == sorted(
+        s.type_code for s in patient.services
+    )
+    plan = await stub.GetVisitPlan(
+        pb.GetVisitPlanRequest(
+            municipality=FJORDVIK.organization_number, service_code=MD, patient=national_id(patient)
+        ),
+        metadata=metadata,
+    )
+    assert [v.activity for v in plan.visits] == [v.description for v in patient.visits]
+    assert plan.basis.rule == pb.ACCESS_RULE_SERVICE_NEED
+    another_day = await stub.GetVisitPlan(
+        pb.GetVisitPlanRequest(
+            municipality=FJORDVIK.organization_number,
+            service_code=MD,
+            patient=national_id(patient),
+            date="2020-01-01",
+        ),
+        metadata=metadata,
+    )
+    assert list(another_day.visits) == []
+
+
+# -- denials -------------------------------------------------------------------------------------
+
+
+async def test_a_patient_without_the_service_is_denied_missing_active_service(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    patient = without_service(FJORDVIK_PATIENTS, "27")[0]
+    request_id = new_request_id()
+    assert await denial(stub, hub, patient, request_id=request_id) == (
+        "PERMISSION_DENIED",
+        "MISSING_ACTIVE_SERVICE",
+    )
+    record = await one_record(hub, FJORDVIK.organization_number, request_id)
+    assert record.outcome == audit_pb2.AUDIT_OUTCOME_DENIED
+    assert record.outcome_reason == "MISSING_ACTIVE_SERVICE"
+    assert [p.value for p in record.patients] == [patient.national_id]
+
+
+async def test_vendors_without_an_agreement_for_lookup_are_denied(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    nordheim = [p for p in sandbox_patients() if p.municipality == "5099"]
+    no_agreement, not_lookup = new_request_id(), new_request_id()
+    assert await denial(
+        stub,
+        hub,
+        with_service(nordheim, "28")[0],
+        system=SUPERVISION,
+        service_code=common_pb2.SERVICE_CODE_DT,
+        municipality=NORDHEIM.organization_number,
+        request_id=no_agreement,
+    ) == ("PERMISSION_DENIED", "NO_ACCESS")
+    assert await denial(  # its agreement is for journaling only
+        stub,
+        hub,
+        with_service(FJORDVIK_PATIENTS, "DHO")[0],
+        system=HOME_FOLLOW_UP,
+        service_code=common_pb2.SERVICE_CODE_DHO,
+        request_id=not_lookup,
+    ) == ("PERMISSION_DENIED", "NOT_ALLOWED")
+    first = await one_record(hub, NORDHEIM.organization_number, no_agreement)
+    second = await one_record(hub, FJORDVIK.organization_number, not_lookup)
+    assert (first.outcome, first.outcome_reason) == (audit_pb2.AUDIT_OUTCOME_DENIED, "NO_ACCESS")
+    assert (second.outcome, second.outcome_reason) == (
+        audit_pb2.AUDIT_OUTCOME_DENIED,
+        "NOT_ALLOWED",
+    )
+
+
+async def test_a_synthetic_or_broken_national_id_is_refused_before_anything_is_read(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetPatient(
+            pb.GetPatientRequest(
+                municipality=FJORDVIK.organization_number,
+                service_code=MD,
+                patient=common_pb2.NationalId(value="12345678901"),
+            ),
+            metadata=hub.vendor(DISPENSER),
+        )
+    assert reason_of(caught) == ("INVALID_ARGUMENT", "INVALID_NATIONAL_ID")
+
+
+# -- the alarm window ----------------------------------------------------------------------------
+
+
+async def _alarm_step(hub: Hub, patient: SeedPatient, alarm_id: str, *, closes: bool) -> None:
+    event = sample_event(
+        "alarm_step",
+        event_id=f"evt-{uuid.uuid4().hex[:12]}",
+        national_id=patient.national_id,
+        at=datetime.now(UTC) - timedelta(seconds=5),
+    )
+    event.municipality = FJORDVIK.organization_number
+    event.alarm_step.alarm_id = alarm_id
+    event.alarm_step.closes_alarm = closes
+    if closes:
+        event.alarm_step.timeline_code = "7"
+        event.occurred_time.CopyFrom(timestamp(datetime.now(UTC) - timedelta(seconds=1)))
+    async with grpc.aio.insecure_channel(hub.ingest.address) as channel:
+        await ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent(
+            ingest_pb2.SubmitEventRequest(event=event),
+            metadata=hub.vendor(RESPONSE_CENTRE, Scopes.INGEST),
+        )
+
+
+async def _alarm_context(
+    stub: lookup_pb2_grpc.LookupServiceAsyncStub,
+    hub: Hub,
+    patient: SeedPatient,
+    alarm_id: str,
+    request_id: str,
+) -> pb.GetAlarmContextResponse:
+    return await stub.GetAlarmContext(
+        pb.GetAlarmContextRequest(
+            municipality=FJORDVIK.organization_number,
+            service_code=TA,
+            patient=national_id(patient),
+            alarm_id=alarm_id,
+        ),
+        metadata=hub.vendor(RESPONSE_CENTRE, request_id=request_id),
+    )
+
+
+async def _alarm_denial(
+    stub: lookup_pb2_grpc.LookupServiceAsyncStub, hub: Hub, patient: SeedPatient, alarm_id: str
+) -> tuple[tuple[str, str], audit_pb2.AuditRecord]:
+    request_id = new_request_id()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _alarm_context(stub, hub, patient, alarm_id, request_id)
+    return reason_of(caught), await one_record(hub, FJORDVIK.organization_number, request_id)
+
+
+async def test_alarm_context_only_while_the_alarm_is_open_and_within_the_grace_after(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    patient = next(p for p in with_service(FJORDVIK_PATIENTS, "6") if p.visits)
+    alarm_id = f"alarm-{uuid.uuid4().hex[:10]}"
+
+    reason, record = await _alarm_denial(stub, hub, patient, alarm_id)
+    assert reason == ("PERMISSION_DENIED", "NO_OPEN_ALARM"), "before the alarm"
+    assert (record.outcome, record.outcome_reason) == (
+        audit_pb2.AUDIT_OUTCOME_DENIED,
+        "NO_OPEN_ALARM",
+    )
+    assert record.purpose.alarm_id == alarm_id
+
+    await _alarm_step(hub, patient, alarm_id, closes=False)
+    request_id = new_request_id()
+    answer = await _alarm_context(stub, hub, patient, alarm_id, request_id)
+    context = answer.context
+    assert answer.basis.rule == pb.ACCESS_RULE_OPEN_ALARM
+    assert answer.basis.service_type.code == "6"
+    assert context.patient.address.access_hint == patient.address.access_hint
+    assert context.patient.door_lock_system == (patient.address.door_lock or "")
+    assert [k.phones[0] for k in context.next_of_kin] == [k.phone for k in patient.next_of_kin]
+    assert [k.relationship for k in context.next_of_kin] == [
+        k.relationship_display for k in patient.next_of_kin
+    ]
+    assert context.general_practitioner.phones == [patient.gp.phone]
+    assert [v.activity for v in context.visits] == [v.description for v in patient.visits]
+    assert {s.type.code for s in context.services} == set(patient.active_service_types)
+    assert len(context.critical_information) == len(patient.allergies) + len(patient.warnings)
+    record = await one_record(hub, FJORDVIK.organization_number, request_id)
+    assert record.outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
+    assert record.outcome_reason.startswith("OPEN_ALARM EpisodeOfCare/")
+
+    await _alarm_step(hub, patient, alarm_id, closes=True)
+    request_id = new_request_id()
+    within = await _alarm_context(stub, hub, patient, alarm_id, request_id)
+    assert within.basis.rule == pb.ACCESS_RULE_ALARM_GRACE
+    assert (
+        await one_record(hub, FJORDVIK.organization_number, request_id)
+    ).outcome_reason.startswith("ALARM_GRACE ")
+
+    await asyncio.sleep(GRACE_SECONDS + 0.5)
+    reason, record = await _alarm_denial(stub, hub, patient, alarm_id)
+    assert reason == ("PERMISSION_DENIED", "NO_OPEN_ALARM"), "after the grace period"
+    assert record.outcome == audit_pb2.AUDIT_OUTCOME_DENIED
+
+
+async def test_another_patients_alarm_opens_nothing(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    alarmed, other = with_service(FJORDVIK_PATIENTS, "6")[:2]
+    alarm_id = f"alarm-{uuid.uuid4().hex[:10]}"
+    await _alarm_step(hub, alarmed, alarm_id, closes=False)
+    reason, _ = await _alarm_denial(stub, hub, other, alarm_id)
+    assert reason == ("PERMISSION_DENIED", "NO_OPEN_ALARM")
+
+
+# -- the registry's changes ----------------------------------------------------------------------
+
+
+async def _applied_revision(process: ServiceProcess) -> int:
+    found = re.findall(r'"applied_revision": (\d+)', process.logs())
+    return max((int(n) for n in found), default=0)
+
+
+async def test_a_revoked_agreement_is_denied_once_lookup_has_applied_the_revocation(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    patient = with_service(BJORKEDAL_PATIENTS, "27")[0]
+    municipality = BJORKEDAL.organization_number
+    await get_patient(stub, hub, patient, municipality=municipality)  # allowed, decision kept
+    async with grpc.aio.insecure_channel(hub.registry.address) as channel:
+        registry = registry_pb2_grpc.RegistryServiceStub(channel)
+        agreement_id = f"{DISPENSER.vendor_organization_number}-{DISPENSER.system_id}"
+        name = f"municipalities/{municipality}/agreements/{agreement_id}"
+        agreement = (
+            await registry.GetAgreement(
+                registry_pb2.GetAgreementRequest(name=name), metadata=hub.admin
+            )
+        ).agreement
+        revoke = registry_pb2.UpdateAgreementRequest(
+            agreement=registry_pb2.Agreement(
+                name=agreement.name, state=registry_pb2.AGREEMENT_STATE_REVOKED
+            )
+        )
+        revoke.update_mask.paths.append("state")
+        revoked = (await registry.UpdateAgreement(revoke, metadata=hub.admin)).agreement
+    try:
+        for _ in range(100):
+            if await _applied_revision(hub.lookup) >= revoked.revision:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("lookup never applied the revocation")
+        request_id = new_request_id()
+        assert await denial(
+            stub, hub, patient, municipality=municipality, request_id=request_id
+        ) == ("PERMISSION_DENIED", "NOT_ACTIVE")
+        record = await one_record(hub, municipality, request_id)
+        assert (record.outcome, record.outcome_reason) == (
+            audit_pb2.AUDIT_OUTCOME_DENIED,
+            "NOT_ACTIVE",
+        )
+    finally:
+        async with grpc.aio.insecure_channel(hub.registry.address) as channel:
+            registry = registry_pb2_grpc.RegistryServiceStub(channel)
+            restore = registry_pb2.UpdateAgreementRequest(
+                agreement=registry_pb2.Agreement(
+                    name=agreement.name, state=registry_pb2.AGREEMENT_STATE_ACTIVE
+                )
+            )
+            restore.update_mask.paths.append("state")
+            await registry.UpdateAgreement(restore, metadata=hub.admin)
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+async def test_an_epj_that_is_down_or_too_slow_fails_the_lookup_and_is_audited(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub, epj: httpx.AsyncClient
+) -> None:
+    patient = with_service(FJORDVIK_PATIENTS, "27")[1]
+    down, slow = new_request_id(), new_request_id()
+    (await epj.put("/_control/4699/faults", json={"outage": True})).raise_for_status()
+    assert await denial(stub, hub, patient, request_id=down) == ("UNAVAILABLE", "EPJ_UNAVAILABLE")
+    (await epj.put("/_control/4699/faults", json={"latency_ms": 3000})).raise_for_status()
+    assert await denial(stub, hub, patient, request_id=slow) == (
+        "DEADLINE_EXCEEDED",
+        "EPJ_TIMEOUT",
+    )
+    for request_id, reason in ((down, "EPJ_UNAVAILABLE"), (slow, "EPJ_TIMEOUT")):
+        record = await one_record(hub, FJORDVIK.organization_number, request_id)
+        assert (record.outcome, record.outcome_reason) == (audit_pb2.AUDIT_OUTCOME_FAILED, reason)
+
+
+async def test_without_the_audit_service_no_lookup_is_answered(hub: Hub, tmp_path: Path) -> None:
+    lookup = ServiceProcess("lookup", {**hub.env, "VKP_AUDIT_TARGET": NOWHERE})
+    try:
+        lookup.wait_serving()
+        async with grpc.aio.insecure_channel(lookup.address) as channel:
+            stub = lookup_pb2_grpc.LookupServiceStub(channel)
+            allowed = with_service(FJORDVIK_PATIENTS, "27")[0]
+            denied = without_service(FJORDVIK_PATIENTS, "27")[0]
+            for patient in (allowed, denied):
+                assert await denial(stub, hub, patient) == ("UNAVAILABLE", "AUDIT_UNAVAILABLE")
+    finally:
+        stop_all(lookup)
