@@ -9,6 +9,8 @@ module runs until the service stops (the runner owns the task and sets `stopping
 - `every(seconds, job, stopping, ...)`: a job on a fixed period (checkpoints, verification).
 - `Backoff`: the delays, for loops of another shape (a stream that reconnects).
 - `wait(stopping, seconds)`: sleep, unless the service is stopping.
+- `Waker`: the `wake` event of a `repeat` loop, set now or by a timer at a given time (the
+  soonest asked for kept), for a loop that waits for work falling due.
 """
 
 from __future__ import annotations
@@ -54,6 +56,38 @@ async def wait(stopping: asyncio.Event, seconds: float, wake: asyncio.Event | No
                 await waiter
     if wake is not None:
         wake.clear()
+
+
+class Waker:
+    """Wakes a `repeat` loop (its `wake` is `event`): now, or when a time comes (`at`). Only the
+    soonest timer is kept; a sooner one replaces it. Made and used on the running loop."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def set(self) -> None:
+        self.event.set()
+
+    def at(self, delay_seconds: float) -> None:
+        """Wakes the loop after `delay_seconds` (at once when not positive), unless a timer set
+        before rings sooner."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(0.0, delay_seconds)
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._rang)
+
+    def _rang(self) -> None:
+        self._timer = None
+        self.event.set()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _error_fields(error: Exception) -> dict[str, str]:

@@ -92,3 +92,54 @@ def sample_event(
     else:
         raise ValueError(f"no payload kind {kind!r}")
     return event
+
+
+#: A safety alarm's handling, step by step: (timeline code, responder, text), three minutes
+#: apart; the last step closes the alarm.
+ALARM_TIMELINE = (
+    ("0", "", "Alarm utløst fra armbånd."),
+    ("1", "Operatør 12", "Samtale via alarmen, bruker svarer ikke."),
+    ("4", "Operatør 12", "Hjemmetjenesten varslet."),
+    ("5", "Hjemmetjeneste sone 2", ""),
+    ("7", "Hjemmetjeneste sone 2", "Bruker funnet på gulvet, ikke skadet. Hjulpet i seng."),
+)
+
+
+def sample_alarm(
+    *,
+    alarm_id: str = "alarm-0001",
+    national_id: str = "",
+    municipality: str = MUNICIPALITY,
+    at: datetime | None = None,
+    event_prefix: str = "",
+    gps: bool = True,
+) -> list[event_pb2.Event]:
+    """The steps of one alarm (ALARM_TIMELINE), in time order, for a synthetic patient: the
+    first with where the patient was (words, and a position when `gps`), the last closing the
+    alarm and reported serious."""
+    start = at or datetime(2026, 11, 26, 21, 40, tzinfo=UTC)
+    steps = []
+    for n, (code, responder, text) in enumerate(ALARM_TIMELINE):
+        event = sample_event(
+            "alarm_step",
+            event_id=f"{event_prefix or alarm_id}-step-{n}",
+            national_id=national_id,
+            at=start + timedelta(minutes=3 * n),
+        )
+        event.municipality = municipality
+        step = event.alarm_step
+        step.alarm_id = alarm_id
+        step.timeline_code = code
+        step.responder = responder
+        step.text = text
+        if n == 0:
+            step.location_text = "Storgata 1, 2. etasje"
+            if gps:
+                step.position.CopyFrom(
+                    common_pb2.GeoPoint(latitude=59.91234, longitude=10.75012, accuracy_meters=25)
+                )
+        if n == len(ALARM_TIMELINE) - 1:
+            step.closes_alarm = True
+            event.severity = common_pb2.SEVERITY_SERIOUS
+        steps.append(event)
+    return steps
