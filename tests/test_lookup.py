@@ -8,6 +8,8 @@ with the call (`x-request-id`), so "exactly one record" is counted per call."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +22,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
 from vkp.common.v1 import common_pb2
@@ -46,12 +49,14 @@ from vkp_lib.sandbox import (
 )
 from vkp_lib.status import error_info
 from vkp_lib.testing.events import sample_event
-from vkp_lib.testing.plugin import postgres_database
+from vkp_lib.testing.plugin import REDIS_URL, postgres_database
 from vkp_lib.testing.processes import NOWHERE, ServiceProcess, stop_all
 from vkp_lib.timestamps import timestamp
 
 Metadata = tuple[tuple[str, str], ...]
 GRACE_SECONDS = 2.0
+#: The cache: fresh for a second, then stale-if-error for two more.
+FRESH_SECONDS, STALE_SECONDS = 1.0, 2.0
 FJORDVIK_PATIENTS = [p for p in sandbox_patients() if p.municipality == "4699"]
 BJORKEDAL_PATIENTS = [p for p in sandbox_patients() if p.municipality == "3499"]
 MD = common_pb2.SERVICE_CODE_MD
@@ -145,6 +150,9 @@ def hub(
                 "VKP_INGEST_TARGET": ingest.address,
                 "VKP_LOOKUP_ALARM_GRACE_SECONDS": str(GRACE_SECONDS),
                 "VKP_LOOKUP_EPJ_DEADLINE_SECONDS": "1",
+                "VKP_LOOKUP_CACHE_TTL_SECONDS": str(FRESH_SECONDS),
+                "VKP_LOOKUP_CACHE_SERVICE_TTL_SECONDS": str(FRESH_SECONDS),
+                "VKP_CACHE_STALE_SECONDS": str(STALE_SECONDS),
             }
             lookup = ServiceProcess("lookup", env)
             started.append(lookup)
@@ -586,6 +594,96 @@ async def test_an_epj_that_is_down_or_too_slow_fails_the_lookup_and_is_audited(
     for request_id, reason in ((down, "EPJ_UNAVAILABLE"), (slow, "EPJ_TIMEOUT")):
         record = await one_record(hub, FJORDVIK.organization_number, request_id)
         assert (record.outcome, record.outcome_reason) == (audit_pb2.AUDIT_OUTCOME_FAILED, reason)
+
+
+async def test_while_the_epj_is_down_cached_data_is_served_flagged_stale_within_the_bound(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub, epj: httpx.AsyncClient
+) -> None:
+    patient = with_service(FJORDVIK_PATIENTS, "27")[2]
+    fresh = await get_patient(stub, hub, patient)
+    assert not fresh.freshness.stale
+    await asyncio.sleep(FRESH_SECONDS + 0.2)  # past its fresh TTL
+    (await epj.put("/_control/4699/faults", json={"outage": True})).raise_for_status()
+    request_id = new_request_id()
+    stale = await get_patient(stub, hub, patient, request_id=request_id)
+    assert stale.freshness.stale
+    assert stale.freshness.cache_age.ToTimedelta() >= timedelta(seconds=FRESH_SECONDS)
+    assert stale.patient.national_id.value == patient.national_id
+    record = await one_record(hub, FJORDVIK.organization_number, request_id)
+    assert (record.outcome, record.stale_data) == (audit_pb2.AUDIT_OUTCOME_ALLOWED, True)
+    await asyncio.sleep(STALE_SECONDS)  # past the stale bound too
+    request_id = new_request_id()
+    assert await denial(stub, hub, patient, request_id=request_id) == (
+        "UNAVAILABLE",
+        "EPJ_UNAVAILABLE",
+    )
+    record = await one_record(hub, FJORDVIK.organization_number, request_id)
+    assert (record.outcome, record.stale_data) == (audit_pb2.AUDIT_OUTCOME_FAILED, False)
+
+
+async def test_two_lookup_replicas_sharing_redis_fetch_an_uncached_patient_once(
+    hub: Hub, epj: httpx.AsyncClient
+) -> None:
+    patient = with_service(FJORDVIK_PATIENTS, "27")[3]
+    secrets = {  # the replicas' shared cache keys, new to this test: nothing of it is cached
+        "VKP_CACHE_HASH_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "VKP_CACHE_KEYS": "k1:" + base64.b64encode(os.urandom(32)).decode(),
+        "VKP_LOOKUP_CACHE_TTL_SECONDS": "60",
+        "VKP_LOOKUP_CACHE_SERVICE_TTL_SECONDS": "60",
+    }
+    replicas = [ServiceProcess("lookup", {**hub.env, **secrets}) for _ in range(2)]
+    try:
+        for replica in replicas:
+            replica.wait_serving()
+        (await epj.delete("/_control/counters")).raise_for_status()
+        channels = [grpc.aio.insecure_channel(r.address) for r in replicas]
+        try:
+            stubs = [lookup_pb2_grpc.LookupServiceStub(c) for c in channels]
+            answers = await asyncio.gather(
+                *(get_patient(stub, hub, patient) for stub in stubs for _ in range(100))
+            )
+        finally:
+            for channel in channels:
+                await channel.close()
+        assert {a.patient.national_id.value for a in answers} == {patient.national_id}
+        counters = (await epj.get("/_control/counters")).json()
+        assert counters.get("4699 Patient identifier") == 1, counters
+        assert counters.get("4699 EpisodeOfCare patient") == 1, counters
+    finally:
+        stop_all(*replicas)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+async def test_redis_holds_no_national_id_name_or_address_of_a_looked_up_patient(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    patient = with_service(FJORDVIK_PATIENTS, "27")[0]
+    await get_patient(stub, hub, patient)
+    await stub.GetVisitPlan(
+        pb.GetVisitPlanRequest(
+            municipality=FJORDVIK.organization_number, service_code=MD, patient=national_id(patient)
+        ),
+        metadata=hub.vendor(DISPENSER),
+    )
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        prefix = hub.env["VKP_REDIS_KEY_PREFIX"]
+        keys = [_bytes(k) async for k in redis.scan_iter(match=prefix + "cache*")]
+        assert keys, "nothing was cached"
+        values = [_bytes(v) for v in await redis.mget(keys) if v is not None]
+    finally:
+        await redis.aclose()
+    stored = b"\n".join([*keys, *values])
+    for secret in (
+        patient.national_id.encode(),
+        base64.b64encode(patient.national_id.encode()),
+        patient.family.encode(),
+        patient.address.line.encode(),
+    ):
+        assert secret not in stored
 
 
 async def test_without_the_audit_service_no_lookup_is_answered(hub: Hub, tmp_path: Path) -> None:

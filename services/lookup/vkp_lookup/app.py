@@ -1,7 +1,7 @@
 """How the runner starts the lookup service: its settings, its dependencies (built and closed in
-one lifespan: the EPJ reader over the shared FHIR client, the registry's decisions and EPJ
-endpoints, ingest's open-alarm query, the audit client), the servicer, and the background task
-that follows the registry's change feed."""
+one lifespan: the EPJ reader over the shared FHIR client and the cache, the registry's decisions
+and EPJ endpoints, ingest's open-alarm query, the audit client), the servicer, and the
+background task that follows the registry's change feed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import grpc
 
 from vkp.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from vkp_lib.audit_client import AuditClient
+from vkp_lib.cache import CacheSettings, open_cache
 from vkp_lib.clients import insecure_channel
+from vkp_lib.db.settings import DatabaseSettings
 from vkp_lib.fhir import EndpointDirectory, FhirClient
 from vkp_lib.identity.setup import build_authentication, service_token_source
 from vkp_lib.registry_client import DecisionClient
@@ -24,13 +26,15 @@ from vkp_lookup.permissions import PERMISSIONS
 from vkp_lookup.service import LookupService
 from vkp_lookup.servicer import LookupServicer
 from vkp_lookup.settings import LookupSettings
-from vkp_lookup.store import PatientRecords
+from vkp_lookup.store import PatientRecords, cache_ttls
 
 FULL_NAME = lookup_pb2.DESCRIPTOR.services_by_name["LookupService"].full_name
 
 #: The settings `build_service` takes after the runtime's and authentication's, in order:
 #: `vkp serve` validates them all before the service starts.
-SETTINGS = (LookupSettings,)
+#: (Lookup keeps no database: of DatabaseSettings it uses the data folder, where development
+#: mode keeps the cache's keys.)
+SETTINGS = (DatabaseSettings, LookupSettings, CacheSettings)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,11 @@ class Dependencies:
 
 
 def build_service(
-    settings: RuntimeSettings, auth: AuthSettings, lookup: LookupSettings
+    settings: RuntimeSettings,
+    auth: AuthSettings,
+    database: DatabaseSettings,
+    lookup: LookupSettings,
+    cache_settings: CacheSettings,
 ) -> Service[Dependencies]:
     authentication = build_authentication(PERMISSIONS, auth, settings)
     tokens = service_token_source(auth, "lookup")
@@ -55,6 +63,12 @@ def build_service(
         channels: list[grpc.aio.Channel] = []
         # Made here: gRPC channels and the HTTP session belong to the running event loop.
         fhir = FhirClient(name="vkp.lookup.epj")
+        cache = open_cache(
+            settings,
+            cache_settings,
+            ttls=cache_ttls(lookup.cache_ttl_seconds, lookup.cache_service_ttl_seconds),
+            folder=database.data_dir,
+        )
         try:
             for target, name in (
                 (settings.registry_target, "vkp.registry.v1.RegistryService"),
@@ -74,6 +88,7 @@ def build_service(
                     ttl_seconds=lookup.endpoint_ttl_seconds,
                 ),
                 deadline_seconds=lookup.epj_deadline_seconds,
+                cache=cache,
             )
             service = LookupService(
                 lookup,
@@ -88,6 +103,7 @@ def build_service(
             for channel in channels:
                 await channel.close()
             await fhir.close()
+            await cache.close()
 
     def register(server: grpc.aio.Server, deps: Dependencies) -> None:
         lookup_pb2_grpc.add_LookupServiceServicer_to_server(LookupServicer(deps.service), server)

@@ -40,3 +40,17 @@ class LookupSettings(BaseSettings):
         description="Access decisions are dropped once the registry's change feed has been "
         "down this long.",
     )
+    cache_ttl_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="How long the EPJ's demographics (patient, next of kin, GP) are served from "
+        "the cache before they are fetched again.",
+    )
+    cache_service_ttl_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="The same for what the service need and a response depend on: services "
+        "(EpisodeOfCare), visit plans, allergies and warnings.",
+    )

@@ -3,8 +3,9 @@ the shared `fhir` adapter (`vkp_lib.fhir`: by logical id or `POST [type]/_search
 national id in a URL), and this is the only place that knows how.
 
 One method per kind of data, each one EPJ read (all the pages of one search) within
-`deadline_seconds`: the seam the cache goes around (`_read`: a kind, the parts of its key, and
-the fetch). Every read says when its data was fetched and whether it is stale.
+`deadline_seconds`, through the cache (`vkp_lib.cache`) when there is one: `_read` (a kind, the
+parts of its key, and the fetch). Every read says when its data was fetched and whether it is
+stale.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from vkp_lib.cache import Cache, FetchFailed, FetchTimeout
 from vkp_lib.fhir import EndpointDirectory, EpjTimeout, EpjUnavailable, FhirClient
 from vkp_lib.logging import get_logger
 from vkp_lookup.domain.model import Freshness
@@ -26,6 +28,17 @@ from vkp_lookup.domain.records import CAREPLAN_CATEGORY_SYSTEM, VISIT_PLAN_CODE
 log = get_logger("vkp.lookup.store")
 
 Json = dict[str, Any]
+
+#: The kinds of data, each cached with the demographics' TTL or the services' (settings.py).
+DEMOGRAPHICS = ("patient", "patients", "next_of_kin", "practitioner")
+SERVICES = ("episodes", "active_episodes", "visit_plans", "critical")
+
+
+def cache_ttls(demographics_seconds: float, services_seconds: float) -> dict[str, float]:
+    """The fresh TTL of each kind."""
+    return {kind: demographics_seconds for kind in DEMOGRAPHICS} | {
+        kind: services_seconds for kind in SERVICES
+    }
 
 
 @dataclass(frozen=True, repr=False)
@@ -48,11 +61,13 @@ class PatientRecords:
         endpoints: EndpointDirectory,
         *,
         deadline_seconds: float,
+        cache: Cache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._fhir = fhir
         self._endpoints = endpoints
         self._deadline = deadline_seconds
+        self._cache = cache
         self._clock = clock
 
     async def patient(self, municipality: str, system: str, national_id: str) -> Read:
@@ -146,10 +161,26 @@ class PatientRecords:
         parts: tuple[str, ...],
         fetch: Callable[[_Searcher], Awaitable[list[Json]]],
     ) -> Read:
-        """One read of `kind`: the EPJ's endpoint resolved, `fetch` run within the deadline.
-        (The cache goes around this: `kind` and `(municipality, *parts)` are its key.)"""
-        resources = await self._fetch(municipality, fetch)
-        return Read(resources, Freshness(self._clock()))
+        """One read of `kind`: from the cache while fresh (its key: the kind, the municipality
+        and `parts`, as a keyed hash), else the EPJ's endpoint resolved and `fetch` run within
+        the deadline, one fetch per key across replicas; while the EPJ fails, the cached value
+        within the stale bound, flagged stale."""
+        if self._cache is None:
+            return Read(await self._fetch(municipality, fetch), Freshness(self._clock()))
+
+        async def fill() -> bytes:
+            return encode(await self._fetch(municipality, fetch))
+
+        try:
+            found = await self._cache.get(
+                kind, (municipality, *parts), fill, deadline_seconds=self._deadline
+            )
+        except FetchTimeout:
+            raise EpjTimeout("the EPJ did not answer in time") from None
+        except FetchFailed:
+            raise EpjUnavailable("another replica's read of the EPJ failed") from None
+        fetched = datetime.fromtimestamp(found.fetched_at, UTC)
+        return Read(decode(found.value), Freshness(fetched, stale=found.stale))
 
     async def _fetch(
         self, municipality: str, fetch: Callable[[_Searcher], Awaitable[list[Json]]]
