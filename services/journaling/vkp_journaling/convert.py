@@ -21,6 +21,8 @@ KINDS = {
     "dispenser_alert": pb.PAYLOAD_KIND_DISPENSER_ALERT,
     "supervision": pb.PAYLOAD_KIND_SUPERVISION,
     "alarm_step": pb.PAYLOAD_KIND_ALARM_STEP,
+    # A handling log is made of alarm steps (the contract has no kind of its own for it).
+    "alarm_log": pb.PAYLOAD_KIND_ALARM_STEP,
     "home_measurement": pb.PAYLOAD_KIND_HOME_MEASUREMENT,
 }
 #: Each state as the contract's EventState, and back.
@@ -65,6 +67,8 @@ def new_entry(item: pb.EnqueueItem) -> NewEntry:
         traceparent=item.traceparent,
         occurred_time=event.occurred_time.ToDatetime(tzinfo=UTC),
         receive_time=item.receive_time.ToDatetime(tzinfo=UTC),
+        alarm_id=event.alarm_step.alarm_id,
+        closes_alarm=event.alarm_step.closes_alarm,
     )
 
 

@@ -22,6 +22,14 @@ import sqlalchemy as sa
 
 from vkp_journaling import tables
 from vkp_journaling.domain import pull
+from vkp_journaling.domain.alarm import (
+    ALARM_LOG,
+    AlarmKey,
+    AlarmWindows,
+    batch_due,
+    log_entry_id,
+    pack_steps,
+)
 from vkp_journaling.domain.entry import (
     ALARM_STEP,
     WAITING,
@@ -35,10 +43,12 @@ from vkp_journaling.domain.entry import (
     Settled,
 )
 from vkp_journaling.tables import (
+    ALARM_STEPS,
     EPOCH,
     MIGRATIONS,
     VERSION_TABLE,
     WAITING_NOTE,
+    alarms,
     entries,
     municipalities,
     queues,
@@ -49,7 +59,8 @@ from vkp_lib.errors import VkpError
 
 DEFAULT_PAGE_SIZE = 50
 _WAITING = [state.value for state in WAITING]
-_FIELDS = tuple(Entry.__dataclass_fields__)
+#: The entry's fields that are columns (closes_alarm is not stored: the alarm's due time is).
+_FIELDS = tuple(name for name in Entry.__dataclass_fields__ if name in entries.c)
 
 
 def _entry(row: sa.Row[Any]) -> Entry:
@@ -341,12 +352,163 @@ def _new_row(item: NewEntry, sequence: int, now: datetime) -> dict[str, Any]:
         "journaled_time": None,
         "note_identifier": "",
         "audit_pending": False,
+        "alarm_id": item.alarm_id,
+        "alarm_segment": None,
     }
 
 
+# -- alarm handling logs (domain.alarm) ------------------------------------------------------
+
+#: The alarm windows when the store is given none (the settings' defaults).
+DEFAULT_ALARM_WINDOWS = AlarmWindows(settle=timedelta(seconds=30), timeout=timedelta(minutes=30))
+_ALARM_KEY = ("municipality", "patient", "vendor_system", "alarm_id")
+
+
+def _upsert_alarms(dialect: str) -> Any:
+    """An alarm's row made, or its segment's due time lowered (never put off) by steps that
+    arrived; a due time of NULL (nothing in the segment yet) takes theirs."""
+    statement = insert(dialect, alarms)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=list(_ALARM_KEY),
+        set_={
+            "closed": sa.or_(alarms.c.closed, excluded.closed),
+            "due_time": sa.case(
+                (
+                    sa.or_(alarms.c.due_time.is_(None), excluded.due_time < alarms.c.due_time),
+                    excluded.due_time,
+                ),
+                else_=alarms.c.due_time,
+            ),
+        },
+    )
+
+
+_UPSERT_ALARMS = {dialect: _upsert_alarms(dialect) for dialect in _DIALECTS}
+#: The alarms due to be cut, due the longest first, that no other transaction holds.
+_DUE_ALARMS = (
+    sa.select(alarms)
+    .where(alarms.c.due_time <= sa.bindparam("k_now", type_=sa.DateTime(timezone=True)))
+    .order_by(alarms.c.due_time)
+    .limit(sa.bindparam("k_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+)
+_NEXT_ALARM_DUE = sa.select(sa.func.min(alarms.c.due_time)).where(alarms.c.due_time.is_not(None))
+_THE_ALARM = tuple(alarms.c[name] == sa.bindparam(f"k_{name}") for name in _ALARM_KEY)
+_ITS_STEPS = (
+    entries.c.municipality == sa.bindparam("k_municipality"),
+    entries.c.patient == sa.bindparam("k_patient"),
+    entries.c.alarm_id == sa.bindparam("k_alarm_id"),
+    ALARM_STEPS,
+    entries.c.vendor_system == sa.bindparam("k_vendor_system"),
+)
+#: An alarm's steps not in a segment yet, in the order they were taken.
+_UNCUT_STEPS = (
+    sa.select(entries)
+    .where(*_ITS_STEPS, entries.c.alarm_segment.is_(None))
+    .order_by(entries.c.sequence)
+)
+_IN_SEGMENT = (
+    sa.update(entries)
+    .where(entries.c.entry_id.in_(sa.bindparam("k_ids", expanding=True)))
+    .values(alarm_segment=sa.bindparam("k_segment", type_=sa.Integer))
+)
+_NEXT_SEGMENT = (
+    sa.update(alarms)
+    .where(*_THE_ALARM)
+    .values(
+        segment=sa.bindparam("v_segment", type_=sa.Integer),
+        closed=False,
+        due_time=None,
+    )
+)
+#: A journaled handling log's steps: journaled with it, as its note.
+_STEPS_JOURNALED = (
+    sa.update(entries)
+    .where(
+        *_ITS_STEPS,
+        entries.c.alarm_segment == sa.bindparam("k_segment", type_=sa.Integer),
+        entries.c.state.in_(_WAITING),
+    )
+    .values(
+        state=EntryState.JOURNALED.value,
+        journaled_time=sa.bindparam("v_time", type_=sa.DateTime(timezone=True)),
+        update_time=sa.bindparam("v_time", type_=sa.DateTime(timezone=True)),
+        note_identifier=sa.bindparam("v_note"),
+    )
+)
+
+
+def _steps_arrived(
+    connection: sa.Connection,
+    dialect: str,
+    steps: Sequence[NewEntry],
+    now: datetime,
+    windows: AlarmWindows,
+) -> None:
+    """New alarm steps' alarms made or made due sooner: one row per alarm, in key order (so
+    concurrent Enqueues lock them in one order), before any queue row is locked (so a cut,
+    which locks an alarm and then its queue, never waits on a transaction waiting on it)."""
+    closing: dict[AlarmKey, list[bool]] = {}
+    for step in steps:
+        key = AlarmKey(step.municipality, step.patient, step.vendor_system, step.alarm_id)
+        closing.setdefault(key, []).append(step.closes_alarm)
+    rows = []
+    for key in sorted(closing):
+        due, closes = batch_due(windows, now, closing[key])
+        rows.append({**dataclasses.asdict(key), "segment": 1, "closed": closes, "due_time": due})
+    connection.execute(_UPSERT_ALARMS[dialect], rows)
+
+
+def _steps_journaled(log: Entry, now: datetime, note: str) -> dict[str, Any]:
+    """The bound values of `_STEPS_JOURNALED` for a journaled handling log."""
+    key = AlarmKey(log.municipality, log.patient, log.vendor_system, log.alarm_id)
+    return {**_alarm_place(key), "k_segment": log.alarm_segment, "v_time": now, "v_note": note}
+
+
+def _alarm_place(key: AlarmKey) -> dict[str, str]:
+    return {f"k_{name}": value for name, value in dataclasses.asdict(key).items()}
+
+
+def _cut(connection: sa.Connection, dialect: str, alarm: sa.Row[Any], now: datetime) -> bool:
+    """Cuts an alarm's current segment: its steps numbered with it, its handling log queued at
+    the tail of the patient's queue, the alarm on to its next segment, not due until a step
+    arrives. Whether a log was queued (a segment without steps only moves the alarm on)."""
+    key = AlarmKey(alarm.municipality, alarm.patient, alarm.vendor_system, alarm.alarm_id)
+    place = _alarm_place(key)
+    segment = int(alarm.segment)
+    steps = [_entry(row) for row in connection.execute(_UNCUT_STEPS, place)]
+    if not steps:
+        connection.execute(_NEXT_SEGMENT, {**place, "v_segment": segment})
+        return False
+    log = NewEntry(
+        entry_id=log_entry_id(key.vendor_system, key.alarm_id, segment),
+        municipality=key.municipality,
+        patient=key.patient,
+        kind=ALARM_LOG,
+        event_id=key.alarm_id,
+        service_code=steps[0].service_code,
+        vendor_system=key.vendor_system,
+        client_id=steps[-1].client_id,
+        event=pack_steps(segment, [step.event for step in steps]),
+        traceparent=steps[-1].traceparent,
+        occurred_time=min(step.occurred_time for step in steps),
+        receive_time=max(step.receive_time for step in steps),
+        alarm_id=key.alarm_id,
+    )
+    _store_new(connection, dialect, [log], now, set())
+    ids = [step.entry_id for step in steps] + [log.entry_id]
+    connection.execute(_IN_SEGMENT, {"k_ids": ids, "k_segment": segment})
+    connection.execute(_NEXT_SEGMENT, {**place, "v_segment": segment + 1})
+    return True
+
+
 class JournalStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, alarm_windows: AlarmWindows = DEFAULT_ALARM_WINDOWS
+    ) -> None:
         self.db = db
+        self.alarm_windows = alarm_windows
         #: Queues (municipality, patient) known to exist: Enqueue makes no row for them.
         self._queues: set[tuple[str, str]] = set()
 
@@ -374,6 +536,8 @@ class JournalStore:
                 {i.entry_id: i for i in reversed(items) if i.entry_id not in known}.values()
             )
             fresh.reverse()
+            if steps := [item for item in fresh if item.kind == ALARM_STEP]:
+                _steps_arrived(connection, dialect, steps, now, self.alarm_windows)
             created = _store_new(connection, dialect, fresh, now, unknown) if fresh else set()
             results: list[Enqueued] = []
             for item in items:
@@ -390,6 +554,28 @@ class JournalStore:
             self._queues.clear()
         self._queues |= places
         return results
+
+    # -- alarm handling logs -------------------------------------------------------------------
+
+    async def cut_alarms(self, now: datetime, limit: int = 32) -> int:
+        """Cuts up to `limit` alarms' due segments into handling logs, in one transaction (the
+        alarms' row locks are the lease: a crash rolls the whole cut back); the number of
+        alarms cut (one whose segment had no step only moves on). The alarms are cut in key
+        order, so their queues are locked in the order an Enqueue locks them."""
+        dialect = self.db.dialect
+
+        def work(connection: sa.Connection) -> int:
+            due = list(connection.execute(_DUE_ALARMS, {"k_now": now, "k_limit": limit}))
+            due.sort(key=lambda row: tuple(row._mapping[name] for name in _ALARM_KEY))
+            return sum(_cut(connection, dialect, alarm, now) for alarm in due)
+
+        return await self.db.write_sync(work)
+
+    async def next_alarm_due(self) -> datetime | None:
+        """The earliest time an alarm's segment is due to be cut (None: none is): a read."""
+        async with self.db.read() as session:
+            due = (await session.execute(_NEXT_ALARM_DUE)).scalar()
+        return None if due is None else aware(due)
 
     # -- delivery ------------------------------------------------------------------------------
 
@@ -538,6 +724,8 @@ class JournalStore:
             )
             if rowcount(done) == 0:
                 return Settled(kept=False)  # the lease ran out: another worker has the queue
+            if entry.kind == ALARM_LOG and change.state is EntryState.JOURNALED:
+                connection.execute(_STEPS_JOURNALED, _steps_journaled(entry, now, change.note))
             place = {"k_municipality": entry.municipality, "k_patient": entry.patient}
             if go_on > 0:
                 due = _due_notes(_next_notes(connection, place, go_on), now)

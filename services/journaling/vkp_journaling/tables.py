@@ -7,6 +7,10 @@ note to deliver. Claims go by the index on (municipality, due_time), one municip
 (`journal_municipalities` lists them), so their cost does not grow with the entries waiting. The
 head itself is found by a partial index on the waiting notes (`WAITING_NOTE`), so neither does
 the cost of finding it grow with a patient's delivered ones.
+
+Alarm steps wait in `journal_alarms` (one row per alarm: its current segment and when it is due
+to be cut, indexed by due_time) until their segment is cut into a handling log, an entry like
+any other note (domain.alarm).
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ entries = sa.Table(
     # numbered), and when a READ note is offered again.
     sa.Column("pull_sequence", sa.BigInteger, nullable=True),
     sa.Column("read_until", sa.DateTime(timezone=True), nullable=True),
+    # Alarm steps and handling logs (migration 0004): the vendor's alarm id ('' for other
+    # kinds), and the segment a step was journaled in (NULL until its segment is cut) or a
+    # log journals.
+    sa.Column("alarm_id", sa.String(128), nullable=False, server_default=""),
+    sa.Column("alarm_segment", sa.Integer, nullable=True),
 )
 queues = sa.Table(
     "journal_queues",
@@ -66,6 +75,24 @@ queues = sa.Table(
     sa.Column("lease_owner", sa.String(64), nullable=False),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
     # When a worker may next claim the queue (see above); NULL: nothing to deliver.
+    sa.Column("due_time", sa.DateTime(timezone=True), nullable=True),
+)
+#: Each alarm's current segment and when it is due to be cut (domain.alarm; migration 0004): a
+#: closing step's arrival plus the settle window, or the segment's first step's arrival plus the
+#: open-alarm timeout, whichever is earlier; NULL while the segment has no step. A cut claims
+#: the due rows by the index on due_time (FOR UPDATE SKIP LOCKED on PostgreSQL) and does its
+#: work in the same transaction, so the row lock is its lease: a crash rolls it back.
+alarms = sa.Table(
+    "journal_alarms",
+    metadata,
+    sa.Column("municipality", sa.String(9), primary_key=True),
+    sa.Column("patient", sa.String(11), primary_key=True),
+    sa.Column("vendor_system", sa.String(300), primary_key=True),
+    sa.Column("alarm_id", sa.String(128), primary_key=True),
+    # The segment the next cut journals (1, 2, ...).
+    sa.Column("segment", sa.Integer, nullable=False),
+    # Whether a closing step has arrived in that segment.
+    sa.Column("closed", sa.Boolean, nullable=False),
     sa.Column("due_time", sa.DateTime(timezone=True), nullable=True),
 )
 #: Every municipality with a queue: the claims' list to go through (one index probe each).
@@ -101,6 +128,25 @@ sa.Index(
     queues.c.due_time,
     sqlite_where=sa.text("due_time IS NOT NULL"),
     postgresql_where=sa.text("due_time IS NOT NULL"),
+)
+
+sa.Index(
+    "ix_journal_alarms_due",
+    alarms.c.due_time,
+    sqlite_where=sa.text("due_time IS NOT NULL"),
+    postgresql_where=sa.text("due_time IS NOT NULL"),
+)
+#: An alarm's steps, by segment (NULL: not cut yet). Literal, as for the heads' index.
+ALARM_STEP_SQL = f"kind = '{ALARM_STEP}'"
+ALARM_STEPS = entries.c.kind == sa.literal_column(repr(ALARM_STEP))
+sa.Index(
+    "ix_journal_entries_alarm",
+    entries.c.municipality,
+    entries.c.patient,
+    entries.c.alarm_id,
+    entries.c.alarm_segment,
+    sqlite_where=sa.text(ALARM_STEP_SQL),
+    postgresql_where=sa.text(ALARM_STEP_SQL),
 )
 
 # -- pull mode (vkp_journaling.domain.pull; migration 0003) ------------------------------------

@@ -10,7 +10,7 @@ back at its place.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from vkp_journaling.domain.reasons import Reason
@@ -62,6 +62,10 @@ class NewEntry:
     traceparent: str
     occurred_time: datetime
     receive_time: datetime
+    #: An alarm step's (and a handling log's) alarm id, the vendor's; empty for other kinds.
+    alarm_id: str = field(default="", kw_only=True)
+    #: Whether the alarm step closes its alarm (not stored: its due time says it).
+    closes_alarm: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class Entry(NewEntry):
     update_time: datetime
     journaled_time: datetime | None
     note_identifier: str
+    #: The alarm segment an alarm step was journaled in, or a handling log journals (None
+    #: until the step's segment is cut, and for other kinds).
+    alarm_segment: int | None = field(default=None, kw_only=True)
 
     @property
     def vendor_organization_number(self) -> str:

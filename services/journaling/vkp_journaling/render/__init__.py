@@ -11,7 +11,9 @@ What each payload becomes:
   vkp-encounter-mode-v090, `reasonCode` from vkp-encounter-reason-v090) and one `Observation`
   per supervision observation (`code` from vkp-alert-code-v090 4.x), referring to the Encounter.
 - home_measurement: an `Observation` (status final, LOINC code, UCUM valueQuantity).
-- alarm_step: not here (`NotRenderable`); the steps of an alarm form a handling log elsewhere.
+- alarm_step: not a note of its own (`NotRenderable`); the steps of an alarm segment form its
+  handling log (`handling_log`: a Composition with the timeline, a DetectedIssue and a
+  Location), which `render_entry_note` makes of a stored log entry.
 
 Where the patient, the device and the vendor organisation go (only elements whose R4 reference
 targets allow them; every reference is logical, by identifier):
@@ -47,6 +49,7 @@ nurse writes them), `text` (the Norwegian text), `references` (patient, device, 
 
 from __future__ import annotations
 
+from vkp_journaling.render.handling_log import render_entry_note, render_handling_log
 from vkp_journaling.render.note import (
     NOTE_IDENTIFIER_SYSTEM,
     NOTE_NAMESPACE,
@@ -64,5 +67,7 @@ __all__ = [
     "NoteContext",
     "narrative",
     "note_key",
+    "render_entry_note",
+    "render_handling_log",
     "render_note",
 ]
