@@ -18,6 +18,8 @@ The rows (issue 15's table, and the costs behind them):
   - idle (idle_bench.py): each service's CPU while nothing happens;
   - audit (audit_bench.py): Record awaited by 16 callers;
   - ingest (ingest_bench.py): SubmitEvent at 16 in flight, and SubmitEvents of 500;
+  - alarm (alarm_bench.py): alarms' steps through ingest, the closing step's acceptance to
+    the alarm's handling log in the EPJ (the settle window, 1 s in the bench hub, part of it);
   - e2e (e2e_bench.py): a steady offered rate, acceptance to journaled, lost and duplicated;
   - backlog (backlog_bench.py): delivery with a large backlog in one municipality against an
     empty queue's, and another municipality's acceptance to journaled meanwhile.
@@ -44,11 +46,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from alarm_bench import measure_alarms
 from audit_bench import measure_audit
 from backlog_bench import measure_backlog
 from e2e_bench import Drain, measure_e2e
 from h2load_bench import find_h2load, run_h2load
-from hub import POSTGRESQL, SERVICES, SQLITE, Hub, Started, running_hub, start_hubs, stop_hubs
+from hub import (
+    ALARM_SETTLE_SECONDS,
+    POSTGRESQL,
+    SERVICES,
+    SQLITE,
+    Hub,
+    Started,
+    running_hub,
+    start_hubs,
+    stop_hubs,
+)
 from identity_bench import identity_rows
 from idle_bench import measure_idle
 from ingest_bench import measure_ingest
@@ -64,7 +77,7 @@ from vkp_lib.identity.permissions import Scopes
 from vkp_lib.logging import configure_logging
 
 T = TypeVar("T")
-HUB_GROUPS = ("idle", "audit", "ingest", "e2e", "backlog")
+HUB_GROUPS = ("idle", "audit", "ingest", "alarm", "e2e", "backlog")
 GROUPS = ("runner", "validation", "identity", *HUB_GROUPS)
 #: Run only when named in --only: a server under valgrind takes a minute.
 OPTIONAL_GROUPS = ("instructions",)
@@ -91,6 +104,8 @@ class Sizes:
     other_rate: float
     idle_settle: float
     idle_seconds: float
+    #: Alarms sent at once in the alarm row.
+    alarms: int
 
 
 FULL = Sizes(
@@ -106,6 +121,7 @@ FULL = Sizes(
     other_rate=20.0,
     idle_settle=5.0,
     idle_seconds=10.0,
+    alarms=50,
 )
 SMOKE = Sizes(
     seconds=0.2,
@@ -120,6 +136,7 @@ SMOKE = Sizes(
     other_rate=20.0,
     idle_settle=0.1,
     idle_seconds=0.3,
+    alarms=3,
 )
 
 
@@ -319,7 +336,12 @@ class Bench:
     # -- the whole hub, per database --
 
     def hub_rows(self, hub: Hub) -> None:
-        for group, work in (("idle", self.idle), ("audit", self.audit), ("ingest", self.ingest)):
+        for group, work in (
+            ("idle", self.idle),
+            ("audit", self.audit),
+            ("ingest", self.ingest),
+            ("alarm", self.alarm),
+        ):
             if self.wants(group):
                 self.step(f"{group} ({hub.database})", work, hub)
         # The rows before leave the hub's journaling idle, but e2e may end its drain with notes
@@ -462,6 +484,40 @@ class Bench:
             )
         )
 
+    def alarm(self, hub: Hub) -> None:
+        sizes = self.sizes
+        figures = measure_alarms(hub, sizes.alarms, sizes.stall, sizes.poll)
+        self.rows.append(
+            Row(
+                key="alarm",
+                name=(
+                    f"alarm step → handling log journaled after close, {figures.alarms} alarms "
+                    f"at once, settle window {ALARM_SETTLE_SECONDS:g} s included"
+                ),
+                database=hub.database,
+                value=figures.p99_ms,
+                unit="ms p99",
+                shown=(
+                    f"{figures.journaled:,} logs, {figures.lost:,} lost, {figures.duplicated:,} dup"
+                ),
+                p50_ms=figures.p50_ms,
+                p99_ms=figures.p99_ms,
+                details={
+                    "alarms": figures.alarms,
+                    "steps_per_alarm": 5,
+                    # The figure runs from the closing step's acceptance to the log in the EPJ,
+                    # the settle window (journaling's VKP_JOURNALING_ALARM_SETTLE_SECONDS, set
+                    # short in the bench hub) included, minus nothing.
+                    "settle_seconds": ALARM_SETTLE_SECONDS,
+                    "journaled": figures.journaled,
+                    "lost": figures.lost,
+                    "duplicated": figures.duplicated,
+                    "refused_steps_alarms": figures.refused,
+                    "wait_seconds": figures.wait_seconds,
+                },
+            )
+        )
+
     def backlog(self, hub: Hub) -> None:
         sizes = self.sizes
         figures = measure_backlog(
@@ -591,6 +647,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds of the e2e row (60)")
     parser.add_argument("--backlog", type=int, help="events waiting in the backlog row (100,000)")
     parser.add_argument("--window", type=float, help="seconds measured in the backlog row (15)")
+    parser.add_argument("--alarms", type=int, help="alarms sent at once in the alarm row (50)")
     parser.add_argument(
         "--only",
         type=lambda text: _names(text, GROUPS + OPTIONAL_GROUPS),
@@ -620,6 +677,7 @@ def main() -> None:
         other_rate=base.other_rate,
         idle_settle=base.idle_settle,
         idle_seconds=base.idle_seconds,
+        alarms=args.alarms or base.alarms,
     )
     configure_logging("bench", "WARNING")
     began = time.perf_counter()

@@ -32,7 +32,16 @@ PLAIN_ROWS = (
 #: Checked with h2load: skipped, with the reason, where it cannot be had.
 H2LOAD_ROWS = ("h2load.bare", "h2load.runner.token")
 #: The rows of the whole hub, each on both databases.
-HUB_ROWS = ("idle", "idle.journaling", "audit", "ingest.unary", "ingest.batch", "e2e", "backlog")
+HUB_ROWS = (
+    "idle",
+    "idle.journaling",
+    "audit",
+    "ingest.unary",
+    "ingest.batch",
+    "alarm",
+    "e2e",
+    "backlog",
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +98,15 @@ def test_the_end_to_end_rows_count_lost_and_duplicated_notes(
 
 
 @pytest.mark.timeout(180)
+def test_the_alarm_rows_journal_every_alarm_once(smoke: tuple[str, dict[str, Any]]) -> None:
+    rows = smoke[1]["rows"]
+    for db in DATABASES:
+        details = rows[f"alarm.{db}"]["details"]
+        assert details["journaled"] == details["alarms"] > 0, db
+        assert (details["lost"], details["duplicated"]) == (0, 0), db
+        assert details["settle_seconds"] > 0
+
+
 def test_every_row_is_printed_in_one_table(smoke: tuple[str, dict[str, Any]]) -> None:
     printed, figures = smoke
     assert printed.count("VKP benchmarks") == 1
