@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import redis
 
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_epj_sim import SeedPatient, sandbox_patients, select_patients
@@ -37,6 +40,8 @@ VENDOR = HOME_FOLLOW_UP
 #: The hub's alarm settle window (VKP_JOURNALING_ALARM_SETTLE_SECONDS; 30 s by default): short,
 #: so the alarm row waits one second, not thirty, after each closing step.
 ALARM_SETTLE_SECONDS = 1.0
+#: Lookup's cache (VKP_REDIS_URL), as in production; BENCH_REDIS_URL says where, if not here.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 #: Push municipalities: the hub delivers their notes to the simulator.
 BUSY, OTHER = FJORDVIK, BJORKEDAL
 
@@ -54,6 +59,9 @@ class Hub:
     sim: SimulatorProcess
     processes: dict[str, ServiceProcess]
     ingest_alone: ServiceProcess
+    #: Lookup's cache: this Redis, under a key prefix of this hub's own (deleted after).
+    redis_url: str = ""
+    redis_prefix: str = ""
 
     def address(self, service: str) -> str:
         return self.processes[service].address
@@ -110,6 +118,17 @@ def database_urls(database: str, folder: Path) -> Iterator[tuple[dict[str, str],
         yield dict.fromkeys(SERVICES, shared), alone
 
 
+def _forget_redis(url: str, prefix: str) -> None:
+    """Deletes the hub's keys from Redis (its lookup cache's)."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def _kill(sim: SimulatorProcess, processes: Sequence[ServiceProcess]) -> None:
     """The hub is thrown away once measured: its processes are killed, not stopped (a graceful
     stop costs each process a second of grace and interpreter teardown, the bench's time; the
@@ -154,7 +173,6 @@ def running_hub(database: str) -> Iterator[Hub]:
             **targets,
             VKP_JOURNALING_ALARM_SETTLE_SECONDS=str(ALARM_SETTLE_SECONDS),
         )
-        lookup = start("lookup", urls["lookup"], **targets)
         alone = start("ingest", alone_url, **targets, VKP_JOURNALING_TARGET=NOWHERE)
         sim.wait_ready()
         asyncio.run(_seed(registry.address, issuer, sim.url))
@@ -162,10 +180,21 @@ def running_hub(database: str) -> Iterator[Hub]:
         ingest = start(
             "ingest", urls["ingest"], **targets, VKP_JOURNALING_TARGET=journaling.address
         )
-        for process in (lookup, alone, ingest):
+        ingest.wait_serving()
+        redis_prefix = f"vkp-bench-{uuid.uuid4().hex[:12]}:"
+        stack.callback(_forget_redis, REDIS_URL, redis_prefix)
+        lookup = start(
+            "lookup",
+            urls["lookup"],
+            **targets,
+            VKP_INGEST_TARGET=ingest.address,
+            VKP_REDIS_URL=REDIS_URL,
+            VKP_REDIS_KEY_PREFIX=redis_prefix,
+        )
+        for process in (lookup, alone):
             process.wait_serving()
         processes = dict(zip(SERVICES, (registry, audit, journaling, lookup, ingest), strict=True))
-        yield Hub(database, folder, issuer, sim, processes, alone)
+        yield Hub(database, folder, issuer, sim, processes, alone, REDIS_URL, redis_prefix)
 
 
 Started = list[tuple[contextlib.AbstractContextManager[Hub], Hub]]

@@ -18,6 +18,9 @@ The rows (issue 15's table, and the costs behind them):
   - idle (idle_bench.py): each service's CPU while nothing happens;
   - audit (audit_bench.py): Record awaited by 16 callers;
   - ingest (ingest_bench.py): SubmitEvent at 16 in flight, and SubmitEvents of 500;
+  - lookup (lookup_bench.py): GetAlarmContext and GetPatient at 16 in flight, cache hits
+    with their audit records committed, then cold misses with the EPJ 50 ms slower (one EPJ
+    fetch per key, by the simulator's counters);
   - alarm (alarm_bench.py): alarms' steps through ingest, the closing step's acceptance to
     the alarm's handling log in the EPJ (the settle window, 1 s in the bench hub, part of it);
   - e2e (e2e_bench.py): a steady offered rate, acceptance to journaled, lost and duplicated;
@@ -67,6 +70,7 @@ from idle_bench import measure_idle
 from ingest_bench import measure_ingest
 from instructions_bench import count_instructions, find_valgrind
 from load import Load, merged
+from lookup_bench import lookup_rows
 from notes import ALL_IN
 from report import Row, print_table, write_json
 from runner_bench import METHOD, NoopLoad, NoopServer, measure_noop
@@ -77,7 +81,7 @@ from vkp_lib.identity.permissions import Scopes
 from vkp_lib.logging import configure_logging
 
 T = TypeVar("T")
-HUB_GROUPS = ("idle", "audit", "ingest", "alarm", "e2e", "backlog")
+HUB_GROUPS = ("idle", "audit", "ingest", "lookup", "alarm", "e2e", "backlog")
 GROUPS = ("runner", "validation", "identity", *HUB_GROUPS)
 #: Run only when named in --only: a server under valgrind takes a minute.
 OPTIONAL_GROUPS = ("instructions",)
@@ -340,6 +344,7 @@ class Bench:
             ("idle", self.idle),
             ("audit", self.audit),
             ("ingest", self.ingest),
+            ("lookup", self.lookup),
             ("alarm", self.alarm),
         ):
             if self.wants(group):
@@ -435,6 +440,9 @@ class Bench:
                 },
             )
         )
+
+    def lookup(self, hub: Hub) -> None:
+        self.rows += lookup_rows(hub, self.sizes.seconds, self.args.concurrency, self.baseline_now)
 
     @property
     def drain(self) -> Drain:

@@ -38,6 +38,7 @@ HUB_ROWS = (
     "audit",
     "ingest.unary",
     "ingest.batch",
+    *(f"lookup.{kind}.{load}" for kind in ("alarm", "patient") for load in ("hit", "cold")),
     "alarm",
     "e2e",
     "backlog",
@@ -95,6 +96,19 @@ def test_the_end_to_end_rows_count_lost_and_duplicated_notes(
         assert isinstance(details["lost"], int)
         assert isinstance(details["duplicated"], int)
         assert rows[f"backlog.{db}"]["details"]["other_accepted"] > 0
+
+
+@pytest.mark.timeout(180)
+def test_the_cold_lookup_rows_fetch_each_key_once_from_the_epj(
+    smoke: tuple[str, dict[str, Any]],
+) -> None:
+    rows = smoke[1]["rows"]
+    for db in DATABASES:
+        for kind in ("alarm", "patient"):
+            details = rows[f"lookup.{kind}.cold.{db}"]["details"]
+            assert details["rounds"] >= 1
+            assert details["keys"], (kind, db)
+            assert details["epj_fetches"] == details["keys"], (kind, db)
 
 
 @pytest.mark.timeout(180)
