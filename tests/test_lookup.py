@@ -48,6 +48,7 @@ from vkp_lib.sandbox import (
     SandboxVendorSystem,
 )
 from vkp_lib.status import error_info
+from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
 from vkp_lib.testing.plugin import REDIS_URL, postgres_database
 from vkp_lib.testing.processes import NOWHERE, ServiceProcess, stop_all
@@ -175,6 +176,16 @@ async def epj(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
         await client.post("/_control/reset")
         yield client
         await client.post("/_control/reset")
+
+
+def new_cache_keys() -> dict[str, str]:
+    """Cache keys new to a test (nothing of it is cached under them), and fresh a minute."""
+    return {
+        "VKP_CACHE_HASH_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "VKP_CACHE_KEYS": "k1:" + base64.b64encode(os.urandom(32)).decode(),
+        "VKP_LOOKUP_CACHE_TTL_SECONDS": "60",
+        "VKP_LOOKUP_CACHE_SERVICE_TTL_SECONDS": "60",
+    }
 
 
 def new_request_id() -> str:
@@ -410,6 +421,30 @@ async def test_a_synthetic_or_broken_national_id_is_refused_before_anything_is_r
     assert reason_of(caught) == ("INVALID_ARGUMENT", "INVALID_NATIONAL_ID")
 
 
+async def test_a_valid_national_id_the_epj_does_not_have_is_patient_not_found_and_audited(
+    hub: Hub, stub: lookup_pb2_grpc.LookupServiceAsyncStub
+) -> None:
+    known = {p.national_id for p in sandbox_patients()}
+    stranger = next(p for p in TEST_PEOPLE if p.national_id not in known)
+    request_id = new_request_id()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetPatient(
+            pb.GetPatientRequest(
+                municipality=FJORDVIK.organization_number,
+                service_code=MD,
+                patient=common_pb2.NationalId(value=stranger.national_id),
+            ),
+            metadata=hub.vendor(DISPENSER, request_id=request_id),
+        )
+    assert reason_of(caught) == ("NOT_FOUND", "PATIENT_NOT_FOUND")
+    record = await one_record(hub, FJORDVIK.organization_number, request_id)
+    assert (record.outcome, record.outcome_reason) == (
+        audit_pb2.AUDIT_OUTCOME_FAILED,
+        "PATIENT_NOT_FOUND",
+    )
+    assert [p.value for p in record.patients] == [stranger.national_id]
+
+
 # -- the alarm window ----------------------------------------------------------------------------
 
 
@@ -625,13 +660,8 @@ async def test_two_lookup_replicas_sharing_redis_fetch_an_uncached_patient_once(
     hub: Hub, epj: httpx.AsyncClient
 ) -> None:
     patient = with_service(FJORDVIK_PATIENTS, "27")[3]
-    secrets = {  # the replicas' shared cache keys, new to this test: nothing of it is cached
-        "VKP_CACHE_HASH_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "VKP_CACHE_KEYS": "k1:" + base64.b64encode(os.urandom(32)).decode(),
-        "VKP_LOOKUP_CACHE_TTL_SECONDS": "60",
-        "VKP_LOOKUP_CACHE_SERVICE_TTL_SECONDS": "60",
-    }
-    replicas = [ServiceProcess("lookup", {**hub.env, **secrets}) for _ in range(2)]
+    env = {**hub.env, **new_cache_keys()}  # the replicas share them
+    replicas = [ServiceProcess("lookup", env) for _ in range(2)]
     try:
         for replica in replicas:
             replica.wait_serving()
@@ -651,6 +681,66 @@ async def test_two_lookup_replicas_sharing_redis_fetch_an_uncached_patient_once(
         assert counters.get("4699 EpisodeOfCare patient") == 1, counters
     finally:
         stop_all(*replicas)
+
+
+async def _counted(epj: httpx.AsyncClient, counter: str) -> int:
+    counters: dict[str, int] = (await epj.get("/_control/counters")).json()
+    return counters.get(counter, 0)
+
+
+async def test_a_killed_lock_holder_holds_up_the_other_replica_until_its_locks_ttl(
+    hub: Hub, epj: httpx.AsyncClient
+) -> None:
+    patient = with_service(FJORDVIK_PATIENTS, "27")[1]
+    counter = "4699 Patient identifier"
+    # The lock of a fill lives the EPJ deadline (1 s here) plus this margin.
+    env = {**hub.env, **new_cache_keys(), "VKP_CACHE_LOCK_MARGIN_SECONDS": "1"}
+    holder, other = ServiceProcess("lookup", env), ServiceProcess("lookup", env)
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        holder.wait_serving()
+        other.wait_serving()
+        (await epj.delete("/_control/counters")).raise_for_status()
+        # Slow, but within the deadline: the holder is mid-fetch for 0.6 s.
+        (await epj.put("/_control/4699/faults", json={"latency_ms": 600})).raise_for_status()
+        async with grpc.aio.insecure_channel(holder.address) as channel:
+            asked = asyncio.create_task(
+                get_patient(lookup_pb2_grpc.LookupServiceStub(channel), hub, patient)
+            )
+            pattern = hub.env["VKP_REDIS_KEY_PREFIX"] + "cache-lock:patient:*"
+            for _ in range(200):
+                locks = [k async for k in redis.scan_iter(match=pattern)]
+                if locks and await _counted(epj, counter) == 1:
+                    break  # the lock taken and the Patient search in the simulator
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the holder never took the lock and fetched")
+            (lock,) = locks
+            read_at = asyncio.get_running_loop().time()
+            left_ms = await redis.pttl(lock)
+            assert 1000 < left_ms <= 2000
+            holder.process.kill()  # SIGKILL, mid-fetch: its lock is never released
+            holder.process.wait(10)
+            expires_at = read_at + left_ms / 1000
+            with pytest.raises(grpc.aio.AioRpcError):
+                await asked
+        async with grpc.aio.insecure_channel(other.address) as channel:
+            loop = asyncio.get_running_loop()
+            answering = asyncio.create_task(
+                get_patient(lookup_pb2_grpc.LookupServiceStub(channel), hub, patient)
+            )
+            await asyncio.sleep(expires_at - 0.2 - loop.time())
+            assert not answering.done()
+            assert await _counted(epj, counter) == 1, "fetched before the lock's TTL"
+            answer = await answering
+            answered_at = loop.time()
+        assert answer.patient.national_id.value == patient.national_id
+        assert answered_at >= expires_at
+        assert await _counted(epj, counter) == 2  # the dead holder's, and the other's after
+    finally:
+        await redis.aclose()
+        holder.kill()
+        stop_all(other)
 
 
 def _bytes(value: bytes | str) -> bytes:
