@@ -118,7 +118,7 @@ def _ratio_met(ratio: float, target: float) -> bool:
     return not math.isnan(ratio) and ratio >= target
 
 
-def _patients(kind: Kind) -> list[SeedPatient]:
+def kind_patients(kind: Kind) -> list[SeedPatient]:
     found = [p for p in patients(BUSY) if kind.service_type in p.active_service_types]
     if not found:
         raise RuntimeError(f"the sandbox has no patient of service type {kind.service_type}")
@@ -202,7 +202,7 @@ async def _forget(hub: Hub) -> int:
         await redis.aclose()
 
 
-async def _hits(
+async def hit_load(
     hub: Hub,
     kind: Kind,
     alarm_ids: dict[str, str],
@@ -210,7 +210,7 @@ async def _hits(
     concurrency: int,
     rate_bound: float,
 ) -> Load:
-    chosen = _patients(kind)
+    chosen = kind_patients(kind)
     metadata = _metadata(hub, kind.vendor)
     encoded = [_request(kind, p, alarm_ids) for p in chosen]
     warm_up = max(len(chosen), 50 if seconds >= 0.5 else 10)
@@ -227,7 +227,7 @@ async def _hits(
 async def _cold(
     hub: Hub, kind: Kind, alarm_ids: dict[str, str], seconds: float, concurrency: int
 ) -> Cold:
-    chosen = _patients(kind)
+    chosen = kind_patients(kind)
     metadata = _metadata(hub, kind.vendor)
     encoded = [_request(kind, p, alarm_ids) for p in chosen]
     round_requests = [encoded[i % len(encoded)] for i in range(concurrency)]
@@ -329,10 +329,10 @@ def lookup_rows(
     """The cache-hit rows of GetAlarmContext and GetPatient, each beside the no-op server
     measured right before it (`baseline`), then their cold misses."""
     rows: list[Row] = []
-    alarm_ids = asyncio.run(open_alarms(hub, _patients(ALARM)))
+    alarm_ids = asyncio.run(open_alarms(hub, kind_patients(ALARM)))
     for kind in KINDS:
         base = baseline()
-        load = asyncio.run(_hits(hub, kind, alarm_ids, seconds, concurrency, base.rate))
+        load = asyncio.run(hit_load(hub, kind, alarm_ids, seconds, concurrency, base.rate))
         rows.append(_hit_row(kind, load, base, hub.database, concurrency))
     for kind in KINDS:
         cold = asyncio.run(_cold(hub, kind, alarm_ids, seconds, concurrency))

@@ -11,6 +11,11 @@ SQLAlchemy, SQLite, protobuf, ...) and the top functions, and keeps the collapse
     .venv/bin/python bench/profiler.py ingest-batch --database postgresql
     .venv/bin/python bench/profiler.py audit           # Record awaited by 16 callers
     .venv/bin/python bench/profiler.py journaling --rate 500 --seconds 10
+    .venv/bin/python bench/profiler.py lookup          # GetAlarmContext cache hits, 16 in flight
+    .venv/bin/python bench/profiler.py lookup-patient  # GetPatient cache hits
+
+The lookup targets also print the CPU per call of the processes a lookup waits on (audit,
+ingest, registry, Redis), so the whole cost of a call shows, not only lookup's part.
 
 Each part of the cost table is the samples whose innermost frame of a known part is that part's
 (its own code, not what it calls), times the process's CPU seconds over the samples, over the
@@ -42,6 +47,7 @@ from e2e_bench import Drain, measure_e2e
 from hub import POSTGRESQL, SQLITE, Hub, running_hub
 from idle_bench import cpu_seconds
 from ingest_bench import batch_load, unary_load
+from lookup_bench import ALARM, PATIENT, hit_load, kind_patients, open_alarms
 from rich.console import Console
 from rich.table import Table
 from runner_bench import NoopLoad, NoopServer, measure_noop
@@ -49,7 +55,16 @@ from runner_bench import NoopLoad, NoopServer, measure_noop
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
 
-TARGETS = ("bare", "runner", "ingest", "ingest-batch", "audit", "journaling")
+TARGETS = (
+    "bare",
+    "runner",
+    "ingest",
+    "ingest-batch",
+    "audit",
+    "journaling",
+    "lookup",
+    "lookup-patient",
+)
 #: The parts of the cost table, by the path (or library) of a frame; the first that matches.
 PARTS: tuple[tuple[str, str], ...] = (
     ("SQLite (C)", r"libsqlite3|_sqlite3"),
@@ -300,6 +315,8 @@ def _hub_load(
             f"ingest SubmitEvents of 500 {on}; a call is a batch",
             lambda: asyncio.run(batch_load(hub, seconds)).calls,
         )
+    if args.target in ("lookup", "lookup-patient"):
+        return _lookup_load(hub, args, seconds)
     if args.target == "audit":
         return (
             hub.processes["audit"].process.pid,
@@ -311,6 +328,42 @@ def _hub_load(
         f"journaling at {args.rate:g} events/s offered to the whole hub {on}; a call is a note",
         lambda: measure_e2e(hub, args.rate, seconds, Drain(10.0, 10.0, 0.5)).journaled.journaled,
     )
+
+
+def _redis_pid() -> int | None:
+    """The local Redis server's pid, if this machine runs one."""
+    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True)
+    pids = found.stdout.split()
+    return int(pids[0]) if len(pids) == 1 else None
+
+
+def _lookup_load(
+    hub: Hub, args: argparse.Namespace, seconds: float
+) -> tuple[int, str, Callable[[], int]]:
+    """Cache hits of GetAlarmContext (`lookup`) or GetPatient (`lookup-patient`); afterwards the
+    CPU per call of the processes lookup waits on."""
+    kind = ALARM if args.target == "lookup" else PATIENT
+    alarm_ids = asyncio.run(open_alarms(hub, kind_patients(ALARM)))
+    others = {name: hub.processes[name].process.pid for name in ("audit", "ingest", "registry")}
+    redis = _redis_pid()
+    if redis is not None:
+        others["redis"] = redis
+
+    def work() -> int:
+        before = {name: cpu_seconds(pid) for name, pid in others.items()}
+        load = asyncio.run(hit_load(hub, kind, alarm_ids, seconds, args.concurrency, 10_000))
+        spent = {name: cpu_seconds(pid) - before[name] for name, pid in others.items()}
+        calls = max(load.calls, 1)
+        print(
+            f"{load.calls:,} calls, {load.rate:,.0f}/s, p50 {load.p50_ms:.1f} ms, p99 "
+            f"{load.p99_ms:.1f} ms; CPU per call elsewhere: "
+            + ", ".join(f"{name} {cpu / calls * 1e6:,.0f} µs" for name, cpu in spent.items())
+        )
+        return load.calls
+
+    method = kind.method.rpartition("/")[2]
+    title = f"lookup {method}, cache hits, {args.concurrency} in flight ({hub.database})"
+    return hub.processes["lookup"].process.pid, title, work
 
 
 if __name__ == "__main__":
