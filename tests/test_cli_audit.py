@@ -112,6 +112,18 @@ def test_a_bad_time_is_a_usage_error_before_any_call() -> None:
     assert "--since" in result.output
 
 
+def test_an_allowed_row_shows_what_allowed_it() -> None:
+    message = pb.AuditRecord(
+        actor=pb.Actor(client_id="dosetta-dispenser"),
+        municipality=MUNICIPALITY,
+        action=pb.AUDIT_ACTION_READ,
+        resource="/vkp.lookup.v1.LookupService/GetPatient",
+        outcome=pb.AUDIT_OUTCOME_ALLOWED,
+        access_basis="SERVICE_NEED EpisodeOfCare/eoc-27",
+    )
+    assert record_row(message)[6] == "allowed: SERVICE_NEED EpisodeOfCare/eoc-27"
+
+
 def test_a_query_row_counts_the_patients_and_never_shows_their_ids() -> None:
     message = pb.AuditRecord(
         actor=pb.Actor(client_id="alarm-central", organization_number="912340007"),

@@ -288,6 +288,7 @@ async def test_the_recipients_of_a_service_are_listed_page_by_page_each_page_aud
         assert record.action == audit_pb2.AUDIT_ACTION_QUERY
         assert record.outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
         assert record.resource == "/vkp.lookup.v1.LookupService/ListServiceRecipients"
+        assert (record.access_basis, record.outcome_reason) == ("SERVICE_NEED", "")
     named = [
         p.value
         for r in request_ids
@@ -318,7 +319,8 @@ async def test_a_patient_with_the_service_is_found_with_the_rule_and_the_episode
     assert record.outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
     assert record.action == audit_pb2.AUDIT_ACTION_READ
     assert [p.value for p in record.patients] == [patient.national_id]
-    assert record.outcome_reason == f"SERVICE_NEED EpisodeOfCare/{episode.id}"
+    assert record.access_basis == f"SERVICE_NEED EpisodeOfCare/{episode.id}"
+    assert record.outcome_reason == ""
     assert record.actor.vendor_system == DISPENSER.name
     assert not record.stale_data
 
@@ -372,6 +374,7 @@ async def test_a_patient_without_the_service_is_denied_missing_active_service(
     record = await one_record(hub, FJORDVIK.organization_number, request_id)
     assert record.outcome == audit_pb2.AUDIT_OUTCOME_DENIED
     assert record.outcome_reason == "MISSING_ACTIVE_SERVICE"
+    assert record.access_basis == ""
     assert [p.value for p in record.patients] == [patient.national_id]
 
 
@@ -527,7 +530,8 @@ async def test_alarm_context_only_while_the_alarm_is_open_and_within_the_grace_a
     assert len(context.critical_information) == len(patient.allergies) + len(patient.warnings)
     record = await one_record(hub, FJORDVIK.organization_number, request_id)
     assert record.outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
-    assert record.outcome_reason.startswith("OPEN_ALARM EpisodeOfCare/")
+    assert record.access_basis.startswith("OPEN_ALARM EpisodeOfCare/")
+    assert record.outcome_reason == ""
 
     await _alarm_step(hub, patient, alarm_id, closes=True)
     request_id = new_request_id()
@@ -535,7 +539,7 @@ async def test_alarm_context_only_while_the_alarm_is_open_and_within_the_grace_a
     assert within.basis.rule == pb.ACCESS_RULE_ALARM_GRACE
     assert (
         await one_record(hub, FJORDVIK.organization_number, request_id)
-    ).outcome_reason.startswith("ALARM_GRACE ")
+    ).access_basis.startswith("ALARM_GRACE ")
 
     await asyncio.sleep(GRACE_SECONDS + 0.5)
     reason, record = await _alarm_denial(stub, hub, patient, alarm_id)

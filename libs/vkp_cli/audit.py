@@ -154,6 +154,8 @@ def record_row(record: pb.AuditRecord) -> tuple[str, ...]:
     outcome = pb.AuditOutcome.Name(record.outcome).removeprefix("AUDIT_OUTCOME_").lower()
     if record.outcome_reason:
         outcome += f": {record.outcome_reason}"
+    if record.access_basis:
+        outcome += f": {record.access_basis}"
     if record.stale_data:
         outcome += " (stale data)"
     return (

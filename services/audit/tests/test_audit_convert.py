@@ -1,5 +1,5 @@
 """Between the audit contract and the domain: the national-id types through vkp_lib.national_id,
-and a request's open time range."""
+the access basis, and a request's open time range."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ def test_a_patients_id_type_goes_to_its_kind_and_back(
 def test_a_record_id_is_kept_in_lower_case() -> None:
     record = convert.record_from_pb(_record())
     assert record.record_id == "6f1c2a9e-4b7d-4c1e-9a3f-0d2e5b8c7a11"
+
+
+def test_an_access_basis_goes_to_the_domain_and_back() -> None:
+    written = _record()
+    written.access_basis = "OPEN_ALARM EpisodeOfCare/eoc-6"
+    record = convert.record_from_pb(written)
+    assert record.access_basis == "OPEN_ALARM EpisodeOfCare/eoc-6"
+    assert convert.record_to_pb(record).access_basis == "OPEN_ALARM EpisodeOfCare/eoc-6"
 
 
 def test_a_query_without_a_time_range_is_open_on_both_sides() -> None:

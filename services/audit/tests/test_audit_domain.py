@@ -35,6 +35,17 @@ def test_the_canonical_form_of_a_record_hashes_as_it_always_has() -> None:
     assert linked.hash == PINNED_HASH
 
 
+def test_an_access_basis_is_hashed_and_kept_only_when_set() -> None:
+    when = datetime(2026, 11, 26, 8, 0, 1, tzinfo=UTC)
+    assert '"access_basis"' not in canonical(link(RECORD, 1, GENESIS, when))
+    allowed = link(
+        replace(RECORD, access_basis="SERVICE_NEED EpisodeOfCare/eoc-27"), 1, GENESIS, when
+    )
+    assert '"access_basis":"SERVICE_NEED EpisodeOfCare/eoc-27"' in canonical(allowed)
+    assert allowed.hash != PINNED_HASH
+    assert from_canonical(canonical(allowed), allowed.hash) == allowed
+
+
 def test_a_stated_id_kind_is_kept_in_the_canonical_form_and_an_unstated_one_stays_none() -> None:
     linked = link(RECORD, 1, GENESIS, datetime(2026, 11, 26, 8, 0, 1, tzinfo=UTC))
     assert '"patients":[["02883931575","FNR"],["42883931569",""]]' in canonical(linked)

@@ -61,6 +61,7 @@ READ_DURING_ALARM = AuditRecord(
     alarm_id="alarm-2026-0001",
     stale_data=True,
     request_id="req-0001",
+    access_basis="OPEN_ALARM EpisodeOfCare/eoc-0001",
     trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
     sequence=1,
     record_time=AT + timedelta(milliseconds=250),
@@ -262,6 +263,7 @@ def test_the_resource_is_a_domain_resource_entity_with_the_call_details() -> Non
         ("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
         ("alarm-id", "alarm-2026-0001"),
         ("stale-data", "true"),
+        ("access-basis", "OPEN_ALARM EpisodeOfCare/eoc-0001"),
     ]
     assert [(d.type, d.valueString) for d in resources[1].detail or []] == [
         ("request-id", "req-0002")

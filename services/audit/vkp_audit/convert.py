@@ -65,6 +65,7 @@ def record_from_pb(r: pb.AuditRecord) -> AuditRecord:
         stale_data=r.stale_data,
         request_id=r.request_id,
         trace_id=r.trace_id,
+        access_basis=r.access_basis,
     )
 
 
@@ -96,6 +97,7 @@ def record_to_pb(r: AuditRecord) -> pb.AuditRecord:
         occurred_time=timestamp(r.occurred_time),
         request_id=r.request_id,
         trace_id=r.trace_id,
+        access_basis=r.access_basis,
         sequence=r.sequence,
         hash=r.hash,
         previous_hash=r.previous_hash,

@@ -163,6 +163,7 @@ def _resource_entity(record: AuditRecord) -> AuditEventEntity:
             ("trace-id", record.trace_id),
             ("alarm-id", record.alarm_id),
             ("stale-data", "true" if record.stale_data else ""),
+            ("access-basis", record.access_basis),
         )
         if value
     ]

@@ -164,7 +164,8 @@ async def test_an_answer_names_its_rule_and_episode_and_is_recorded_once() -> No
     assert answer.value.national_id == PATIENT
     (record,) = audit.records
     assert record.outcome == audit_pb2.AUDIT_OUTCOME_ALLOWED
-    assert record.outcome_reason == "SERVICE_NEED EpisodeOfCare/eoc-27"
+    assert record.access_basis == "SERVICE_NEED EpisodeOfCare/eoc-27"
+    assert record.outcome_reason == ""
     assert [p.value for p in record.patients] == [PATIENT]
 
 

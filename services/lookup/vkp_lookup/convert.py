@@ -174,12 +174,14 @@ def audit_record(
     alarm_id: str,
     outcome: audit_pb2.AuditOutcome.ValueType,
     reason: str,
+    basis: str,
     stale: bool,
     now: datetime,
     request_id: str,
     trace_id: str,
 ) -> audit_pb2.AuditRecord:
-    """The audit record of one lookup by `principal`."""
+    """The audit record of one lookup by `principal`: a refusal with its `reason`, an answer
+    with its access `basis` (the rule and what it rested on)."""
     return audit_pb2.AuditRecord(
         record_id=new_record_id(),
         occurred_time=timestamp(now),
@@ -195,6 +197,7 @@ def audit_record(
         purpose=audit_pb2.Purpose(service_code=service_code, alarm_id=alarm_id),
         outcome=outcome,
         outcome_reason=reason,
+        access_basis=basis,
         stale_data=stale,
         request_id=request_id[:128],
         trace_id=trace_id,

@@ -11,8 +11,8 @@ lists only patients with the service need.
 Every answer and every refusal past the request's own checks is recorded in the audit log, and
 only once the audit service has committed the record does the answer go out: no record, no
 answer (UNAVAILABLE AUDIT_UNAVAILABLE instead). One record per lookup: who, which patients,
-what, the outcome with its reason (for an answer, the rule and the EpisodeOfCare that allowed
-it) and whether stale data was served.
+what, the outcome (for an answer, its access basis: the rule and the EpisodeOfCare that allowed
+it; for a refusal, its reason) and whether stale data was served.
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ class LookupService:
             [r.patient.national_id for r in recipients],
             decision,
             outcome=audit_pb2.AUDIT_OUTCOME_ALLOWED,
-            reason=Rule.SERVICE_NEED.value,
+            basis=Rule.SERVICE_NEED.value,
             stale=freshness.stale,
         )
         return Page(tuple(recipients), token, freshness)
@@ -293,7 +293,7 @@ class LookupService:
             [national_id],
             decision,
             outcome=audit_pb2.AUDIT_OUTCOME_ALLOWED,
-            reason=found.basis.audit_text,
+            basis=found.basis.audit_text,
             stale=freshness.stale,
         )
         return Answer(value, freshness, found.basis)
@@ -405,9 +405,12 @@ class LookupService:
         decision: registry_pb2.AccessDecision | None,
         *,
         outcome: audit_pb2.AuditOutcome.ValueType,
-        reason: str,
+        reason: str = "",
+        basis: str = "",
         stale: bool = False,
     ) -> None:
+        """Records the lookup (a refusal with its `reason`, an answer with its access `basis`),
+        returning once the audit service has committed it."""
         record = convert.audit_record(
             call.principal,
             vendor_system=decision.vendor_system if decision is not None else "",
@@ -423,6 +426,7 @@ class LookupService:
             alarm_id=call.alarm_id,
             outcome=outcome,
             reason=reason,
+            basis=basis,
             stale=stale,
             now=self._clock(),
             request_id=current_request_id(),

@@ -2,6 +2,8 @@
 
 Each record's canonical form — its content, its place in the chain (`sequence`) and the hash of
 the record before it — is JSON with sorted keys and no spaces; its hash is the SHA-256 of that.
+A field added later (`access_basis`) is in it only when set, so the records before it keep their
+canonical form and their hashes.
 Changing a record changes its hash; removing or moving one breaks the link of the next; writing
 the chain anew from some record on, consistently, changes the head, which no longer matches the
 head a checkpoint signed with a key the database does not hold.
@@ -36,7 +38,7 @@ def _time(value: datetime | None) -> str:
 
 
 def _content(record: AuditRecord) -> dict[str, Any]:
-    return {
+    content: dict[str, Any] = {
         "record_id": record.record_id,
         "municipality": record.municipality,
         "sequence": record.sequence,
@@ -60,6 +62,9 @@ def _content(record: AuditRecord) -> dict[str, Any]:
         "request_id": record.request_id,
         "trace_id": record.trace_id,
     }
+    if record.access_basis:
+        content["access_basis"] = record.access_basis
+    return content
 
 
 def canonical(record: AuditRecord) -> str:
@@ -101,6 +106,7 @@ def from_canonical(body: str, stored_hash: str) -> AuditRecord:
         stale_data=data["stale_data"],
         request_id=data["request_id"],
         trace_id=data["trace_id"],
+        access_basis=data.get("access_basis", ""),
         sequence=data["sequence"],
         previous_hash=data["previous_hash"],
         hash=stored_hash,

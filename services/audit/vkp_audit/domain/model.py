@@ -54,6 +54,7 @@ class AuditRecord:
     stale_data: bool = False
     request_id: str = ""
     trace_id: str = ""
+    access_basis: str = ""  # the rule that allowed it and what it rested on
     sequence: int = 0
     previous_hash: str = ""
     hash: str = ""

@@ -151,8 +151,9 @@ class Basis:
 
     @property
     def audit_text(self) -> str:
-        """What the audit record says allowed it: the rule and the EpisodeOfCare."""
-        return f"{self.rule.value} EpisodeOfCare/{self.episode.episode_id}"[:100]
+        """What the audit record's access basis says allowed it: the rule and the
+        EpisodeOfCare."""
+        return f"{self.rule.value} EpisodeOfCare/{self.episode.episode_id}"[:200]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from vkp.common.v1 import common_pb2 as vkp_dot_common_dot_v1_dot_common__pb2
 from vkp.common.v1 import rules_pb2 as vkp_dot_common_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vkp/audit/v1/audit.proto\x12\x0cvkp.audit.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avkp/common/v1/common.proto\x1a\x19vkp/common/v1/rules.proto\"\x90\x01\n\x05\x41\x63tor\x12\x1d\n\tclient_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\xb0\xe7\xa8\x03\x01\x12*\n\x13organization_number\x18\x02 \x01(\tB\r\xbaH\nr\x05\x90\xe7\xa8\x03\x01\xd8\x01\x01\x12\x1f\n\rvendor_system\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x1b\n\tperson_id\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"f\n\x07Purpose\x12:\n\x0cservice_code\x18\x01 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCodeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1f\n\x08\x61larm_id\x18\x02 \x01(\tB\r\xbaH\nr\x05\xa8\xe7\xa8\x03\x01\xd8\x01\x01\"\x8e\x05\n\x0b\x41uditRecord\x12\x1e\n\trecord_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xc8\x01\x01\x12*\n\x05\x61\x63tor\x18\x02 \x01(\x0b\x32\x13.vkp.audit.v1.ActorB\x06\xbaH\x03\xc8\x01\x01\x12 \n\x0cmunicipality\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12\x36\n\x08patients\x18\x04 \x03(\x0b\x32\x19.vkp.common.v1.NationalIdB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12\x36\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32\x19.vkp.audit.v1.AuditActionB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x1d\n\x08resource\x18\x06 \x01(\tB\x0b\xbaH\x08r\x03\x18\xac\x02\xc8\x01\x01\x12&\n\x07purpose\x18\x07 \x01(\x0b\x32\x15.vkp.audit.v1.Purpose\x12\x38\n\x07outcome\x18\x08 \x01(\x0e\x32\x1a.vkp.audit.v1.AuditOutcomeB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x1f\n\x0eoutcome_reason\x18\t \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x12\n\nstale_data\x18\n \x01(\x08\x12\x39\n\roccurred_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x1c\n\nrequest_id\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12*\n\x08trace_id\x18\r \x01(\tB\x18\xbaH\x15r\x13\x32\x11^([0-9a-f]{32})?$\x12\x10\n\x08sequence\x18\x14 \x01(\x03\x12\x0c\n\x04hash\x18\x15 \x01(\t\x12\x15\n\rprevious_hash\x18\x16 \x01(\t\x12/\n\x0brecord_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\rRecordRequest\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32\x19.vkp.audit.v1.AuditRecordB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\xe8\x07\"D\n\x0cRecordResult\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x03\"=\n\x0eRecordResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vkp.audit.v1.RecordResult\"\xec\x01\n\x0cQueryRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12*\n\x07patient\x18\x02 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12&\n\x0f\x61\x63tor_client_id\x18\x03 \x01(\tB\r\xbaH\nr\x05\xb0\xe7\xa8\x03\x01\xd8\x01\x01\x12)\n\ntime_range\x18\x04 \x01(\x0b\x32\x15.vkp.common.v1.Period\x12\x1d\n\tpage_size\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"T\n\rQueryResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.vkp.audit.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\nCheckpoint\x12\x14\n\x0cmunicipality\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x11\n\thead_hash\x18\x03 \x01(\t\x12-\n\tsign_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"t\n\x12VerifyChainRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12\x1e\n\rfrom_sequence\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1c\n\x0bto_sequence\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"\xbc\x01\n\x13VerifyChainResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x17\n\x0frecords_checked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x12+\n\x07problem\x18\x04 \x01(\x0e\x32\x1a.vkp.audit.v1.ChainProblem\x12\x33\n\x11latest_checkpoint\x18\x05 \x01(\x0b\x32\x18.vkp.audit.v1.Checkpoint\"\xc9\x01\n\x11\x45xportFhirRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12*\n\x07patient\x18\x02 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12)\n\ntime_range\x18\x03 \x01(\x0b\x32\x15.vkp.common.v1.Period\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"X\n\x12\x45xportFhirResponse\x12\x13\n\x0b\x66hir_bundle\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\";\n\x17\x43reateCheckpointRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\"H\n\x18\x43reateCheckpointResponse\x12,\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x18.vkp.audit.v1.Checkpoint*s\n\x0b\x41uditAction\x12\x1c\n\x18\x41UDIT_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41UDIT_ACTION_READ\x10\x01\x12\x16\n\x12\x41UDIT_ACTION_QUERY\x10\x02\x12\x17\n\x13\x41UDIT_ACTION_CREATE\x10\x03*|\n\x0c\x41uditOutcome\x12\x1d\n\x19\x41UDIT_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41UDIT_OUTCOME_ALLOWED\x10\x01\x12\x18\n\x14\x41UDIT_OUTCOME_DENIED\x10\x02\x12\x18\n\x14\x41UDIT_OUTCOME_FAILED\x10\x03*\xee\x01\n\x0c\x43hainProblem\x12\x1d\n\x19\x43HAIN_PROBLEM_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HAIN_PROBLEM_HASH_MISMATCH\x10\x01\x12\x1d\n\x19\x43HAIN_PROBLEM_BROKEN_LINK\x10\x02\x12\x15\n\x11\x43HAIN_PROBLEM_GAP\x10\x03\x12\x1f\n\x1b\x43HAIN_PROBLEM_BAD_SIGNATURE\x10\x04\x12%\n!CHAIN_PROBLEM_CHECKPOINT_MISMATCH\x10\x05\x12 \n\x1c\x43HAIN_PROBLEM_INDEX_MISMATCH\x10\x06\x32\xb1\x03\n\x0c\x41uditService\x12H\n\x06Record\x12\x1b.vkp.audit.v1.RecordRequest\x1a\x1c.vkp.audit.v1.RecordResponse\"\x03\x90\x02\x02\x12\x45\n\x05Query\x12\x1a.vkp.audit.v1.QueryRequest\x1a\x1b.vkp.audit.v1.QueryResponse\"\x03\x90\x02\x01\x12W\n\x0bVerifyChain\x12 .vkp.audit.v1.VerifyChainRequest\x1a!.vkp.audit.v1.VerifyChainResponse\"\x03\x90\x02\x01\x12T\n\nExportFhir\x12\x1f.vkp.audit.v1.ExportFhirRequest\x1a .vkp.audit.v1.ExportFhirResponse\"\x03\x90\x02\x01\x12\x61\n\x10\x43reateCheckpoint\x12%.vkp.audit.v1.CreateCheckpointRequest\x1a&.vkp.audit.v1.CreateCheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vkp/audit/v1/audit.proto\x12\x0cvkp.audit.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avkp/common/v1/common.proto\x1a\x19vkp/common/v1/rules.proto\"\x90\x01\n\x05\x41\x63tor\x12\x1d\n\tclient_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\xb0\xe7\xa8\x03\x01\x12*\n\x13organization_number\x18\x02 \x01(\tB\r\xbaH\nr\x05\x90\xe7\xa8\x03\x01\xd8\x01\x01\x12\x1f\n\rvendor_system\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x1b\n\tperson_id\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\"f\n\x07Purpose\x12:\n\x0cservice_code\x18\x01 \x01(\x0e\x32\x1a.vkp.common.v1.ServiceCodeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1f\n\x08\x61larm_id\x18\x02 \x01(\tB\r\xbaH\nr\x05\xa8\xe7\xa8\x03\x01\xd8\x01\x01\"\xae\x05\n\x0b\x41uditRecord\x12\x1e\n\trecord_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xc8\x01\x01\x12*\n\x05\x61\x63tor\x18\x02 \x01(\x0b\x32\x13.vkp.audit.v1.ActorB\x06\xbaH\x03\xc8\x01\x01\x12 \n\x0cmunicipality\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12\x36\n\x08patients\x18\x04 \x03(\x0b\x32\x19.vkp.common.v1.NationalIdB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12\x36\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32\x19.vkp.audit.v1.AuditActionB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x1d\n\x08resource\x18\x06 \x01(\tB\x0b\xbaH\x08r\x03\x18\xac\x02\xc8\x01\x01\x12&\n\x07purpose\x18\x07 \x01(\x0b\x32\x15.vkp.audit.v1.Purpose\x12\x38\n\x07outcome\x18\x08 \x01(\x0e\x32\x1a.vkp.audit.v1.AuditOutcomeB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01\x12\x1f\n\x0eoutcome_reason\x18\t \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x12\n\nstale_data\x18\n \x01(\x08\x12\x39\n\roccurred_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x1c\n\nrequest_id\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12*\n\x08trace_id\x18\r \x01(\tB\x18\xbaH\x15r\x13\x32\x11^([0-9a-f]{32})?$\x12\x1e\n\x0c\x61\x63\x63\x65ss_basis\x18\x0e \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x10\n\x08sequence\x18\x14 \x01(\x03\x12\x0c\n\x04hash\x18\x15 \x01(\t\x12\x15\n\rprevious_hash\x18\x16 \x01(\t\x12/\n\x0brecord_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\rRecordRequest\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32\x19.vkp.audit.v1.AuditRecordB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\xe8\x07\"D\n\x0cRecordResult\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x03\"=\n\x0eRecordResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vkp.audit.v1.RecordResult\"\xec\x01\n\x0cQueryRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12*\n\x07patient\x18\x02 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12&\n\x0f\x61\x63tor_client_id\x18\x03 \x01(\tB\r\xbaH\nr\x05\xb0\xe7\xa8\x03\x01\xd8\x01\x01\x12)\n\ntime_range\x18\x04 \x01(\x0b\x32\x15.vkp.common.v1.Period\x12\x1d\n\tpage_size\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"T\n\rQueryResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.vkp.audit.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\nCheckpoint\x12\x14\n\x0cmunicipality\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x11\n\thead_hash\x18\x03 \x01(\t\x12-\n\tsign_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"t\n\x12VerifyChainRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12\x1e\n\rfrom_sequence\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1c\n\x0bto_sequence\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"\xbc\x01\n\x13VerifyChainResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x17\n\x0frecords_checked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x12+\n\x07problem\x18\x04 \x01(\x0e\x32\x1a.vkp.audit.v1.ChainProblem\x12\x33\n\x11latest_checkpoint\x18\x05 \x01(\x0b\x32\x18.vkp.audit.v1.Checkpoint\"\xc9\x01\n\x11\x45xportFhirRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\x12*\n\x07patient\x18\x02 \x01(\x0b\x32\x19.vkp.common.v1.NationalId\x12)\n\ntime_range\x18\x03 \x01(\x0b\x32\x15.vkp.common.v1.Period\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"X\n\x12\x45xportFhirResponse\x12\x13\n\x0b\x66hir_bundle\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\";\n\x17\x43reateCheckpointRequest\x12 \n\x0cmunicipality\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x90\xe7\xa8\x03\x01\"H\n\x18\x43reateCheckpointResponse\x12,\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x18.vkp.audit.v1.Checkpoint*s\n\x0b\x41uditAction\x12\x1c\n\x18\x41UDIT_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41UDIT_ACTION_READ\x10\x01\x12\x16\n\x12\x41UDIT_ACTION_QUERY\x10\x02\x12\x17\n\x13\x41UDIT_ACTION_CREATE\x10\x03*|\n\x0c\x41uditOutcome\x12\x1d\n\x19\x41UDIT_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41UDIT_OUTCOME_ALLOWED\x10\x01\x12\x18\n\x14\x41UDIT_OUTCOME_DENIED\x10\x02\x12\x18\n\x14\x41UDIT_OUTCOME_FAILED\x10\x03*\xee\x01\n\x0c\x43hainProblem\x12\x1d\n\x19\x43HAIN_PROBLEM_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HAIN_PROBLEM_HASH_MISMATCH\x10\x01\x12\x1d\n\x19\x43HAIN_PROBLEM_BROKEN_LINK\x10\x02\x12\x15\n\x11\x43HAIN_PROBLEM_GAP\x10\x03\x12\x1f\n\x1b\x43HAIN_PROBLEM_BAD_SIGNATURE\x10\x04\x12%\n!CHAIN_PROBLEM_CHECKPOINT_MISMATCH\x10\x05\x12 \n\x1c\x43HAIN_PROBLEM_INDEX_MISMATCH\x10\x06\x32\xb1\x03\n\x0c\x41uditService\x12H\n\x06Record\x12\x1b.vkp.audit.v1.RecordRequest\x1a\x1c.vkp.audit.v1.RecordResponse\"\x03\x90\x02\x02\x12\x45\n\x05Query\x12\x1a.vkp.audit.v1.QueryRequest\x1a\x1b.vkp.audit.v1.QueryResponse\"\x03\x90\x02\x01\x12W\n\x0bVerifyChain\x12 .vkp.audit.v1.VerifyChainRequest\x1a!.vkp.audit.v1.VerifyChainResponse\"\x03\x90\x02\x01\x12T\n\nExportFhir\x12\x1f.vkp.audit.v1.ExportFhirRequest\x1a .vkp.audit.v1.ExportFhirResponse\"\x03\x90\x02\x01\x12\x61\n\x10\x43reateCheckpoint\x12%.vkp.audit.v1.CreateCheckpointRequest\x1a&.vkp.audit.v1.CreateCheckpointResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -69,6 +69,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITRECORD'].fields_by_name['request_id']._serialized_options = b'\272H\005r\003\030\200\001'
   _globals['_AUDITRECORD'].fields_by_name['trace_id']._loaded_options = None
   _globals['_AUDITRECORD'].fields_by_name['trace_id']._serialized_options = b'\272H\025r\0232\021^([0-9a-f]{32})?$'
+  _globals['_AUDITRECORD'].fields_by_name['access_basis']._loaded_options = None
+  _globals['_AUDITRECORD'].fields_by_name['access_basis']._serialized_options = b'\272H\005r\003\030\310\001'
   _globals['_RECORDREQUEST'].fields_by_name['records']._loaded_options = None
   _globals['_RECORDREQUEST'].fields_by_name['records']._serialized_options = b'\272H\010\222\001\005\010\001\020\350\007'
   _globals['_QUERYREQUEST'].fields_by_name['municipality']._loaded_options = None
@@ -101,42 +103,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITSERVICE'].methods_by_name['VerifyChain']._serialized_options = b'\220\002\001'
   _globals['_AUDITSERVICE'].methods_by_name['ExportFhir']._loaded_options = None
   _globals['_AUDITSERVICE'].methods_by_name['ExportFhir']._serialized_options = b'\220\002\001'
-  _globals['_AUDITACTION']._serialized_start=2493
-  _globals['_AUDITACTION']._serialized_end=2608
-  _globals['_AUDITOUTCOME']._serialized_start=2610
-  _globals['_AUDITOUTCOME']._serialized_end=2734
-  _globals['_CHAINPROBLEM']._serialized_start=2737
-  _globals['_CHAINPROBLEM']._serialized_end=2975
+  _globals['_AUDITACTION']._serialized_start=2525
+  _globals['_AUDITACTION']._serialized_end=2640
+  _globals['_AUDITOUTCOME']._serialized_start=2642
+  _globals['_AUDITOUTCOME']._serialized_end=2766
+  _globals['_CHAINPROBLEM']._serialized_start=2769
+  _globals['_CHAINPROBLEM']._serialized_end=3007
   _globals['_ACTOR']._serialized_start=160
   _globals['_ACTOR']._serialized_end=304
   _globals['_PURPOSE']._serialized_start=306
   _globals['_PURPOSE']._serialized_end=408
   _globals['_AUDITRECORD']._serialized_start=411
-  _globals['_AUDITRECORD']._serialized_end=1065
-  _globals['_RECORDREQUEST']._serialized_start=1067
-  _globals['_RECORDREQUEST']._serialized_end=1139
-  _globals['_RECORDRESULT']._serialized_start=1141
-  _globals['_RECORDRESULT']._serialized_end=1209
-  _globals['_RECORDRESPONSE']._serialized_start=1211
-  _globals['_RECORDRESPONSE']._serialized_end=1272
-  _globals['_QUERYREQUEST']._serialized_start=1275
-  _globals['_QUERYREQUEST']._serialized_end=1511
-  _globals['_QUERYRESPONSE']._serialized_start=1513
-  _globals['_QUERYRESPONSE']._serialized_end=1597
-  _globals['_CHECKPOINT']._serialized_start=1600
-  _globals['_CHECKPOINT']._serialized_end=1753
-  _globals['_VERIFYCHAINREQUEST']._serialized_start=1755
-  _globals['_VERIFYCHAINREQUEST']._serialized_end=1871
-  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1874
-  _globals['_VERIFYCHAINRESPONSE']._serialized_end=2062
-  _globals['_EXPORTFHIRREQUEST']._serialized_start=2065
-  _globals['_EXPORTFHIRREQUEST']._serialized_end=2266
-  _globals['_EXPORTFHIRRESPONSE']._serialized_start=2268
-  _globals['_EXPORTFHIRRESPONSE']._serialized_end=2356
-  _globals['_CREATECHECKPOINTREQUEST']._serialized_start=2358
-  _globals['_CREATECHECKPOINTREQUEST']._serialized_end=2417
-  _globals['_CREATECHECKPOINTRESPONSE']._serialized_start=2419
-  _globals['_CREATECHECKPOINTRESPONSE']._serialized_end=2491
-  _globals['_AUDITSERVICE']._serialized_start=2978
-  _globals['_AUDITSERVICE']._serialized_end=3411
+  _globals['_AUDITRECORD']._serialized_end=1097
+  _globals['_RECORDREQUEST']._serialized_start=1099
+  _globals['_RECORDREQUEST']._serialized_end=1171
+  _globals['_RECORDRESULT']._serialized_start=1173
+  _globals['_RECORDRESULT']._serialized_end=1241
+  _globals['_RECORDRESPONSE']._serialized_start=1243
+  _globals['_RECORDRESPONSE']._serialized_end=1304
+  _globals['_QUERYREQUEST']._serialized_start=1307
+  _globals['_QUERYREQUEST']._serialized_end=1543
+  _globals['_QUERYRESPONSE']._serialized_start=1545
+  _globals['_QUERYRESPONSE']._serialized_end=1629
+  _globals['_CHECKPOINT']._serialized_start=1632
+  _globals['_CHECKPOINT']._serialized_end=1785
+  _globals['_VERIFYCHAINREQUEST']._serialized_start=1787
+  _globals['_VERIFYCHAINREQUEST']._serialized_end=1903
+  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1906
+  _globals['_VERIFYCHAINRESPONSE']._serialized_end=2094
+  _globals['_EXPORTFHIRREQUEST']._serialized_start=2097
+  _globals['_EXPORTFHIRREQUEST']._serialized_end=2298
+  _globals['_EXPORTFHIRRESPONSE']._serialized_start=2300
+  _globals['_EXPORTFHIRRESPONSE']._serialized_end=2388
+  _globals['_CREATECHECKPOINTREQUEST']._serialized_start=2390
+  _globals['_CREATECHECKPOINTREQUEST']._serialized_end=2449
+  _globals['_CREATECHECKPOINTRESPONSE']._serialized_start=2451
+  _globals['_CREATECHECKPOINTRESPONSE']._serialized_end=2523
+  _globals['_AUDITSERVICE']._serialized_start=3010
+  _globals['_AUDITSERVICE']._serialized_end=3443
 # @@protoc_insertion_point(module_scope)

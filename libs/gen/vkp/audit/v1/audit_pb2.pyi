@@ -194,6 +194,7 @@ class AuditRecord(_message.Message):
     OCCURRED_TIME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_BASIS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
@@ -218,6 +219,12 @@ class AuditRecord(_message.Message):
     """The request id of the call."""
     trace_id: _builtins.str
     """The W3C trace id of the call, 32 hex digits."""
+    access_basis: _builtins.str
+    """What allowed an access: the rule, then what it rested on, e.g. `SERVICE_NEED
+    EpisodeOfCare/ep-1` (the patient's service in the EPJ), `OPEN_ALARM EpisodeOfCare/ep-1`,
+    `ALARM_GRACE EpisodeOfCare/ep-1` (lookup's AccessRule names). Empty when the outcome is not
+    ALLOWED (outcome_reason says why) and in records written before the field existed.
+    """
     sequence: _builtins.int
     """Output only. The record's place in its municipality's chain."""
     hash: _builtins.str
@@ -260,6 +267,7 @@ class AuditRecord(_message.Message):
         occurred_time: _timestamp_pb2.Timestamp | None = ...,
         request_id: _builtins.str = ...,
         trace_id: _builtins.str = ...,
+        access_basis: _builtins.str = ...,
         sequence: _builtins.int = ...,
         hash: _builtins.str = ...,
         previous_hash: _builtins.str = ...,
@@ -267,7 +275,7 @@ class AuditRecord(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_time", b"occurred_time", "purpose", b"purpose", "record_time", b"record_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "hash", b"hash", "municipality", b"municipality", "occurred_time", b"occurred_time", "outcome", b"outcome", "outcome_reason", b"outcome_reason", "patients", b"patients", "previous_hash", b"previous_hash", "purpose", b"purpose", "record_id", b"record_id", "record_time", b"record_time", "request_id", b"request_id", "resource", b"resource", "sequence", b"sequence", "stale_data", b"stale_data", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_basis", b"access_basis", "action", b"action", "actor", b"actor", "hash", b"hash", "municipality", b"municipality", "occurred_time", b"occurred_time", "outcome", b"outcome", "outcome_reason", b"outcome_reason", "patients", b"patients", "previous_hash", b"previous_hash", "purpose", b"purpose", "record_id", b"record_id", "record_time", b"record_time", "request_id", b"request_id", "resource", b"resource", "sequence", b"sequence", "stale_data", b"stale_data", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
