@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,7 +89,12 @@ class Queue:
         if PLACE not in due or due[PLACE] > now:
             return []
         self.leased = True
-        return [Claim(PLACE, PATIENT, await self.head(PLACE, PATIENT, now), len(self.waiting) > 1)]
+        ready = list(
+            itertools.takewhile(lambda e: (e.next_attempt_time or now) <= now, self.waiting)
+        )
+        ready = ready[:notes]
+        head, behind = (ready[0], tuple(ready[1:])) if ready else (None, ())
+        return [Claim(PLACE, PATIENT, head, len(self.waiting) > 1, behind)]
 
     async def head(self, municipality: str, patient: str, now: datetime) -> Entry | None:
         return next((e for e in self.waiting if (e.next_attempt_time or now) <= now), None)
@@ -209,6 +215,40 @@ async def test_a_transient_failure_is_retried_later_and_holds_the_patients_queue
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is trace.StatusCode.ERROR
     assert (span.attributes or {})["vkp.journaling.reason"] == "EPJ_ERROR_503"
+
+
+async def test_a_failed_attempt_stops_the_notes_read_with_the_claim_from_being_sent(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    queue = Queue(entry("e-1"), entry("e-2"), entry("e-3"))
+    adapter = Adapter(Outcome(Result.TRANSIENT, "EPJ_ERROR_503"), JOURNALED, JOURNALED)
+    assert await delivery(queue, adapter, provider).step()
+    assert len(adapter.calls) == 1  # e-2 waits until e-1 is journaled (or dead)
+    assert [(i, s) for i, s, _ in queue.written] == [("e-1", "RETRYING")]
+    assert not queue.leased
+
+
+async def test_a_queue_whose_turn_is_over_is_handed_back_before_its_next_note_is_sent(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    queue = Queue(entry("e-1"), entry("e-2"), entry("e-3"))
+    clock = [NOW]
+
+    class SlowEpj(Adapter):
+        async def deliver(self, endpoint: Endpoint, bundle: dict[str, Any]) -> Outcome:
+            clock[0] += timedelta(seconds=SETTINGS.lease_seconds)  # past half the lease
+            return await super().deliver(endpoint, bundle)
+
+    adapter = SlowEpj(JOURNALED, JOURNALED, JOURNALED)
+    worker = Delivery(
+        queue, Endpoints(), adapter, SETTINGS, clock=lambda: clock[0], tracer_provider=provider
+    )
+    assert await worker.step()
+    assert [(i, s) for i, s, _ in queue.written] == [("e-1", "JOURNALED")]
+    assert len(adapter.calls) == 1  # e-2 and e-3 wait for the next claim
+    assert not queue.leased
 
 
 async def test_a_note_refused_for_good_is_dead_and_the_queue_goes_on_to_the_next(

@@ -324,12 +324,17 @@ class Delivery:
                     and self._clock() < until
                     and not self._stopping
                 )
-                if go_on and notes:
+                if not go_on:
+                    # A retry holds the queue, else its turn is over: the write hands the queue
+                    # back, and the notes read with the claim are not sent (the next may only
+                    # go once this one is journaled or dead, under a lease).
+                    await self._write(attempted, owner)
+                    held = False
+                    return
+                if notes:
                     writing = asyncio.create_task(self._write(attempted, owner, release=False))
                     continue
-                settled = await self._write(
-                    attempted, owner, go_on=NOTES_PER_CLAIM - delivered if go_on else 0
-                )
+                settled = await self._write(attempted, owner, go_on=NOTES_PER_CLAIM - delivered)
                 held = settled.kept and bool(settled.notes)
                 notes.extend(settled.notes)
         finally:
