@@ -1,6 +1,6 @@
 """Alarm steps in the journal store, on SQLite and PostgreSQL: their alarm's due time, the cut of
 a segment into a handling log at the tail of the patient's queue, the next segment, and the
-steps journaled with their log."""
+steps following their log: journaled or dead with it, pushed or pulled, and back with it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from vkp_journaling.domain.alarm import (
     unpack_steps,
 )
 from vkp_journaling.domain.entry import Change, Entry, EntryState, NewEntry
+from vkp_journaling.domain.pull import EPJ_REFUSED, Acknowledgement, Outcome
 from vkp_journaling.store import JournalStore
 from vkp_lib.db import Database
 from vkp_lib.testing.data import TEST_PEOPLE
@@ -173,3 +174,72 @@ async def test_alarms_of_other_patients_and_ids_are_cut_apart(store: JournalStor
     assert await store.cut_alarms(NOW + WINDOWS.settle) == 2
     assert await store.next_alarm_due() == NOW + WINDOWS.timeout  # the other patient's alarm-1
     assert await store.cut_alarms(NOW + WINDOWS.timeout) == 1
+
+
+async def cut_log(store: JournalStore) -> tuple[list[NewEntry], Entry]:
+    """A closed alarm's two steps, cut into their handling log."""
+    steps = [step(), step(closes=True)]
+    await store.enqueue(steps, NOW)
+    assert await store.cut_alarms(NOW + WINDOWS.settle) == 1
+    return steps, await stored(store, log_entry_id(SYSTEM, "alarm-1", 1))
+
+
+async def states(store: JournalStore, items: list[NewEntry]) -> set[tuple[EntryState, str, str]]:
+    found = [await stored(store, item.entry_id) for item in items]
+    return {(e.state, e.note_identifier, e.last_error_reason) for e in found}
+
+
+async def test_a_dead_log_takes_its_steps_with_it_and_a_retry_brings_them_back(
+    store: JournalStore,
+) -> None:
+    steps, log = await cut_log(store)
+    now = NOW + WINDOWS.settle
+    claim = await store.claim_head("worker", now, LEASE)
+    assert claim is not None
+    assert claim.head == log
+    await store.settle(log, "worker", now, Change(EntryState.DEAD, reason="EPJ_REJECTED_400"))
+    assert await states(store, steps) == {(EntryState.DEAD, "", "EPJ_REJECTED_400")}
+    assert await store.requeue(log.entry_id, now, states=(EntryState.DEAD,)) is EntryState.DEAD
+    assert await states(store, steps) == {(EntryState.QUEUED, "", "")}
+    claim = await store.claim_head("worker", now, LEASE)
+    assert claim is not None
+    assert claim.head is not None
+    note_id = f"{log.entry_id}/1"
+    await store.settle(claim.head, "worker", now, Change(EntryState.JOURNALED, note=note_id))
+    assert await states(store, steps) == {(EntryState.JOURNALED, note_id, "")}
+
+
+async def test_an_epj_that_pulls_journals_a_log_and_its_steps_with_it(
+    store: JournalStore,
+) -> None:
+    steps, log = await cut_log(store)
+    now = NOW + WINDOWS.settle
+    page = await store.pending(PLACE, page_token="", page_size=10, now=now, read_until=now + LEASE)
+    assert [e.entry_id for e in page.entries] == [log.entry_id]  # the steps are no notes
+    answers = await store.acknowledge(
+        PLACE, [Acknowledgement(log.entry_id, Outcome.JOURNALED)], now, lambda i: f"{i}/1"
+    )
+    assert answers == [EntryState.JOURNALED]
+    assert await states(store, steps) == {(EntryState.JOURNALED, f"{log.entry_id}/1", "")}
+    for item in steps:
+        assert (await stored(store, item.entry_id)).journaled_time == now
+
+
+async def test_a_log_the_epj_refuses_or_that_makes_no_note_is_dead_with_its_steps(
+    store: JournalStore,
+) -> None:
+    steps, log = await cut_log(store)
+    now = NOW + WINDOWS.settle
+    await store.pending(PLACE, page_token="", page_size=10, now=now, read_until=now + LEASE)
+    await store.acknowledge(
+        PLACE, [Acknowledgement(log.entry_id, Outcome.REJECTED, "no such patient")], now, str
+    )
+    refused = f"{EPJ_REFUSED}: no such patient"
+    assert await states(store, steps) == {(EntryState.DEAD, "", refused)}
+    # Put back, read again, and unrenderable this time: dead again, and its steps.
+    await store.requeue(log.entry_id, now, states=(EntryState.DEAD,))
+    assert await states(store, steps) == {(EntryState.QUEUED, "", "")}
+    page = await store.pending(PLACE, page_token="", page_size=10, now=now, read_until=now + LEASE)
+    assert [e.entry_id for e in page.entries] == [log.entry_id]
+    await store.unrenderable([log.entry_id], now, "RENDER_FAILED")
+    assert await states(store, steps) == {(EntryState.DEAD, "", "RENDER_FAILED")}

@@ -402,6 +402,16 @@ _ITS_STEPS = (
     ALARM_STEPS,
     entries.c.vendor_system == sa.bindparam("k_vendor_system"),
 )
+#: An entry's columns that say where it is and, for a handling log, whose steps follow it.
+_LOG_COLUMNS = (
+    entries.c.entry_id,
+    entries.c.municipality,
+    entries.c.patient,
+    entries.c.kind,
+    entries.c.vendor_system,
+    entries.c.alarm_id,
+    entries.c.alarm_segment,
+)
 #: An alarm's steps not in a segment yet, in the order they were taken.
 _UNCUT_STEPS = (
     sa.select(entries)
@@ -422,19 +432,21 @@ _NEXT_SEGMENT = (
         due_time=None,
     )
 )
-#: A journaled handling log's steps: journaled with it, as its note.
-_STEPS_JOURNALED = (
+#: A handling log's steps follow it (any but a journaled one): journaled with it as its note,
+#: dead with it (its reason), waiting again with it when an operator puts it back.
+_STEPS_FOLLOW = (
     sa.update(entries)
     .where(
         *_ITS_STEPS,
         entries.c.alarm_segment == sa.bindparam("k_segment", type_=sa.Integer),
-        entries.c.state.in_(_WAITING),
+        entries.c.state != EntryState.JOURNALED.value,
     )
     .values(
-        state=EntryState.JOURNALED.value,
-        journaled_time=sa.bindparam("v_time", type_=sa.DateTime(timezone=True)),
+        state=sa.bindparam("v_state"),
+        journaled_time=sa.bindparam("v_journaled_time", type_=sa.DateTime(timezone=True)),
         update_time=sa.bindparam("v_time", type_=sa.DateTime(timezone=True)),
         note_identifier=sa.bindparam("v_note"),
+        last_error_reason=sa.bindparam("v_reason"),
     )
 )
 
@@ -460,10 +472,48 @@ def _steps_arrived(
     connection.execute(_UPSERT_ALARMS[dialect], rows)
 
 
-def _steps_journaled(log: Entry, now: datetime, note: str) -> dict[str, Any]:
-    """The bound values of `_STEPS_JOURNALED` for a journaled handling log."""
-    key = AlarmKey(log.municipality, log.patient, log.vendor_system, log.alarm_id)
-    return {**_alarm_place(key), "k_segment": log.alarm_segment, "v_time": now, "v_note": note}
+@dataclasses.dataclass(frozen=True)
+class _LogEnded:
+    """A handling log's new state (its note when JOURNALED, its reason when DEAD): what its
+    steps take on."""
+
+    key: AlarmKey
+    segment: int
+    state: EntryState
+    note: str = ""
+    reason: str = ""
+
+
+def _log_ended(
+    row: Any, state: EntryState, *, note: str = "", reason: str = ""
+) -> _LogEnded | None:
+    """What an entry's steps take on when it is now `state` (None: it is no handling log)."""
+    if row.kind != ALARM_LOG or row.alarm_segment is None:
+        return None
+    key = AlarmKey(row.municipality, row.patient, row.vendor_system, row.alarm_id)
+    return _LogEnded(key, int(row.alarm_segment), state, note, reason)
+
+
+def _steps_follow(
+    connection: sa.Connection, logs: Sequence[_LogEnded | None], now: datetime
+) -> None:
+    """The steps of these handling logs follow them: the one place a log's steps change, for a
+    pushed delivery, an EPJ's acknowledgement, a note that makes none and an operator's retry."""
+    rows = [
+        {
+            **_alarm_place(log.key),
+            "k_segment": log.segment,
+            "v_state": log.state.value,
+            "v_journaled_time": now if log.state is EntryState.JOURNALED else None,
+            "v_time": now,
+            "v_note": log.note,
+            "v_reason": log.reason,
+        }
+        for log in logs
+        if log is not None
+    ]
+    if rows:
+        connection.execute(_STEPS_FOLLOW, rows)
 
 
 def _alarm_place(key: AlarmKey) -> dict[str, str]:
@@ -724,8 +774,9 @@ class JournalStore:
             )
             if rowcount(done) == 0:
                 return Settled(kept=False)  # the lease ran out: another worker has the queue
-            if entry.kind == ALARM_LOG and change.state is EntryState.JOURNALED:
-                connection.execute(_STEPS_JOURNALED, _steps_journaled(entry, now, change.note))
+            if change.state is not EntryState.RETRYING:
+                ended = _log_ended(entry, change.state, note=change.note, reason=change.reason)
+                _steps_follow(connection, [ended], now)
             place = {"k_municipality": entry.municipality, "k_patient": entry.patient}
             if go_on > 0:
                 due = _due_notes(_next_notes(connection, place, go_on), now)
@@ -831,9 +882,7 @@ class JournalStore:
 
         def work(connection: sa.Connection) -> EntryState | None:
             place = connection.execute(
-                sa.select(entries.c.municipality, entries.c.patient).where(
-                    entries.c.entry_id == entry_id
-                )
+                sa.select(*_LOG_COLUMNS).where(entries.c.entry_id == entry_id)
             ).one_or_none()
             if place is None:
                 return None
@@ -860,6 +909,7 @@ class JournalStore:
                         read_until=None,
                     )
                 )
+                _steps_follow(connection, [_log_ended(place, EntryState.QUEUED)], now)
                 # Due now unless leased (its release finds the new head) or due sooner.
                 connection.execute(
                     sa.update(queues)
@@ -960,7 +1010,7 @@ class JournalStore:
         """Read notes that make no note: dead letters (`reason`), never offered again."""
 
         def work(connection: sa.Connection) -> None:
-            connection.execute(
+            dead = connection.execute(
                 sa.update(entries)
                 .where(
                     entries.c.entry_id.in_(list(entry_ids)),
@@ -972,7 +1022,10 @@ class JournalStore:
                     read_until=None,
                     update_time=now,
                 )
+                .returning(*_LOG_COLUMNS)
             )
+            ended = [_log_ended(row, EntryState.DEAD, reason=reason) for row in dead]
+            _steps_follow(connection, ended, now)
 
         await self.db.write_sync(work)
 
@@ -991,13 +1044,14 @@ class JournalStore:
 
         def work(connection: sa.Connection) -> list[EntryState | VkpError]:
             ids = sorted({a.entry_id for a in acknowledgements})
+            rows = {str(r.entry_id): r for r in connection.execute(_PULL_ACK_LOCK, {"k_ids": ids})}
             found = {
                 str(r.entry_id): pull.Offered(
                     str(r.municipality),
                     EntryState(r.state),
                     None if r.pull_sequence is None else int(r.pull_sequence),
                 )
-                for r in connection.execute(_PULL_ACK_LOCK, {"k_ids": ids})
+                for r in rows.values()
             }
             results: list[EntryState | VkpError] = []
             changes: dict[str, tuple[pull.Acknowledgement, EntryState]] = {}
@@ -1012,28 +1066,23 @@ class JournalStore:
                         found[ack.entry_id], state=decision.state
                     )
                 results.append(decision.state)
-            journaled = [
-                {
-                    "k_entry_id": entry_id,
-                    "v_note_identifier": note_identifier(entry_id),
-                    "v_time": now,
-                }
-                for entry_id, (_, state) in changes.items()
-                if state is EntryState.JOURNALED
-            ]
-            dead = [
-                {
-                    "k_entry_id": entry_id,
-                    "v_last_error_reason": pull.refused(ack.reason),
-                    "v_time": now,
-                }
-                for entry_id, (ack, state) in changes.items()
-                if state is EntryState.DEAD
-            ]
+            journaled: list[dict[str, Any]] = []
+            dead: list[dict[str, Any]] = []
+            ended: list[_LogEnded | None] = []
+            for entry_id, (ack, state) in changes.items():
+                if state is EntryState.JOURNALED:
+                    note = note_identifier(entry_id)
+                    journaled.append({"k_entry_id": entry_id, "v_note_identifier": note})
+                    ended.append(_log_ended(rows[entry_id], state, note=note))
+                elif state is EntryState.DEAD:
+                    reason = pull.refused(ack.reason)
+                    dead.append({"k_entry_id": entry_id, "v_last_error_reason": reason})
+                    ended.append(_log_ended(rows[entry_id], state, reason=reason))
             if journaled:
-                connection.execute(_PULL_JOURNALED, journaled)
+                connection.execute(_PULL_JOURNALED, [{**j, "v_time": now} for j in journaled])
             if dead:
-                connection.execute(_PULL_REFUSED, dead)
+                connection.execute(_PULL_REFUSED, [{**d, "v_time": now} for d in dead])
+            _steps_follow(connection, ended, now)
             return results
 
         return await self.db.write_sync(work)
@@ -1138,7 +1187,7 @@ _PULL_MARK_READ = (
     .returning(entries.c.entry_id)
 )
 _PULL_ACK_LOCK = (
-    sa.select(entries.c.entry_id, entries.c.municipality, entries.c.state, entries.c.pull_sequence)
+    sa.select(*_LOG_COLUMNS, entries.c.state, entries.c.pull_sequence)
     .where(entries.c.entry_id.in_(sa.bindparam("k_ids", expanding=True)))
     .order_by(entries.c.entry_id)
     .with_for_update()
