@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from vkp_lib.settings import RuntimeSettings
 from vkp_lib.testing import plugin
 from vkp_lib.testing.ports import HUB_PORTS, PORTS_VARIABLE, PortGuard
 from vkp_lib.testing.processes import NOWHERE, TEST_ENV
@@ -83,12 +84,15 @@ def test_reaches_the_hub():
 
 
 def test_service_processes_of_tests_are_sent_nowhere_for_services_they_did_not_start() -> None:
+    """Every service a process can be pointed at (each `*_target` of the runtime settings) is
+    pointed nowhere, unless the test that starts the process gives its own."""
     targets = {k: v for k, v in TEST_ENV.items() if k.endswith("_TARGET")}
     assert targets == {
-        "VKP_REGISTRY_TARGET": NOWHERE,
-        "VKP_JOURNALING_TARGET": NOWHERE,
-        "VKP_AUDIT_TARGET": NOWHERE,
+        f"VKP_{name.upper()}": NOWHERE
+        for name in RuntimeSettings.model_fields
+        if name.endswith("_target")
     }
+    assert "VKP_INGEST_TARGET" in targets  # lookup asks ingest whether an alarm is open
     port = int(NOWHERE.rsplit(":", 1)[1])
     assert port not in HUB_PORTS
     with pytest.raises(ConnectionRefusedError):
