@@ -15,7 +15,8 @@ SQLAlchemy, SQLite, protobuf, ...) and the top functions, and keeps the collapse
     .venv/bin/python bench/profiler.py lookup-patient  # GetPatient cache hits
 
 The lookup targets also print the CPU per call of the processes a lookup waits on (audit,
-ingest, registry, Redis), so the whole cost of a call shows, not only lookup's part.
+ingest, registry, Redis), so the whole cost of a call shows, not only lookup's part; with
+`--sample ingest` (or audit, registry) that process is the one sampled under the same load.
 
 Each part of the cost table is the samples whose innermost frame of a known part is that part's
 (its own code, not what it calls), times the process's CPU seconds over the samples, over the
@@ -200,10 +201,10 @@ def sampling(pid: int, seconds: int, out: Path, nonblocking: bool) -> Iterator[N
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if py_spy is None:
         raise SystemExit("py-spy is missing: make install (it is a dev dependency)")
-    command = [py_spy, "record", "--native", "--function", "--full-filenames"]
+    command = [py_spy, "record", "--function", "--full-filenames"]
     command += ["-r", "200", "-f", "raw", "-o", str(out), "-p", str(pid), "-d", str(seconds)]
-    if nonblocking:
-        command.append("--nonblocking")
+    # py-spy reads native stacks only while the process is paused.
+    command.append("--nonblocking" if nonblocking else "--native")
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield
@@ -232,7 +233,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="journaling: events/s (500)")
     parser.add_argument("--top", type=int, default=25, help="functions listed (25)")
     parser.add_argument("--out", type=Path, help="folder of the collapsed stacks (a temp one)")
-    parser.add_argument("--nonblocking", action="store_true", help="py-spy never pauses it")
+    parser.add_argument(
+        "--nonblocking", action="store_true", help="py-spy never pauses it (Python frames only)"
+    )
+    parser.add_argument(
+        "--sample",
+        choices=["lookup", "ingest", "audit", "registry"],
+        default="lookup",
+        help="lookup targets: the process sampled (lookup; ingest, audit or registry: what it"
+        " waits on, its cost per lookup)",
+    )
     parser.add_argument(
         "--pyinstrument", action="store_true", help="bare, runner: pyinstrument's call tree"
     )
@@ -362,8 +372,9 @@ def _lookup_load(
         return load.calls
 
     method = kind.method.rpartition("/")[2]
-    title = f"lookup {method}, cache hits, {args.concurrency} in flight ({hub.database})"
-    return hub.processes["lookup"].process.pid, title, work
+    sampled = "" if args.sample == "lookup" else f", {args.sample} sampled"
+    title = f"lookup {method}, cache hits, {args.concurrency} in flight ({hub.database}){sampled}"
+    return hub.processes[args.sample].process.pid, title, work
 
 
 if __name__ == "__main__":

@@ -698,3 +698,125 @@ def test_new_ids_are_uuids_of_version_7_that_begin_with_their_time() -> None:
     assert all(str(u) == i for u, i in zip(parsed, made, strict=True))
     assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
     assert all(before <= u.int >> 80 <= after for u in parsed)
+
+
+# -- read_sync: hot point reads ---------------------------------------------------------------
+
+
+def body_of(note_id: int) -> Callable[[Connection], str | None]:
+    def work(connection: Connection) -> str | None:
+        body: str | None = connection.scalar(select(notes.c.body).where(notes.c.id == note_id))
+        return body
+
+    return work
+
+
+async def test_a_point_read_sees_each_committed_write_and_nothing_uncommitted(
+    db: Database,
+) -> None:
+    first = await db.write_sync(add_note_sync("first"))
+    assert await db.read_sync(body_of(first)) == "first"
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(session: AsyncSession) -> int:
+        note_id = await add_note("in progress")(session)
+        inserted.set()
+        await release.wait()
+        return note_id
+
+    writing = asyncio.create_task(db.write(slow))
+    await inserted.wait()
+    async with asyncio.timeout(3):  # not blocked by the writer's open transaction
+        during = await db.read_sync(lambda c: list(c.scalars(select(notes.c.body))))
+    release.set()
+    second = await writing
+    assert during == ["first"]
+    assert await db.read_sync(body_of(second)) == "in progress"
+
+
+async def test_concurrent_point_reads_each_get_their_own_value(db: Database) -> None:
+    ids = [await db.write_sync(add_note_sync(f"note {i}")) for i in range(20)]
+    bodies = await asyncio.gather(*(db.read_sync(body_of(i)) for i in ids * 5))
+    assert bodies == [f"note {i}" for i in range(20)] * 5
+
+
+async def test_a_write_in_a_point_read_is_refused_and_the_next_read_works(db: Database) -> None:
+    with pytest.raises(DBAPIError):
+        await db.read_sync(lambda c: c.execute(insert(notes).values(body="not here")))
+    assert await db.read_sync(lambda c: list(c.scalars(select(notes.c.body)))) == []
+
+
+async def test_sqlite_pragmas_are_in_effect_on_the_point_readers(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite:///{tmp_path / 'probe.db'}", name="probe")
+    await database.start()
+    names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only")
+    try:
+        reader = await database.read_sync(
+            lambda c: {name: c.scalar(text(f"PRAGMA {name}")) for name in names}
+        )
+    finally:
+        await database.close()
+    assert reader == {
+        "journal_mode": "wal",
+        "synchronous": 2,
+        "busy_timeout": 5000,
+        "foreign_keys": 1,
+        "query_only": 1,
+    }
+
+
+async def test_a_point_read_runs_in_its_callers_trace_without_values(
+    db: Database, span_exporter: InMemorySpanExporter
+) -> None:
+    note_id = await db.write_sync(add_note_sync(NATIONAL_ID))
+    span_exporter.clear()
+    with trace.get_tracer(__name__).start_as_current_span("rpc") as rpc:
+        assert (
+            await db.read_sync(
+                lambda c: c.scalar(select(notes.c.id).where(notes.c.body == NATIONAL_ID))
+            )
+            == note_id
+        )
+    (statement,) = [
+        s
+        for s in span_exporter.get_finished_spans()
+        if "FROM notes" in str((s.attributes or {}).get("db.statement", ""))
+    ]
+    assert statement.parent is not None
+    assert statement.parent.span_id == rpc.get_span_context().span_id
+    assert all(NATIONAL_ID not in s.to_json() for s in span_exporter.get_finished_spans())
+
+
+async def test_a_point_read_is_refused_once_the_database_is_closed(database_url: str) -> None:
+    database = Database.from_url(database_url, name="probe")
+    await database.start()
+    await database.close()
+    with pytest.raises(RuntimeError):
+        await database.read_sync(lambda c: c.scalar(select(1)))
+
+
+async def test_a_postgres_point_read_whose_connection_was_lost_reads_on(
+    own_postgres_url: str,
+) -> None:
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    database = Database.from_url(own_postgres_url, name=name)
+    await database.start()
+    try:
+        await database.write(create_tables)
+        note_id = await database.write_sync(add_note_sync("kept"))
+        assert await database.read_sync(body_of(note_id)) == "kept"
+        terminated = await database.write(
+            lambda s: s.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :n AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'"
+                ),
+                {"n": name},
+            )
+        )
+        assert terminated >= 1
+        await asyncio.sleep(0.2)
+        assert await database.read_sync(body_of(note_id)) == "kept"
+    finally:
+        await database.close()

@@ -3,6 +3,14 @@
 - `read()`: a session in a read-only transaction that sees one snapshot and is rolled back at the
   end. Reads have a small pool of their own and run beside the writer (SQLite in WAL mode: a
   reader is not blocked by the writer's open transaction).
+- `read_sync(work)`: a hot point read: `work(connection)`, a plain function of a SQLAlchemy
+  Core `Connection`, on a reader connection kept for it, without a transaction around it (each
+  statement sees the latest commit: a work should be one statement). On SQLite it runs in a
+  reader thread on a pysqlite connection of that thread's own, kept open (one thread hop per
+  read, not several per statement, and no connection set up per read); on PostgreSQL in a
+  greenlet over an autocommit connection of a pool of its own, read-only by its session
+  settings (one round trip per statement, the statement prepared once per connection by the
+  driver; a connection found lost is replaced and the read tried once more).
 - `write(work)`: `work(session)` is queued to the database's one writer task, which takes up to
   `max_batch` queued works at a time and runs them in one transaction, each in a SAVEPOINT of
   its own (group commit). A work that raises rolls back only its own changes and its caller gets
@@ -32,7 +40,7 @@ readers'. The writer has two connections, used one at a time by its one task: ai
 async works and migrations, and a pysqlite one in the writer's thread for sync works (a batch
 holding both kinds commits them in two transactions, the async works' first). Each connection
 runs with WAL, busy_timeout 5000 ms, synchronous FULL (a commit is on disk when `write` returns)
-and foreign keys on; reader connections are query-only.
+and foreign keys on; reader connections (the pool's and `read_sync`'s) are query-only.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +68,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Connection, event, func, select
 from sqlalchemy.engine import URL, Engine, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vkp_lib.errors import StartupError
@@ -144,6 +153,9 @@ class Database:
         #: SQLite: the sync works' connection (pysqlite), used only in the writer's thread.
         self._sync_writer = _SqliteSyncWriter(url) if self.dialect == "sqlite" else None
         self._thread: ThreadPoolExecutor | None = None
+        #: `read_sync`'s: SQLite, its threads' connections; PostgreSQL, an autocommit pool.
+        self._sync_readers = _SqliteSyncReaders(url) if self.dialect == "sqlite" else None
+        self._point_engine = _point_read_engine(url, name) if self.dialect != "sqlite" else None
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._writer: Batcher[_Pending, Any] | None = None
@@ -191,6 +203,10 @@ class Database:
             self._thread = None
         if self._sync_writer is not None:
             self._sync_writer.engine.dispose()
+        if self._sync_readers is not None:
+            self._sync_readers.close()
+        if self._point_engine is not None:
+            await self._point_engine.dispose()
         await self._write_engine.dispose()
         await self._read_engine.dispose()
 
@@ -216,6 +232,30 @@ class Database:
                 yield session
             finally:
                 await session.rollback()
+
+    async def read_sync(self, work: SyncWork[T]) -> T:
+        """Runs `work(connection)` on a reader connection, outside any transaction (each of its
+        statements sees the latest commit), and returns its value: one thread hop on SQLite,
+        one round trip per statement on PostgreSQL. For hot point reads; `read()` for reads
+        that need one snapshot over several statements. `work` runs in its caller's context
+        (span) and must not block on anything but the database."""
+        if not self._accepting:
+            raise RuntimeError(f"the {self.name} database is not open")
+        if self._sync_readers is not None:
+            loop = asyncio.get_running_loop()
+            run = contextvars.copy_context().run
+            return await loop.run_in_executor(
+                self._sync_readers.threads, run, self._sync_readers.run, work
+            )
+        assert self._point_engine is not None
+        for attempt in (1, 2):
+            try:
+                async with self._point_engine.connect() as connection:
+                    return await connection.run_sync(work)
+            except DBAPIError as error:
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Runs `work(session)` in the writer's next transaction and returns its value once that
@@ -401,6 +441,46 @@ class _SqliteSyncWriter:
             self._connection = None
 
 
+class _SqliteSyncReaders:
+    """SQLite: `read_sync`'s threads, each with a pysqlite connection of its own (query-only, in
+    autocommit: a statement is its own read transaction), made on the thread's first read and
+    kept open until close."""
+
+    def __init__(self, url: URL) -> None:
+        self.engine = _sqlite_sync_engine(url, pool_size=READ_POOL_SIZE, reader=True)
+        self.threads = ThreadPoolExecutor(READ_POOL_SIZE, thread_name_prefix="db-reader")
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def run(self, work: SyncWork[T]) -> T:
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self.engine.connect()
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        try:
+            value = work(connection)
+            connection.rollback()  # ends SQLAlchemy's autobegin; the driver sent no BEGIN
+        except BaseException:
+            self._local.connection = None
+            with self._lock:
+                self._connections.remove(connection)
+            connection.invalidate()
+            connection.close()
+            raise
+        return value
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=True)
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self.engine.dispose()
+
+
 async def _run_in_savepoint(pending: _Pending, session: AsyncSession) -> Any:
     """Runs one work in a SAVEPOINT of its own and in its caller's context; its value, or the
     exception its caller gets."""
@@ -475,19 +555,36 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
                 raise DisconnectionError from error
 
 
-def _sqlite_sync_engine(url: URL) -> Engine:
-    """The SQLite writer's connection for sync works: pysqlite, one connection, traced like the
-    others; used only in the writer's thread."""
+def _sqlite_sync_engine(url: URL, *, pool_size: int = 1, reader: bool = False) -> Engine:
+    """Pysqlite connections, traced like the others: the SQLite writer's for sync works (one,
+    used only in the writer's thread), or `read_sync`'s (one per reader thread, query-only,
+    in autocommit: no BEGIN)."""
     _instrument_sqlalchemy()
     engine = sqlalchemy.create_engine(  # looked up now: the instrumentation wraps it
         url.set(drivername="sqlite+pysqlite"),
         hide_parameters=True,
-        pool_size=1,
+        pool_size=pool_size,
         max_overflow=0,
         connect_args={"check_same_thread": False},  # made in one thread, closed by close()
     )
-    _sqlite_transactions(engine, "BEGIN IMMEDIATE", SQLITE_PRAGMAS)
+    if reader:
+        _sqlite_transactions(engine, None, (*SQLITE_PRAGMAS, "query_only = ON"))
+    else:
+        _sqlite_transactions(engine, "BEGIN IMMEDIATE", SQLITE_PRAGMAS)
     return engine
+
+
+def _point_read_engine(url: URL, name: str) -> AsyncEngine:
+    """PostgreSQL: `read_sync`'s pool: autocommit (no BEGIN and ROLLBACK around a read), its
+    sessions read-only, no ping before each checkout (a lost connection fails its statement and
+    `read_sync` tries once more on a new one)."""
+    settings = {"application_name": name, "default_transaction_read_only": "on"}
+    return _engine(
+        url,
+        pool_size=READ_POOL_SIZE,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"server_settings": settings},
+    )
 
 
 def _engine(url: URL, **options: Any) -> AsyncEngine:
@@ -524,8 +621,10 @@ def _end_failed_statement_span(context: ExceptionContext) -> None:
 
 
 def _sqlite_transactions(
-    engine: AsyncEngine | Engine, begin: str, pragmas: tuple[str, ...]
+    engine: AsyncEngine | Engine, begin: str | None, pragmas: tuple[str, ...]
 ) -> None:
+    """Each connection's pragmas, the driver's own transaction handling off, and `begin` as
+    SQLAlchemy's BEGIN (None: none, the connection stays in autocommit)."""
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
     @event.listens_for(sync_engine, "connect")
@@ -536,6 +635,10 @@ def _sqlite_transactions(
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
+    if begin is None:
+        return
+    statement: str = begin
+
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql(begin)
+        connection.exec_driver_sql(statement)

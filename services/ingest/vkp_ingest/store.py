@@ -441,8 +441,8 @@ class IngestStore:
     async def find_alarm(self, vendor_system: str, alarm_id: str) -> Alarm | None:
         """A vendor system's alarm, as its steps have left it; None when no step of it came."""
         wanted = {"vendor_system": vendor_system, "alarm_id": alarm_id}
-        async with self.db.read() as session:
-            row = (await session.execute(_FIND_ALARM, wanted)).one_or_none()
+        # A point read on every GetAlarmContext: one statement, on `read_sync`'s connections.
+        row = await self.db.read_sync(lambda c: c.execute(_FIND_ALARM, wanted).one_or_none())
         if row is None:
             return None
         return Alarm(
