@@ -2,7 +2,8 @@
 sandbox, its EPJ endpoints on the simulator), the audit service, the EPJ simulator, and
 journaling on SQLite and PostgreSQL with short alarm windows. An alarm's steps go straight into
 journaling with Enqueue (as ingest's relay sends them: each step's entry id is its own, so a
-repeat is the same entry); its handling log is read back from the simulator."""
+repeat is the same entry); its handling log is read back from the simulator. And once through
+the whole hub: a vendor's steps through ingest, whose CheckOpenAlarm follows the alarm."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import json
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import httpx
 import pytest
 from fhir.resources.R4B.composition import Composition
 
+from tests.test_ingest import submit_as_a_vendor_does
 from tests.test_journaling import (
     FJORDVIK_PATIENTS,
     JOURNALING_ENV,
@@ -29,6 +32,7 @@ from tests.test_journaling import (
     wait_for,
 )
 from vkp.common.v1 import common_pb2, event_pb2
+from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2 as pb
 from vkp.registry.v1 import registry_pb2_grpc
 from vkp_cli.registry import seed
@@ -37,7 +41,7 @@ from vkp_journaling.domain.alarm import log_entry_id
 from vkp_journaling.render import NOTE_IDENTIFIER_SYSTEM
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
-from vkp_lib.sandbox import DISPENSER, FJORDVIK, SANDBOX
+from vkp_lib.sandbox import DISPENSER, FJORDVIK, RESPONSE_CENTRE, SANDBOX
 from vkp_lib.testing.events import sample_alarm
 from vkp_lib.testing.processes import ServiceProcess, stop_all
 
@@ -262,6 +266,106 @@ async def test_a_dispenser_note_for_the_patient_is_journaled_while_the_alarm_is_
         ]
     finally:
         stop_all(process)
+
+
+# -- an alarm through the whole hub ----------------------------------------------------------
+
+
+async def check_open_alarm(
+    hub: Hub, ingest: ServiceProcess, alarm_id: str, patient: Any
+) -> ingest_pb2.CheckOpenAlarmResponse:
+    """CheckOpenAlarm as lookup asks it: with a hub service token."""
+    token = hub.issuer.service_token("lookup")
+    async with grpc.aio.insecure_channel(ingest.address) as channel:
+        return await ingest_pb2_grpc.IngestServiceStub(channel).CheckOpenAlarm(
+            ingest_pb2.CheckOpenAlarmRequest(
+                vendor_system=RESPONSE_CENTRE.name,
+                alarm_id=alarm_id,
+                patient=common_pb2.NationalId(value=patient.national_id),
+                municipality=FJORDVIK.organization_number,
+            ),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
+
+
+async def test_an_alarm_sent_through_ingest_out_of_order_and_twice_is_open_then_closed_and_one_log(
+    hub: Hub, tmp_path: Path, auth_env: dict[str, str], epj: httpx.AsyncClient
+) -> None:
+    """The whole hub (ingest, registry, audit, journaling, the EPJ simulator; SQLite): the
+    response centre's steps through SubmitEvent, each twice and out of order, the closing step
+    before a late one; ingest says the alarm is open, then closed; one handling log with the
+    whole timeline reaches the EPJ, and the vendor sees every step JOURNALED."""
+    journaling = start_journaling(
+        hub,
+        f"sqlite+aiosqlite:///{tmp_path / 'journaling.db'}",
+        # Room for the late step to come through ingest's relay within the window.
+        VKP_JOURNALING_ALARM_SETTLE_SECONDS="4",
+    )
+    ingest = ServiceProcess(
+        "ingest",
+        {
+            **auth_env,
+            "VKP_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'ingest.db'}",
+            "VKP_REGISTRY_TARGET": hub.registry.address,
+            "VKP_AUDIT_TARGET": hub.audit.address,
+            "VKP_JOURNALING_TARGET": journaling.address,
+        },
+    )
+    try:
+        ingest.wait_serving()
+        patient = FJORDVIK_PATIENTS[3]
+        alarm_id = f"alarm-{random.randrange(10**9)}"
+        steps = sample_alarm(
+            alarm_id=alarm_id,
+            national_id=patient.national_id,
+            municipality=FJORDVIK.organization_number,
+            at=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20),
+        )
+        *before_close, closing = steps
+        random.Random(5).shuffle(before_close)
+        late = before_close.pop()  # happened before the close, arrives after it
+        token = hub.issuer.vendor_token(
+            RESPONSE_CENTRE.client_ids[0],
+            [Scopes.INGEST],
+            organization_number=RESPONSE_CENTRE.vendor_organization_number,
+        )
+        vendor = (("authorization", f"Bearer {token}"),)
+        async with grpc.aio.insecure_channel(ingest.address) as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+
+            async def send(step: event_pb2.Event) -> None:
+                for _ in range(2):  # each twice: the second is a replay
+                    request = ingest_pb2.SubmitEventRequest(event=step)
+                    receipt = await submit_as_a_vendor_does(stub, request, vendor)
+                    assert receipt.receipt.state == common_pb2.EVENT_STATE_REGISTERED
+
+            assert not (await check_open_alarm(hub, ingest, alarm_id, patient)).open
+            for step in before_close:
+                await send(step)
+            assert (await check_open_alarm(hub, ingest, alarm_id, patient)).open
+            await send(closing)
+            await send(late)
+            answer = await check_open_alarm(hub, ingest, alarm_id, patient)
+            assert not answer.open
+            assert answer.closed_time.ToDatetime(tzinfo=UTC) == closing.occurred_time.ToDatetime(
+                tzinfo=UTC
+            )
+            log = log_entry_id(RESPONSE_CENTRE.name, alarm_id, 1)
+            done = await log_journaled(journaling, hub, log)
+            assert done.note_identifier == f"{log}/1"
+            composition = await handling_log(epj, log)
+            assert timeline(composition) == [s.alarm_step.timeline_code for s in steps]
+            assert "Alarmen er avsluttet." in composition["text"]["div"]
+            assert patient.national_id not in composition["text"]["div"]
+            # Every step, as the vendor asks about it, is journaled as the log.
+            for step in steps:
+                status = await stub.GetEventStatus(
+                    ingest_pb2.GetEventStatusRequest(event_id=step.event_id), metadata=vendor
+                )
+                assert status.status.state == common_pb2.EVENT_STATE_JOURNALED, step.event_id
+        assert await absent(journaling, hub, log_entry_id(RESPONSE_CENTRE.name, alarm_id, 2))
+    finally:
+        stop_all(ingest, journaling)
 
 
 def test_the_sample_alarm_is_a_valid_alarm_for_the_sandbox() -> None:
