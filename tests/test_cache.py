@@ -386,6 +386,123 @@ async def test_in_process_backend_concurrent_misses_fetch_once(make_cache: Cache
     assert (await cache.get("patient", PARTS, fetch, deadline_seconds=1)).source is Source.HIT
 
 
+# -- several keys at once ------------------------------------------------------------------
+
+
+class ReadCountingBackend:
+    """A backend that counts its reads (`get_many` calls) and the keys each read."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.reads: list[int] = []
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.reads.append(len(keys))
+        return await self.inner.get_many(keys)
+
+    async def put(self, key: str, value: bytes, ttl_ms: int) -> None:
+        await self.inner.put(key, value, ttl_ms)
+
+    async def delete(self, *keys: str) -> None:
+        await self.inner.delete(*keys)
+
+    async def acquire(self, key: str, token: bytes, ttl_ms: int) -> bool:
+        return await self.inner.acquire(key, token, ttl_ms)
+
+    async def release(self, key: str, token: bytes) -> None:
+        await self.inner.release(key, token)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_get_many_reads_the_store_once_for_its_hits_and_fetches_each_miss_once(
+    make_cache: CacheMaker, backend_kind: str
+) -> None:
+    backend = ReadCountingBackend(_backend(backend_kind))
+    cache = make_cache(ttls={"patient": 30.0, "episodes": 30.0}, backend=backend)
+    warm = {name: Counter(name.encode()) for name in ("a", "b")}
+    for name, fetch in warm.items():
+        await cache.get("patient", (MUNICIPALITY, name), fetch, deadline_seconds=1)
+    cold = {name: Counter(name.encode(), pause=0.05) for name in ("c", "d")}
+    fetches = warm | cold
+    requests = [("patient", (MUNICIPALITY, name), fetches[name]) for name in ("a", "c", "b", "d")]
+    backend.reads.clear()
+    # Mixed hits and misses, each miss asked by several callers at once.
+    results = await asyncio.gather(
+        *(cache.get_many(requests, deadline_seconds=1) for _ in range(10))
+    )
+    for found in results:
+        assert [r.value for r in found] == [b"a", b"c", b"b", b"d"]
+        assert [r.source for r in found[::2]] == [Source.HIT, Source.HIT]
+    assert {r.source for found in results for r in found[1::2]} <= {Source.FETCHED, Source.HIT}
+    assert [fetch.calls for fetch in fetches.values()] == [1, 1, 1, 1]
+    assert backend.reads[:10] == [4] * 10  # each call's first read: its four keys at once
+    backend.reads.clear()
+    again = await cache.get_many(requests, deadline_seconds=1)
+    assert [r.source for r in again] == [Source.HIT] * 4
+    assert backend.reads == [4]
+    assert [fetch.calls for fetch in fetches.values()] == [1, 1, 1, 1]
+
+
+async def test_get_many_raises_a_failed_fetch_and_serves_stale_within_the_bound(
+    make_cache: CacheMaker,
+) -> None:
+    cache = make_cache(ttls={"patient": 0.1}, stale_seconds=600)
+    kept, never = Counter(b"kept"), Counter(b"never")
+    await cache.get("patient", (MUNICIPALITY, "kept"), kept, deadline_seconds=1)
+    await asyncio.sleep(0.15)
+    kept.error = never.error = ConnectionError("EPJ down")
+    stale = await cache.get_many([("patient", (MUNICIPALITY, "kept"), kept)], deadline_seconds=1)
+    assert [(r.source, r.value) for r in stale] == [(Source.STALE, b"kept")]
+    with pytest.raises(ConnectionError):
+        await cache.get_many(
+            [
+                ("patient", (MUNICIPALITY, "kept"), kept),
+                ("patient", (MUNICIPALITY, "never"), never),
+            ],
+            deadline_seconds=1,
+        )
+    assert never.calls == 1
+
+
+async def test_peek_many_gives_fresh_values_and_never_fetches(
+    make_cache: CacheMaker, backend_kind: str
+) -> None:
+    backend = ReadCountingBackend(_backend(backend_kind))
+    cache = make_cache(ttls={"patient": 0.3, "episodes": 30.0}, backend=backend)
+    fetch = Counter(b"value")
+    await cache.get("patient", (MUNICIPALITY, "old"), fetch, deadline_seconds=1)
+    await asyncio.sleep(0.35)
+    await cache.get("patient", (MUNICIPALITY, "new"), fetch, deadline_seconds=1)
+    await cache.get("episodes", (MUNICIPALITY, "new"), fetch, deadline_seconds=1)
+    backend.reads.clear()
+    found = await cache.peek_many(
+        [
+            ("patient", (MUNICIPALITY, "new")),
+            ("patient", (MUNICIPALITY, "old")),  # past its fresh TTL
+            ("patient", (MUNICIPALITY, "none")),
+            ("episodes", (MUNICIPALITY, "new")),
+        ]
+    )
+    assert [r.source if r is not None else None for r in found] == [
+        Source.HIT,
+        None,
+        None,
+        Source.HIT,
+    ]
+    assert backend.reads == [4]
+    assert fetch.calls == 3
+
+
+async def test_without_its_store_peek_many_finds_nothing(make_cache: CacheMaker) -> None:
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cache = make_cache(backend=RedisBackend(Redis.from_url(f"redis://127.0.0.1:{port}/0")))
+    assert await cache.peek_many([("patient", PARTS)]) == [None]
+
+
 # -- what lies in Redis ---------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """The cache of EPJ data: one fetch per key across replicas, stale data only within a bound.
 
-`await cache.get(kind, parts, fetch, deadline_seconds=...)`:
+`await cache.get(kind, parts, fetch, deadline_seconds=...)` (`get_many` for several keys with one
+read of the store; `peek_many`, their fresh values only, never a fetch):
 
 - **Hit**: a value younger than the kind's fresh TTL is returned as it is.
 - **Miss** (none, too old, or unreadable): within this process, concurrent misses of one key
@@ -146,24 +147,63 @@ class Cache:
         join a fill in flight share its fetch (theirs is not called)."""
         fresh = self._fresh_seconds(kind)
         lock_seconds = self.lock_seconds(deadline_seconds)
-        digest = self._sealer.digest(kind, parts)
-        names = _Names(
-            value=f"{self._prefix}cache:{kind}:{digest}",
-            lock=f"{self._prefix}cache-lock:{kind}:{digest}",
-            failed=f"{self._prefix}cache-failed:{kind}:{digest}",
-        )
+        names = self._names(kind, parts)
         flight = self._flights.get(names.value)
         if flight is None:
             seen = await self._read(kind, names.value)
             if seen is not None and self._age(seen) < fresh:
                 return CacheResult(seen.value, Source.HIT, seen.fetched_at, self._age(seen))
-            flight = self._flights.get(names.value)  # begun by another caller meanwhile?
-            if flight is None:
-                fill = self._fill(kind, names, fetch, deadline_seconds, lock_seconds, fresh, seen)
-                flight = asyncio.create_task(fill, name=f"cache fill {kind}")
-                self._flights[names.value] = flight
-                flight.add_done_callback(lambda done: self._landed(names.value, done))
+            flight = self._flight(kind, names, fetch, deadline_seconds, lock_seconds, fresh, seen)
         return await asyncio.shield(flight)
+
+    async def get_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[str | bytes], Fetch]],
+        *,
+        deadline_seconds: float,
+    ) -> list[CacheResult]:
+        """`get` of each (kind, parts, fetch), in order, with one read of the store for them
+        all (one MGET): the fresh ones are hits; each miss goes on as `get`'s does (concurrent
+        misses of a key share one fill, one fetch per key across replicas, stale-if-error),
+        the misses concurrently. An error of a fetch is raised once every miss has ended."""
+        lock_seconds = self.lock_seconds(deadline_seconds)
+        keyed = [(kind, self._names(kind, parts), fetch) for kind, parts, fetch in requests]
+        seen = await self._read_many([(kind, names.value) for kind, names, _ in keyed])
+        results: list[CacheResult | None] = []
+        misses: list[asyncio.Future[CacheResult]] = []
+        for (kind, names, fetch), opened in zip(keyed, seen, strict=True):
+            fresh = self._fresh_seconds(kind)
+            if opened is not None and self._age(opened) < fresh:
+                age = self._age(opened)
+                results.append(CacheResult(opened.value, Source.HIT, opened.fetched_at, age))
+                continue
+            flight = self._flights.get(names.value) or self._flight(
+                kind, names, fetch, deadline_seconds, lock_seconds, fresh, opened
+            )
+            misses.append(asyncio.shield(flight))
+            results.append(None)
+        if misses:
+            fetched = iter(await _all_ended(misses))
+            results = [found if found is not None else next(fetched) for found in results]
+        return [found for found in results if found is not None]
+
+    async def peek_many(
+        self, requests: Sequence[tuple[str, Sequence[str | bytes]]]
+    ) -> list[CacheResult | None]:
+        """The fresh value of each (kind, parts), in order, or None (missing, too old,
+        unreadable, or the store unreachable): one read of the store, never a fetch. For a
+        caller that may not fetch yet (lookup, before its access decision is made)."""
+        keys = [(kind, self._names(kind, parts).value) for kind, parts in requests]
+        seen = await self._read_many(keys)
+        found: list[CacheResult | None] = []
+        for (kind, _), opened in zip(keys, seen, strict=True):
+            fresh = self._fresh_seconds(kind)
+            if opened is not None and self._age(opened) < fresh:
+                age = self._age(opened)
+                found.append(CacheResult(opened.value, Source.HIT, opened.fetched_at, age))
+            else:
+                found.append(None)
+        return found
 
     async def invalidate(self, kind: str, parts: Sequence[str | bytes]) -> None:
         """Forgets the value of (kind, parts). A fill already in flight still stores its own."""
@@ -310,6 +350,49 @@ class Cache:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _names(self, kind: str, parts: Sequence[str | bytes]) -> _Names:
+        digest = self._sealer.digest(kind, parts)
+        return _Names(
+            value=f"{self._prefix}cache:{kind}:{digest}",
+            lock=f"{self._prefix}cache-lock:{kind}:{digest}",
+            failed=f"{self._prefix}cache-failed:{kind}:{digest}",
+        )
+
+    def _flight(
+        self,
+        kind: str,
+        names: _Names,
+        fetch: Fetch,
+        deadline: float,
+        lock_seconds: float,
+        fresh: float,
+        seen: Opened | None,
+    ) -> asyncio.Task[CacheResult]:
+        """The fill of this key in flight in this process: the one begun, else a new one."""
+        flight = self._flights.get(names.value)
+        if flight is None:
+            fill = self._fill(kind, names, fetch, deadline, lock_seconds, fresh, seen)
+            flight = asyncio.create_task(fill, name=f"cache fill {kind}")
+            self._flights[names.value] = flight
+            flight.add_done_callback(lambda done: self._landed(names.value, done))
+        return flight
+
+    async def _read_many(self, keys: Sequence[tuple[str, str]]) -> list[Opened | None]:
+        """The opened values of these (kind, key)s, one read of the store; all None when the
+        store is unreachable."""
+        try:
+            raws = await self._backend.get_many([key for _, key in keys])
+        except BackendError as exc:
+            self._unavailable(exc)
+            return [None] * len(keys)
+        if self._down:
+            self._down = False
+            log.info("cache store reachable again")
+        return [
+            self._open(kind, key, raw) if raw is not None else None
+            for (kind, key), raw in zip(keys, raws, strict=True)
+        ]
+
     def _stale_or_raise(self, seen: Opened | None, fresh: float, error: Exception) -> CacheResult:
         if seen is not None:
             age = self._age(seen)
@@ -318,15 +401,8 @@ class Cache:
         raise error
 
     async def _read(self, kind: str, key: str) -> Opened | None:
-        try:
-            (raw,) = await self._backend.get_many([key])
-        except BackendError as exc:
-            self._unavailable(exc)
-            return None
-        if self._down:
-            self._down = False
-            log.info("cache store reachable again")
-        return self._open(kind, key, raw) if raw is not None else None
+        (opened,) = await self._read_many([(kind, key)])
+        return opened
 
     def _open(self, kind: str, key: str, raw: bytes) -> Opened | None:
         """The value, or None (a miss) when it does not open: logged once per kind, reason
@@ -364,6 +440,17 @@ class Cache:
             del self._flights[key]
         if not flight.cancelled():
             flight.exception()  # retrieved: every caller may have given up
+
+
+async def _all_ended(futures: Sequence[asyncio.Future[CacheResult]]) -> list[CacheResult]:
+    """Each future's value once all have ended; the first error (in order) raised then."""
+    ended = await asyncio.gather(*futures, return_exceptions=True)
+    values: list[CacheResult] = []
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        values.append(outcome)
+    return values
 
 
 def _ms(seconds: float) -> int:
