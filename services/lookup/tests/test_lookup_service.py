@@ -21,7 +21,7 @@ from vkp_lookup.domain.model import Freshness, Rule
 from vkp_lookup.domain.need import AlarmState
 from vkp_lookup.service import Call, LookupService
 from vkp_lookup.settings import LookupSettings
-from vkp_lookup.store import Read
+from vkp_lookup.store import Read, Wanted
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 MUNICIPALITY = "964120005"
@@ -43,46 +43,68 @@ def _episode(type_code: str, status: str = "active") -> Json:
 
 
 class FakeRecords:
-    def __init__(self, episodes: list[Json], fail: Exception | None = None) -> None:
+    """The EPJ's reads (`reads`: the kinds fetched); with `cache`, every `cached` call finds the
+    kinds it asks for fresh (`peeks`: the kinds each call asked for)."""
+
+    def __init__(
+        self, episodes: list[Json], fail: Exception | None = None, *, cache: bool = False
+    ) -> None:
         self._episodes = episodes
         self.fail = fail
+        self.cache = cache
         self.reads: list[str] = []
+        self.peeks: list[list[str]] = []
 
-    def _read(self, kind: str, resources: list[Json]) -> Read:
+    def _data(self, kind: str, parts: Sequence[str]) -> list[Json]:
+        if kind == "patient":
+            system, national_id = parts
+            resource = {
+                "resourceType": "Patient",
+                "id": "p1",
+                "identifier": [{"system": system, "value": national_id}],
+                "name": [{"family": "Testesen", "given": ["Test"]}],
+            }
+            return [resource]
+        if kind in ("episodes", "active_episodes"):
+            return self._episodes
+        return []
+
+    def _read(self, kind: str, *parts: str) -> Read:
         self.reads.append(kind)
         if self.fail is not None:
             raise self.fail
-        return Read(resources, Freshness(NOW - timedelta(seconds=3)))
+        return Read(self._data(kind, parts), Freshness(NOW - timedelta(seconds=3)))
+
+    async def cached(self, municipality: str, wanted: Sequence[Wanted]) -> dict[Wanted, Read]:
+        self.peeks.append([kind for kind, _ in wanted])
+        if not self.cache:
+            return {}
+        fetched = Freshness(NOW - timedelta(seconds=1))
+        return {(kind, parts): Read(self._data(kind, parts), fetched) for kind, parts in wanted}
 
     async def patient(self, municipality: str, system: str, national_id: str) -> Read:
-        resource = {
-            "resourceType": "Patient",
-            "id": "p1",
-            "identifier": [{"system": system, "value": national_id}],
-            "name": [{"family": "Testesen", "given": ["Test"]}],
-        }
-        return self._read("patient", [resource])
+        return self._read("patient", system, national_id)
 
     async def episodes(self, municipality: str, patient_id: str) -> Read:
-        return self._read("episodes", self._episodes)
+        return self._read("episodes")
 
     async def visit_plans(self, municipality: str, patient_id: str) -> Read:
-        return self._read("visit_plans", [])
+        return self._read("visit_plans")
 
     async def next_of_kin(self, municipality: str, patient_id: str) -> Read:
-        return self._read("next_of_kin", [])
+        return self._read("next_of_kin")
 
     async def critical(self, municipality: str, patient_id: str) -> Read:
-        return self._read("critical", [])
+        return self._read("critical")
 
     async def practitioner(self, municipality: str, practitioner_id: str) -> Read:
-        return self._read("practitioner", [])
+        return self._read("practitioner")
 
     async def active_episodes(self, municipality: str) -> Read:
-        return self._read("active_episodes", self._episodes)
+        return self._read("active_episodes")
 
     async def patients(self, municipality: str, patient_ids: Sequence[str]) -> Read:
-        return self._read("patients", [])
+        return self._read("patients")
 
 
 class FakeDecisions:
@@ -247,3 +269,40 @@ async def test_a_broken_national_id_is_refused_unrecorded_and_unread() -> None:
         await service(records, audit).get_patient(call(), "12345678901")
     assert caught.value.reason == "INVALID_NATIONAL_ID"
     assert (audit.records, records.reads) == ([], [])
+
+
+async def test_on_cache_hits_an_alarm_context_reads_the_cache_twice_and_fetches_nothing() -> None:
+    audit, records = FakeAudit(), FakeRecords([_episode("6")], cache=True)
+    lookup = service(records, audit, alarm=AlarmState(open=True))
+    answer = await lookup.get_alarm_context(call("a-1"), PATIENT)
+    assert answer.basis.rule == Rule.OPEN_ALARM
+    assert records.reads == []
+    assert records.peeks == [["patient"], ["episodes", "next_of_kin", "visit_plans", "critical"]]
+    assert len(audit.records) == 1
+
+
+async def test_without_cache_hits_each_kind_is_fetched_once_after_the_checks() -> None:
+    audit, records = FakeAudit(), FakeRecords([_episode("6")])
+    lookup = service(records, audit, alarm=AlarmState(open=True))
+    await lookup.get_alarm_context(call("a-1"), PATIENT)
+    assert records.reads[:2] == ["patient", "episodes"]
+    assert sorted(records.reads[2:]) == ["critical", "next_of_kin", "visit_plans"]
+
+
+async def test_a_patient_without_the_service_has_the_cache_read_but_nothing_else_fetched() -> None:
+    audit, records = FakeAudit(), FakeRecords([_episode("28")])
+    lookup = service(records, audit, alarm=AlarmState(open=True))
+    with pytest.raises(VkpError, match="no active service"):
+        await lookup.get_alarm_context(call("a-1"), PATIENT)
+    assert records.reads == ["patient", "episodes"]  # not the kin, plans or critical info
+
+
+@pytest.mark.parametrize("cache", [False, True])
+async def test_a_denial_fetches_nothing_even_with_the_patient_cached(cache: bool) -> None:
+    audit, records = FakeAudit(), FakeRecords([_episode("6")], cache=cache)
+    with pytest.raises(VkpError) as caught:
+        await service(records, audit, alarm=None).get_alarm_context(call("a-1"), PATIENT)
+    assert caught.value.reason == "NO_OPEN_ALARM"
+    assert records.reads == []
+    assert records.peeks in ([], [["patient"]])  # a cache read at most, never a fetch
+    assert len(audit.records) == 1

@@ -8,6 +8,13 @@ patient in the EPJ; the service need (an active EpisodeOfCare of a type the part
 patterns match, domain/need.py); then the data asked for. A listing needs the decision, and
 lists only patients with the service need.
 
+Nothing is fetched from the EPJ before the access decision (and, for `GetAlarmContext`, the
+alarm's state) allows it, nor the data asked for before the service need is found; reading the
+cache is not a fetch. So a lookup reads the patient's cached Patient while it asks for the
+decision and the alarm, and then, with one read of the cache, its services and the other kinds
+its answer needs: on cache hits, two reads of the cache per lookup, the first beside the checks.
+A miss is fetched only once its step is allowed.
+
 Every answer and every refusal past the request's own checks is recorded in the audit log, and
 only once the audit service has committed the record does the answer go out: no record, no
 answer (UNAVAILABLE AUDIT_UNAVAILABLE instead). One record per lookup: who, which patients,
@@ -66,7 +73,7 @@ from vkp_lookup.domain.model import (
 from vkp_lookup.domain.need import AlarmState, Episode, alarm_window_open, service_need
 from vkp_lookup.domain.reasons import Reason
 from vkp_lookup.settings import LookupSettings
-from vkp_lookup.store import Read
+from vkp_lookup.store import Read, Wanted
 
 log = get_logger("vkp.lookup")
 LOOKUP = registry_pb2.ACCESS_ACTION_LOOKUP
@@ -86,6 +93,7 @@ class Records(Protocol):
     async def practitioner(self, municipality: str, practitioner_id: str) -> Read: ...
     async def active_episodes(self, municipality: str) -> Read: ...
     async def patients(self, municipality: str, patient_ids: Sequence[str]) -> Read: ...
+    async def cached(self, municipality: str, wanted: Sequence[Wanted]) -> dict[Wanted, Read]: ...
 
 
 class Decisions(Protocol):
@@ -134,6 +142,8 @@ class _Found:
     basis: Basis
     episodes: tuple[Episode, ...]
     reads: tuple[Freshness, ...]
+    #: The fresh cached reads of the kinds the answer needs, read with the episodes.
+    cached: dict[Wanted, Read]
 
 
 def _oslo_today(now: datetime) -> date:
@@ -188,21 +198,43 @@ class LookupService:
                 Reason.INVALID_FORMAT, "date is not a day of the calendar"
             ) from None
 
+        def needed(patient: Patient) -> list[Wanted]:
+            return [("visit_plans", (patient.id,))]
+
         async def produce(found: _Found) -> tuple[tuple[Visit, ...], list[Freshness]]:
-            plans = await self._records.visit_plans(call.municipality, found.patient.id)
+            patient_id = found.patient.id
+            plans = found.cached.get(
+                ("visit_plans", (patient_id,))
+            ) or await self._records.visit_plans(call.municipality, patient_id)
             on = wanted or _oslo_today(self._clock())
             return tuple(records.visits(plans.resources, on)), [plans.freshness]
 
-        return await self._lookup(call, national_id, produce)
+        return await self._lookup(call, national_id, produce, needed)
 
     async def get_alarm_context(self, call: Call, national_id: str) -> Answer[AlarmContext]:
+        def needed(patient: Patient) -> list[Wanted]:
+            kinds: list[Wanted] = [
+                (kind, (patient.id,)) for kind in ("next_of_kin", "visit_plans", "critical")
+            ]
+            if patient.general_practitioner_id:
+                kinds.append(("practitioner", (patient.general_practitioner_id,)))
+            return kinds
+
         async def produce(found: _Found) -> tuple[AlarmContext, list[Freshness]]:
             municipality, patient = call.municipality, found.patient
+
+            async def read(kind: str, fetch: Callable[[str, str], Awaitable[Read]]) -> Read:
+                """The patient's `kind`, cached with the services or else read now."""
+                hit = found.cached.get((kind, (patient.id,)))
+                return hit if hit is not None else await fetch(municipality, patient.id)
+
+            gp_id = patient.general_practitioner_id
+            gp_hit = found.cached.get(("practitioner", (gp_id,)))
             kin, plans, critical, gp = await asyncio.gather(
-                self._records.next_of_kin(municipality, patient.id),
-                self._records.visit_plans(municipality, patient.id),
-                self._records.critical(municipality, patient.id),
-                self._practitioner(municipality, patient.general_practitioner_id),
+                read("next_of_kin", self._records.next_of_kin),
+                read("visit_plans", self._records.visit_plans),
+                read("critical", self._records.critical),
+                self._practitioner(municipality, gp_id, gp_hit),
             )
             today = _oslo_today(self._clock())
             reads = [kin.freshness, plans.freshness, critical.freshness]
@@ -220,7 +252,7 @@ class LookupService:
             )
             return context, reads
 
-        return await self._lookup(call, national_id, produce)
+        return await self._lookup(call, national_id, produce, needed)
 
     async def list_service_recipients(self, call: Call, page_size: int, page_token: str) -> Page:
         size = page_size or DEFAULT_PAGE_SIZE
@@ -276,14 +308,27 @@ class LookupService:
         call: Call,
         national_id: str,
         produce: Callable[[_Found], Awaitable[tuple[T, list[Freshness]]]],
+        needed: Callable[[Patient], list[Wanted]] = lambda _: [],
     ) -> Answer[T]:
+        """The checks in order, then `produce`'s answer, recorded. The patient's cached Patient
+        is read beside the checks (a read of the cache, never a fetch); the kinds `needed`
+        names for the patient are read from the cache with its services."""
         kind = self._national_id(national_id)
+        system = IDENTIFIER_SYSTEMS.get(kind, IDENTIFIER_SYSTEMS[NationalIdKind.FNR])
+        patient_key: Wanted = ("patient", (system, national_id))
         decision: registry_pb2.AccessDecision | None = None
+        peek = asyncio.create_task(self._records.cached(call.municipality, [patient_key]))
         try:
-            decision = await self._decide(call)
-            _require(decision, call)
-            rule = await self._alarm_rule(call, decision, national_id)
-            found = await self._find(call, decision, rule, kind, national_id)
+            try:
+                decision = await self._decide(call)
+                _require(decision, call)
+                rule = await self._alarm_rule(call, decision, national_id)
+                cached = await peek
+            finally:
+                peek.cancel()  # a check refused: the cache's answer is not wanted
+            found = await self._find(
+                call, decision, rule, system, national_id, cached.get(patient_key), needed
+            )
             value, reads = await produce(found)
         except (VkpError, EpjFailure) as error:
             raise await self._refused(call, [national_id], decision, error) from None
@@ -342,18 +387,26 @@ class LookupService:
         call: Call,
         decision: registry_pb2.AccessDecision,
         rule: Rule,
-        kind: NationalIdKind,
+        system: str,
         national_id: str,
+        cached_patient: Read | None,
+        needed: Callable[[Patient], list[Wanted]],
     ) -> _Found:
-        system = IDENTIFIER_SYSTEMS.get(kind, IDENTIFIER_SYSTEMS[NationalIdKind.FNR])
-        read = await self._records.patient(call.municipality, system, national_id)
+        read = cached_patient or await self._records.patient(call.municipality, system, national_id)
         if not read.resources:
             raise NotFound(
                 Reason.PATIENT_NOT_FOUND,
                 "the municipality's EPJ has no patient with this national id",
             )
         patient = records.patient(read.resources[0], [system])
-        episodes_read = await self._records.episodes(call.municipality, patient.id)
+        more = needed(patient)
+        episodes_key: Wanted = ("episodes", (patient.id,))
+        cached = (
+            await self._records.cached(call.municipality, [episodes_key, *more]) if more else {}
+        )
+        episodes_read = cached.get(episodes_key) or await self._records.episodes(
+            call.municipality, patient.id
+        )
         episodes = tuple(records.episode(r) for r in episodes_read.resources)
         need = service_need(episodes, decision.service_type_patterns, _oslo_today(self._clock()))
         if need is None:
@@ -368,12 +421,15 @@ class LookupService:
             basis=Basis(rule, need, decision.agreement),
             episodes=episodes,
             reads=(read.freshness, episodes_read.freshness),
+            cached=cached,
         )
 
-    async def _practitioner(self, municipality: str, practitioner_id: str) -> Read | None:
+    async def _practitioner(
+        self, municipality: str, practitioner_id: str, cached: Read | None
+    ) -> Read | None:
         if not practitioner_id:
             return None
-        return await self._records.practitioner(municipality, practitioner_id)
+        return cached or await self._records.practitioner(municipality, practitioner_id)
 
     # -- the audit record --------------------------------------------------------------------
 

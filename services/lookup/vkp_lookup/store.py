@@ -5,7 +5,9 @@ national id in a URL), and this is the only place that knows how.
 One method per kind of data, each one EPJ read (all the pages of one search) within
 `deadline_seconds`, through the cache (`vkp_lib.cache`) when there is one: `_read` (a kind, the
 parts of its key, and the fetch). Every read says when its data was fetched and whether it is
-stale.
+stale. `cached` gives several kinds' fresh cached reads with one read of the cache and never an
+EPJ fetch: what lookup may read before its access decision, and how it reads the kinds of one
+answer together.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ Json = dict[str, Any]
 #: The kinds of data, each cached with the demographics' TTL or the services' (settings.py).
 DEMOGRAPHICS = ("patient", "patients", "next_of_kin", "practitioner")
 SERVICES = ("episodes", "active_episodes", "visit_plans", "critical")
+KINDS = frozenset(DEMOGRAPHICS + SERVICES)
 
 
 def cache_ttls(demographics_seconds: float, services_seconds: float) -> dict[str, float]:
@@ -39,6 +42,11 @@ def cache_ttls(demographics_seconds: float, services_seconds: float) -> dict[str
     return {kind: demographics_seconds for kind in DEMOGRAPHICS} | {
         kind: services_seconds for kind in SERVICES
     }
+
+
+#: A read named by its kind and its parts: the arguments of the kind's method after the
+#: municipality, e.g. ("patient", (system, national_id)) or ("episodes", (patient_id,)).
+Wanted = tuple[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, repr=False)
@@ -69,6 +77,23 @@ class PatientRecords:
         self._deadline = deadline_seconds
         self._cache = cache
         self._clock = clock
+
+    async def cached(self, municipality: str, wanted: Sequence[Wanted]) -> dict[Wanted, Read]:
+        """The fresh cached reads among `wanted` (one read of the cache: a single MGET), never
+        an EPJ fetch; none without a cache or while it cannot be read."""
+        if self._cache is None or not wanted:
+            return {}
+        for kind, _ in wanted:
+            if kind not in KINDS:
+                raise ValueError(f"unknown kind of read {kind!r}")
+        found = await self._cache.peek_many(
+            [(kind, (municipality, *parts)) for kind, parts in wanted]
+        )
+        return {
+            key: Read(decode(hit.value), Freshness(datetime.fromtimestamp(hit.fetched_at, UTC)))
+            for key, hit in zip(wanted, found, strict=True)
+            if hit is not None
+        }
 
     async def patient(self, municipality: str, system: str, national_id: str) -> Read:
         """The Patient with this national id (none, or one; more only if the EPJ errs)."""
