@@ -17,7 +17,7 @@ from vkp_journaling.domain.alarm import (
     unpack_steps,
 )
 from vkp_journaling.domain.entry import Change, Entry, EntryState, NewEntry
-from vkp_journaling.domain.pull import EPJ_REFUSED, Acknowledgement, Outcome
+from vkp_journaling.domain.pull import EPJ_REFUSED, Acknowledgement, Apply, Outcome
 from vkp_journaling.store import JournalStore
 from vkp_lib.db import Database
 from vkp_lib.testing.data import TEST_PEOPLE
@@ -219,7 +219,7 @@ async def test_an_epj_that_pulls_journals_a_log_and_its_steps_with_it(
     answers = await store.acknowledge(
         PLACE, [Acknowledgement(log.entry_id, Outcome.JOURNALED)], now, lambda i: f"{i}/1"
     )
-    assert answers == [EntryState.JOURNALED]
+    assert answers == [Apply(EntryState.JOURNALED)]
     assert await states(store, steps) == {(EntryState.JOURNALED, f"{log.entry_id}/1", "")}
     for item in steps:
         assert (await stored(store, item.entry_id)).journaled_time == now

@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from vkp_journaling.dead_letters import COUNTER, DeadLetters
 from vkp_journaling.delivery import PULL_RECHECK, SPAN_NAME, Delivery, vendor_trace
 from vkp_journaling.domain.delivery import JOURNALED, Outcome, Result
 from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
@@ -270,6 +273,39 @@ async def test_the_last_allowed_attempt_failing_makes_the_entry_dead(
     adapter = Adapter(Outcome(Result.TRANSIENT, "EPJ_TIMEOUT"))
     assert await delivery(queue, adapter, provider).step()
     assert [(s, v["reason"]) for _, s, v in queue.written] == [("DEAD", "EPJ_TIMEOUT")]
+
+
+async def test_a_dead_note_is_one_dead_letter_counted_by_its_municipality(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = spans
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    queue = Queue(entry("e-1"), entry("e-2"))
+    adapter = Adapter(Outcome(Result.PERMANENT, "EPJ_REJECTED_400"), JOURNALED)
+    worker = Delivery(
+        queue,
+        Endpoints(),
+        adapter,
+        SETTINGS,
+        clock=lambda: NOW,
+        tracer_provider=provider,
+        dead_letters=DeadLetters(meters),
+    )
+    assert await worker.step()
+    data = reader.get_metrics_data()
+    assert data is not None
+    (point,) = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == COUNTER
+        for point in metric.data.data_points
+    ]
+    assert isinstance(point, NumberDataPoint)
+    assert (dict(point.attributes or {}), point.value) == ({"municipality": PLACE}, 1)
+    meters.shutdown()
 
 
 async def test_a_municipality_without_an_endpoint_waits_for_one_without_calling_any_epj(

@@ -8,10 +8,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
-from vkp_journaling.domain.entry import EntryState, NewEntry
+from vkp_journaling.dead_letters import COUNTER, DeadLetters
+from vkp_journaling.domain.entry import Entry, EntryState, NewEntry
 from vkp_journaling.domain.pull import (
     EPJ_REFUSED,
     Acknowledgement,
@@ -28,10 +32,19 @@ from vkp_journaling.domain.pull import (
     refused,
 )
 from vkp_journaling.domain.reasons import Reason
+from vkp_journaling.epj import Endpoint
+from vkp_journaling.service import PullService
 from vkp_journaling.store import JournalStore
 from vkp_lib import paging
+from vkp_lib.auth import Principal, PrincipalKind
 from vkp_lib.db import Database
-from vkp_lib.errors import ErrorKind, FailedPrecondition, InvalidArgument, PermissionDenied
+from vkp_lib.errors import (
+    ErrorKind,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    VkpError,
+)
 from vkp_lib.testing.data import TEST_PEOPLE
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -279,7 +292,7 @@ async def test_acknowledgements_journal_refuse_repeat_and_keep_other_places_apar
         NOW,
         note,
     )
-    answers = [r if isinstance(r, EntryState) else r.reason for r in results]
+    answers = [r.reason if isinstance(r, VkpError) else r.state for r in results]
     assert answers == [
         EntryState.JOURNALED,
         EntryState.DEAD,
@@ -331,3 +344,67 @@ async def test_a_municipality_that_pulls_no_more_has_its_read_notes_waiting_agai
     assert claim is not None
     assert claim.head is not None
     assert claim.head.entry_id == item.entry_id
+
+
+# -- dead letters: one alert each, as a pushed one ---------------------------------------------
+
+
+class PullingEndpoints:
+    async def get(self, municipality: str) -> Endpoint | None:
+        return Endpoint(municipality=municipality, base_url="http://epj.invalid/fhir", pull=True)
+
+
+def dead_letter_counts(reader: InMemoryMetricReader) -> dict[str, int]:
+    """`vkp.journaling.dead_letters` by municipality, as read now."""
+    counts: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == COUNTER:
+                    for point in metric.data.data_points:
+                        assert isinstance(point, NumberDataPoint)
+                        place = str((point.attributes or {})["municipality"])
+                        counts[place] = counts.get(place, 0) + int(point.value)
+    return counts
+
+
+async def test_a_refused_note_and_one_that_makes_no_note_are_each_one_dead_letter_counted_once(
+    store: JournalStore,
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    refused_item, unrenderable_item, fine = new_entry(0), new_entry(1), new_entry(2)
+    await store.enqueue([refused_item, unrenderable_item, fine], NOW)
+
+    async def note_of(entry: Entry) -> dict[str, Any]:
+        if entry.entry_id == unrenderable_item.entry_id:
+            raise ValueError("no note")
+        return {"resourceType": "Bundle", "type": "transaction"}
+
+    service = PullService(
+        store,
+        PullingEndpoints(),
+        note_of,
+        read_timeout=READ_TIMEOUT,
+        note_identifier=note,
+        clock=lambda: NOW,
+        dead_letters=DeadLetters(provider),
+    )
+    epj = Principal(PrincipalKind.VENDOR, "nordheim-epj", organization_number=PLACE)
+    page = await service.list_pending(epj, PLACE)
+    assert {n.entry.entry_id for n in page.notes} == {refused_item.entry_id, fine.entry_id}
+    assert dead_letter_counts(reader) == {PLACE: 1}  # the one that makes no note
+    answers = [
+        Acknowledgement(refused_item.entry_id, Outcome.REJECTED, "unknown patient"),
+        Acknowledgement(fine.entry_id, Outcome.JOURNALED),
+    ]
+    assert await service.acknowledge(epj, PLACE, answers) == [
+        EntryState.DEAD,
+        EntryState.JOURNALED,
+    ]
+    assert dead_letter_counts(reader) == {PLACE: 2}
+    # A repeated refusal answers the same and is no second alert.
+    assert await service.acknowledge(epj, PLACE, answers[:1]) == [EntryState.DEAD]
+    assert dead_letter_counts(reader) == {PLACE: 2}
+    provider.shutdown()

@@ -13,6 +13,7 @@ import grpc
 
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp_journaling.alarms import AlarmCutter
+from vkp_journaling.dead_letters import DeadLetters
 from vkp_journaling.delivery import Delivery
 from vkp_journaling.domain.alarm import AlarmWindows
 from vkp_journaling.endpoints import EndpointDirectory
@@ -102,8 +103,15 @@ def build_service(
                 batch=AUDIT_BATCH,
                 idle_seconds=AUDIT_IDLE_SECONDS,
             )
+            # One alert per dead letter, pushed or pulled.
+            dead_letters = DeadLetters()
             delivery = Delivery(
-                store, endpoints, adapter, journaling, on_journaled=audit_relay.wake.set
+                store,
+                endpoints,
+                adapter,
+                journaling,
+                on_journaled=audit_relay.wake.set,
+                dead_letters=dead_letters,
             )
             # A handling log queued wakes the delivery.
             alarms = AlarmCutter(
@@ -116,6 +124,7 @@ def build_service(
                 read_timeout=timedelta(seconds=journaling.pull_read_timeout_seconds),
                 note_identifier=lambda entry_id: note_key(entry_id, 1),
                 on_journaled=audit_relay.wake.set,
+                dead_letters=dead_letters,
             )
             yield Dependencies(
                 db=db,

@@ -46,6 +46,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from vkp_journaling.breaker import Breakers
+from vkp_journaling.dead_letters import DeadLetters
 from vkp_journaling.domain.delivery import (
     Dead,
     Failure,
@@ -145,6 +146,7 @@ class Delivery:
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         on_journaled: Callable[[], None] = lambda: None,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
@@ -177,9 +179,7 @@ class Delivery:
         self._served: dict[str, float] = {}
         self._tracer = trace.get_tracer("vkp.journaling", tracer_provider=tracer_provider)
         meter = metrics.get_meter("vkp.journaling", meter_provider=meter_provider)
-        self.dead_letters = meter.create_counter(
-            "vkp.journaling.dead_letters", description="Notes given up on: each is one alert."
-        )
+        self.dead_letters = dead_letters or DeadLetters(meter_provider)
         self.journaled_notes = meter.create_counter(
             "vkp.journaling.journaled", description="Notes the EPJ confirmed."
         )
@@ -425,13 +425,8 @@ class Delivery:
             self.journaled_notes.add(1, {"municipality": entry.municipality})
             self._on_journaled()
         elif change.state is EntryState.DEAD:
-            self.dead_letters.add(1, {"municipality": entry.municipality})
-            log.error(
-                "journal note dead",
-                entry_id=entry.entry_id,
-                municipality=entry.municipality,
-                reason=change.reason,
-                attempts=entry.attempts + 1,
+            self.dead_letters.dead(
+                entry.entry_id, entry.municipality, change.reason, attempts=entry.attempts + 1
             )
         return settled
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from vkp.audit.v1 import audit_pb2
 from vkp_journaling import convert
+from vkp_journaling.dead_letters import DeadLetters
 from vkp_journaling.domain import pull
 from vkp_journaling.domain.delivery import Failure
 from vkp_journaling.domain.entry import (
@@ -168,7 +169,7 @@ class PullStore(Protocol):
         acknowledgements: Sequence[pull.Acknowledgement],
         now: datetime,
         note_identifier: Callable[[str], str],
-    ) -> list[EntryState | VkpError]: ...
+    ) -> list[pull.Apply | pull.Keep | VkpError]: ...
 
 
 class PullEndpoints(Protocol):
@@ -191,9 +192,12 @@ class PullService:
         note_identifier: Callable[[str], str],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_journaled: Callable[[], None] = lambda: None,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self._store = store
         self._endpoints = endpoints
+        #: A note made a dead letter here is one alert, as a pushed one is.
+        self._dead_letters = dead_letters or DeadLetters()
         #: The FHIR Bundle of an entry's note, as delivery makes it.
         self._note_of = note_of
         self._read_timeout = read_timeout
@@ -236,7 +240,7 @@ class PullService:
         if unrenderable:
             await self._store.unrenderable(unrenderable, now, Failure.RENDER_FAILED)
             for entry_id in unrenderable:
-                log.error("journal note dead", entry_id=entry_id, reason=Failure.RENDER_FAILED)
+                self._dead_letters.dead(entry_id, municipality, Failure.RENDER_FAILED)
         return pull.PendingPage(notes, paging.page_token((str(page.cursor),), municipality))
 
     async def acknowledge(
@@ -247,17 +251,14 @@ class PullService:
     ) -> list[EntryState | VkpError]:
         """Each answer applied in one transaction: the entry's state now, or why not."""
         await self._check(caller, municipality)
-        results = await self._store.acknowledge(
+        done = await self._store.acknowledge(
             municipality, acknowledgements, self._clock(), self._note_identifier
         )
-        for ack, result in zip(acknowledgements, results, strict=True):
-            if ack.outcome is pull.Outcome.REJECTED and result is EntryState.DEAD:
-                log.error(
-                    "journal note dead",
-                    entry_id=ack.entry_id,
-                    municipality=municipality,
-                    reason=pull.EPJ_REFUSED,
-                )
-        if any(result is EntryState.JOURNALED for result in results):
+        changed = [d.state for d in done if isinstance(d, pull.Apply)]
+        for ack, decision in zip(acknowledgements, done, strict=True):
+            if isinstance(decision, pull.Apply) and decision.state is EntryState.DEAD:
+                # The EPJ's words stay in the entry: they may name the patient.
+                self._dead_letters.dead(ack.entry_id, municipality, pull.EPJ_REFUSED)
+        if EntryState.JOURNALED in changed:
             self._on_journaled()
-        return results
+        return [d if isinstance(d, VkpError) else d.state for d in done]

@@ -1035,14 +1035,15 @@ class JournalStore:
         acknowledgements: Sequence[pull.Acknowledgement],
         now: datetime,
         note_identifier: Callable[[str], str],
-    ) -> list[EntryState | VkpError]:
+    ) -> list[pull.Apply | pull.Keep | VkpError]:
         """Acknowledge's one transaction: the entries locked (in key order), each answer decided
         on the entry as it is then (`domain.pull.acknowledge`, a repeat in the same request
         seeing the first's change) and the changes written: JOURNALED with its note identifier
-        and the audit record owed, as a pushed delivery; DEAD with the EPJ's reason. The
-        entry's state (or the error), per acknowledgement, in order."""
+        and the audit record owed, as a pushed delivery; DEAD with the EPJ's reason. Per
+        acknowledgement, in order: what it did (Apply: it changed the entry; Keep: a repeat),
+        or the error."""
 
-        def work(connection: sa.Connection) -> list[EntryState | VkpError]:
+        def work(connection: sa.Connection) -> list[pull.Apply | pull.Keep | VkpError]:
             ids = sorted({a.entry_id for a in acknowledgements})
             rows = {str(r.entry_id): r for r in connection.execute(_PULL_ACK_LOCK, {"k_ids": ids})}
             found = {
@@ -1053,19 +1054,16 @@ class JournalStore:
                 )
                 for r in rows.values()
             }
-            results: list[EntryState | VkpError] = []
+            results: list[pull.Apply | pull.Keep | VkpError] = []
             changes: dict[str, tuple[pull.Acknowledgement, EntryState]] = {}
             for ack in acknowledgements:
                 decision = pull.acknowledge(found.get(ack.entry_id), municipality, ack.outcome)
-                if isinstance(decision, VkpError):
-                    results.append(decision)
-                    continue
                 if isinstance(decision, pull.Apply):
                     changes[ack.entry_id] = (ack, decision.state)
                     found[ack.entry_id] = dataclasses.replace(
                         found[ack.entry_id], state=decision.state
                     )
-                results.append(decision.state)
+                results.append(decision)
             journaled: list[dict[str, Any]] = []
             dead: list[dict[str, Any]] = []
             ended: list[_LogEnded | None] = []
