@@ -29,8 +29,8 @@ from vkp.registry.v1 import registry_pb2_grpc
 from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients, select_patients
 from vkp_epj_sim.testing import SimulatorProcess
-from vkp_journaling.endpoints import EndpointDirectory
 from vkp_lib.clients import insecure_channel
+from vkp_lib.fhir import EndpointDirectory
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
 from vkp_lib.identity.permissions import Scopes
 from vkp_lib.registry_client import DecisionClient
@@ -328,7 +328,7 @@ async def test_an_endpoint_that_names_no_secret_is_used_without_credentials_or_a
             endpoint = await endpoints.get(FJORDVIK.organization_number)
             assert endpoint is not None
             assert endpoint.authorization == ""
-    assert logged(caplog, "vkp.journaling.endpoints", logging.WARNING) == []
+    assert logged(caplog, "vkp.fhir", logging.WARNING) == []
 
 
 async def test_a_missing_secret_is_warned_about_once_per_endpoint_not_at_every_look_up(
@@ -349,7 +349,7 @@ async def test_a_missing_secret_is_warned_about_once_per_endpoint_not_at_every_l
                 endpoint = await endpoints.get(place.organization_number)
                 assert endpoint is not None
                 assert endpoint.authorization == ""
-    warnings = logged(caplog, "vkp.journaling.endpoints", logging.WARNING)
+    warnings = logged(caplog, "vkp.fhir", logging.WARNING)
     assert warnings == ["EPJ credentials not found"] * 2
 
 
@@ -369,7 +369,7 @@ async def test_a_secret_that_is_found_is_sent_as_a_bearer_token_without_a_warnin
         endpoint = await endpoints.get(BJORKEDAL.organization_number)
     assert endpoint is not None
     assert endpoint.authorization == f"Bearer {token}"
-    assert logged(caplog, "vkp.journaling.endpoints", logging.WARNING) == []
+    assert logged(caplog, "vkp.fhir", logging.WARNING) == []
 
 
 # -- the whole hub ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vkp_journaling.breaker import Breakers
-from vkp_journaling.endpoints import secret
+from vkp_lib.fhir import secret
 
 
 class Clock:

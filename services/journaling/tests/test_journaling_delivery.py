@@ -22,8 +22,8 @@ from vkp_journaling.dead_letters import COUNTER, DeadLetters
 from vkp_journaling.delivery import PULL_RECHECK, SPAN_NAME, Delivery, vendor_trace
 from vkp_journaling.domain.delivery import JOURNALED, Outcome, Result
 from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
-from vkp_journaling.epj import Endpoint
 from vkp_journaling.settings import JournalingSettings
+from vkp_lib.fhir import Endpoint
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
 

@@ -32,7 +32,6 @@ from vkp_journaling.domain.pull import (
     refused,
 )
 from vkp_journaling.domain.reasons import Reason
-from vkp_journaling.epj import Endpoint
 from vkp_journaling.service import PullService
 from vkp_journaling.store import JournalStore
 from vkp_lib import paging
@@ -45,6 +44,7 @@ from vkp_lib.errors import (
     PermissionDenied,
     VkpError,
 )
+from vkp_lib.fhir import Endpoint
 from vkp_lib.testing.data import TEST_PEOPLE
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

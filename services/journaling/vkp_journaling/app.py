@@ -16,7 +16,6 @@ from vkp_journaling.alarms import AlarmCutter
 from vkp_journaling.dead_letters import DeadLetters
 from vkp_journaling.delivery import Delivery
 from vkp_journaling.domain.alarm import AlarmWindows
-from vkp_journaling.endpoints import EndpointDirectory
 from vkp_journaling.epj import FhirAdapter
 from vkp_journaling.permissions import PERMISSIONS
 from vkp_journaling.render import note_key
@@ -29,6 +28,7 @@ from vkp_lib.audit_relay import AuditRelay
 from vkp_lib.clients import insecure_channel
 from vkp_lib.db import Database
 from vkp_lib.db.settings import DatabaseSettings
+from vkp_lib.fhir import EndpointDirectory
 from vkp_lib.identity.setup import build_authentication, service_token_source
 from vkp_lib.runner import Service
 from vkp_lib.settings import AuthSettings, RuntimeSettings

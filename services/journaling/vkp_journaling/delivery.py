@@ -56,9 +56,9 @@ from vkp_journaling.domain.delivery import (
     after_failure,
 )
 from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
-from vkp_journaling.epj import Endpoint
 from vkp_journaling.render import NoteContext, note_key, render_entry_note
 from vkp_journaling.settings import JournalingSettings
+from vkp_lib.fhir import Endpoint
 from vkp_lib.logging import get_logger
 from vkp_lib.tasks import Backoff, repeat
 
@@ -109,7 +109,7 @@ class QueueStore(Protocol):
 
 
 class Endpoints(Protocol):
-    """Municipalities' EPJ endpoints (vkp_journaling.endpoints.EndpointDirectory)."""
+    """Municipalities' EPJ endpoints (vkp_lib.fhir.EndpointDirectory)."""
 
     async def get(self, municipality: str) -> Endpoint | None: ...
 

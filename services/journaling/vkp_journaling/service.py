@@ -28,10 +28,11 @@ from vkp_journaling.domain.entry import (
     check_retryable,
 )
 from vkp_journaling.domain.reasons import Reason
-from vkp_journaling.epj import Endpoint, fhir_json
+from vkp_journaling.epj import fhir_json
 from vkp_lib import paging
 from vkp_lib.auth import Principal
 from vkp_lib.errors import NotFound, VkpError
+from vkp_lib.fhir import Endpoint
 from vkp_lib.logging import get_logger
 
 log = get_logger("vkp.journaling.pull")
@@ -173,7 +174,7 @@ class PullStore(Protocol):
 
 
 class PullEndpoints(Protocol):
-    """Municipalities' EPJ endpoints (vkp_journaling.endpoints.EndpointDirectory)."""
+    """Municipalities' EPJ endpoints (vkp_lib.fhir.EndpointDirectory)."""
 
     async def get(self, municipality: str) -> Endpoint | None: ...
 
