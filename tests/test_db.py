@@ -820,3 +820,52 @@ async def test_a_postgres_point_read_whose_connection_was_lost_reads_on(
         assert await database.read_sync(body_of(note_id)) == "kept"
     finally:
         await database.close()
+
+
+# -- conflicts between replicas -----------------------------------------------------------------
+
+
+def lock_note(note_id: int) -> Callable[[Connection], int]:
+    def work(connection: Connection) -> int:
+        locked: int = connection.execute(
+            select(notes.c.id).where(notes.c.id == note_id).with_for_update()
+        ).scalar_one()
+        return locked
+
+    return work
+
+
+async def test_a_work_that_loses_a_deadlock_to_another_replica_is_run_again_after_its_batch(
+    own_postgres_url: str,
+) -> None:
+    """Two replicas' transactions lock the same rows in opposite orders: this database's batch
+    holds note A (its first work) and waits for B, the other holds B and waits for A. PostgreSQL
+    fails the statement that waited first (ours): that work is run again in a later batch, once
+    this batch has committed and the other transaction could finish, so its caller gets its
+    value, not the deadlock."""
+    database = Database.from_url(own_postgres_url, name="probe")
+    other = Database.from_url(own_postgres_url, name="other-replica")
+    await database.start()
+    await other.start()
+    try:
+        await database.write(create_tables)
+        a = await database.write_sync(add_note_sync("A"))
+        b = await database.write_sync(add_note_sync("B"))
+
+        async def the_other_replica(session: AsyncSession) -> None:
+            lock = text("SELECT id FROM notes WHERE id = :id FOR UPDATE")
+            await session.execute(lock, {"id": b})
+            await asyncio.sleep(0.3)  # our batch holds A and waits for B by now
+            await session.execute(lock, {"id": a})
+
+        holder = asyncio.create_task(other.write(the_other_replica))
+        await asyncio.sleep(0.1)  # B is the other's
+        # One batch (both queued before the writer runs): A locked, then B waited for.
+        first, second = await asyncio.gather(
+            database.write_sync(lock_note(a)), database.write_sync(lock_note(b))
+        )
+        await holder  # the other replica's transaction committed too
+        assert (first, second) == (a, b)
+    finally:
+        await other.close()
+        await database.close()

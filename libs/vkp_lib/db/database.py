@@ -17,7 +17,13 @@
   the exception; the others commit together. `write` returns once the COMMIT is durable; if the
   COMMIT fails, every caller of the batch gets that error. A work runs in its caller's context
   (span, request id) and must neither commit nor roll back. SQLAlchemy drops FOR UPDATE on
-  SQLite: the one writer serialises writes there; PostgreSQL serialises other replicas.
+  SQLite: the one writer serialises writes there; PostgreSQL serialises other replicas. A batch
+  holds the row locks of all its works until its COMMIT, taken in no common order, so two
+  replicas' batches can deadlock: PostgreSQL then fails a statement of one of them (a
+  deadlock or a serialization failure), that work's SAVEPOINT is rolled back (freeing the locks
+  it took), and the work is submitted again, to a later batch — after this one has committed
+  and released what the other replica waits for — up to `CONFLICT_RETRIES` times. A work must
+  therefore be safe to run again: a function of the connection, not of what it did last time.
 - `write_sync(work)`: the same writer, batches and guarantees for a work that is a plain
   function of a SQLAlchemy Core `Connection` (no awaits between its statements). The sync works
   of a batch run together without returning to the event loop: on SQLite in the writer's own
@@ -49,6 +55,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,6 +90,11 @@ DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 READ_POOL_SIZE = 4
 #: PostgreSQL: the writer's connection is pinged before a batch after this long unused.
 WRITER_PING_AFTER_SECONDS = 1.0
+#: How often a work that lost a conflict with another transaction is submitted again.
+CONFLICT_RETRIES = 5
+#: SQLSTATEs of a transaction that lost a conflict and may simply run again: serialization
+#: failure, deadlock detected.
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 SQLITE_PRAGMAS = (
     "busy_timeout = 5000",
     "journal_mode = WAL",
@@ -280,10 +292,25 @@ class Database:
         if _inside_work.get():
             raise RuntimeError("write() inside a work would wait for itself: use its session")
         caller_span = trace.get_current_span().get_span_context()
-        value: T = await self._writer.submit(
-            _Pending(work, sync_work, contextvars.copy_context(), caller_span)
-        )
-        return value
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                value: T = await self._writer.submit(
+                    _Pending(work, sync_work, contextvars.copy_context(), caller_span)
+                )
+            except DBAPIError as error:
+                sqlstate = _sqlstate(error)
+                if attempt == CONFLICT_RETRIES or sqlstate not in CONFLICT_SQLSTATES:
+                    raise
+                _log.info(
+                    "write lost a conflict, submitted again",
+                    database=self.name,
+                    sqlstate=sqlstate,
+                    attempt=attempt + 1,
+                )
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter
+            else:
+                return value
+        raise AssertionError("unreachable")
 
     async def migrate(self, package: str, version_table: str) -> None:
         """Alembic `upgrade head` with the scripts of `package` (its folder is the script
@@ -370,6 +397,12 @@ class Database:
             record_exception=False,
             set_status_on_exception=False,
         )
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    """The SQLSTATE of a driver's error (asyncpg's, as SQLAlchemy passes it on), if it has one."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate if isinstance(sqlstate, str) else None
 
 
 async def _call(work: Callable[[AsyncSession], Awaitable[T]], session: AsyncSession) -> T:
