@@ -60,7 +60,7 @@ from vkp_journaling.render import NoteContext, note_key, render_entry_note
 from vkp_journaling.settings import JournalingSettings
 from vkp_lib.fhir import Endpoint
 from vkp_lib.logging import get_logger
-from vkp_lib.tasks import Backoff, repeat
+from vkp_lib.tasks import Backoff, Waker, repeat
 
 log = get_logger("vkp.journaling.delivery")
 #: The span of one delivery attempt.
@@ -170,10 +170,9 @@ class Delivery:
         #: Municipalities whose EPJ pulls its notes: never claimed; when to look them up again.
         self._pulling: dict[str, datetime] = {}
         self._on_journaled = on_journaled
-        #: The dispatcher's wake-up; the queues being served; the timer of the next due time.
-        self._wake = asyncio.Event()
+        #: The dispatcher's wake-up (now, or at the next due time); the queues being served.
+        self._waker = Waker()
         self._serving: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
         #: When this process last claimed a queue in each municipality (time.monotonic()).
         self._served: dict[str, float] = {}
@@ -194,15 +193,14 @@ class Delivery:
                 name="delivery",
                 idle_seconds=self.settings.poll_seconds,
                 backoff=FAILURE_BACKOFF,
-                wake=self._wake,
+                wake=self._waker.event,
             )
             self._stopping = True
             if self._serving:
                 await asyncio.wait(self._serving)
         finally:
             self._stopping = True
-            if self._timer is not None:
-                self._timer.cancel()
+            self._waker.close()
             for task in self._serving:
                 task.cancel()
             if self._serving:
@@ -211,21 +209,7 @@ class Delivery:
     def notify(self, queues: int = 1) -> None:
         """Work was queued in this process (Enqueue, RetryEntry committed): the dispatcher looks
         at once."""
-        self._wake.set()
-
-    def _wake_at(self, due: datetime) -> None:
-        """The dispatcher looks again when `due` comes (unless a sooner timer is set)."""
-        loop = asyncio.get_running_loop()
-        at = loop.time() + max(0.0, (due - self._clock()).total_seconds())
-        if self._timer is not None:
-            if self._timer.when() <= at:
-                return
-            self._timer.cancel()
-        self._timer = loop.call_at(at, self._timer_rang)
-
-    def _timer_rang(self) -> None:
-        self._timer = None
-        self._wake.set()
+        self._waker.set()
 
     def _paused(self) -> list[str]:
         return sorted({*self.breakers.paused(), *self._pulling})
@@ -266,7 +250,8 @@ class Delivery:
         if not claims:
             dues = await self.store.dues(paused=paused)
             if dues:
-                self._wake_at(min(dues.values()))
+                # Look again when the next queue falls due (unless a sooner timer is set).
+                self._waker.at((min(dues.values()) - self._clock()).total_seconds())
             return []
         served = time.monotonic()
         for claim in claims:
@@ -286,7 +271,7 @@ class Delivery:
         self._serving.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.warning("delivery failed", error_type=type(error).__qualname__)
-        self._wake.set()  # a place is free
+        self._waker.set()  # a place is free
 
     async def step(self) -> bool:
         """Leases due queues and serves them to the end (the dispatcher's work, awaited: for
