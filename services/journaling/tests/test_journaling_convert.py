@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from vkp.common.v1 import common_pb2
 from vkp.journaling.v1 import journaling_pb2 as pb
 from vkp_journaling import convert
+from vkp_journaling.domain.alarm import ALARM_LOG
 from vkp_journaling.domain.entry import Entry, EntryState
 from vkp_lib.testing.events import sample_event
 from vkp_lib.timestamps import timestamp
@@ -68,3 +69,10 @@ def test_an_entrys_name_is_entries_slash_its_id_and_parses_back() -> None:
         common_pb2.SERVICE_CODE_DHO,
     )
     assert message.kind == pb.PAYLOAD_KIND_HOME_MEASUREMENT
+
+
+def test_each_kind_of_entry_is_a_payload_kind_of_its_own_a_handling_log_too() -> None:
+    assert convert.KINDS[ALARM_LOG] == pb.PAYLOAD_KIND_ALARM_LOG
+    assert sorted(convert.KINDS.values()) == sorted(
+        v for v in pb.PayloadKind.values() if v != pb.PAYLOAD_KIND_UNSPECIFIED
+    )

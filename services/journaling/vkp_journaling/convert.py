@@ -21,8 +21,7 @@ KINDS = {
     "dispenser_alert": pb.PAYLOAD_KIND_DISPENSER_ALERT,
     "supervision": pb.PAYLOAD_KIND_SUPERVISION,
     "alarm_step": pb.PAYLOAD_KIND_ALARM_STEP,
-    # A handling log is made of alarm steps (the contract has no kind of its own for it).
-    "alarm_log": pb.PAYLOAD_KIND_ALARM_STEP,
+    "alarm_log": pb.PAYLOAD_KIND_ALARM_LOG,
     "home_measurement": pb.PAYLOAD_KIND_HOME_MEASUREMENT,
 }
 #: Each state as the contract's EventState, and back.

@@ -39,6 +39,10 @@ class _PayloadKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayloadKi
     """An alarm step: part of the alarm's handling log (a Composition)."""
     PAYLOAD_KIND_HOME_MEASUREMENT: _PayloadKind.ValueType  # 5
     """A home measurement: an Observation note."""
+    PAYLOAD_KIND_ALARM_LOG: _PayloadKind.ValueType  # 6
+    """An alarm's handling log: one segment of its steps as one note (a Composition). Journaling
+    makes it; it is never enqueued.
+    """
 
 class PayloadKind(_PayloadKind, metaclass=_PayloadKindEnumTypeWrapper):
     """What an event is, by its payload."""
@@ -54,6 +58,10 @@ PAYLOAD_KIND_ALARM_STEP: PayloadKind.ValueType  # 4
 """An alarm step: part of the alarm's handling log (a Composition)."""
 PAYLOAD_KIND_HOME_MEASUREMENT: PayloadKind.ValueType  # 5
 """A home measurement: an Observation note."""
+PAYLOAD_KIND_ALARM_LOG: PayloadKind.ValueType  # 6
+"""An alarm's handling log: one segment of its steps as one note (a Composition). Journaling
+makes it; it is never enqueued.
+"""
 Global___PayloadKind: _TypeAlias = PayloadKind  # noqa: Y015
 
 class _AcknowledgementOutcome:
