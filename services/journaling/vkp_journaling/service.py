@@ -162,7 +162,9 @@ class PullStore(Protocol):
         read_until: datetime,
     ) -> pull.PulledPage: ...
 
-    async def unrenderable(self, entry_ids: Sequence[str], now: datetime, reason: str) -> None: ...
+    async def unrenderable(
+        self, entry_ids: Sequence[str], now: datetime, reason: str
+    ) -> list[str]: ...
 
     async def acknowledge(
         self,
@@ -239,8 +241,8 @@ class PullService:
                 continue
             notes.append(pull.PendingNote(entry, fhir_json(bundle)))
         if unrenderable:
-            await self._store.unrenderable(unrenderable, now, Failure.RENDER_FAILED)
-            for entry_id in unrenderable:
+            dead = await self._store.unrenderable(unrenderable, now, Failure.RENDER_FAILED)
+            for entry_id in dead:
                 self._dead_letters.dead(entry_id, municipality, Failure.RENDER_FAILED)
         return pull.PendingPage(notes, paging.page_token((str(page.cursor),), municipality))
 

@@ -1006,10 +1006,11 @@ class JournalStore:
 
         return await self.db.write_sync(work)
 
-    async def unrenderable(self, entry_ids: Sequence[str], now: datetime, reason: str) -> None:
-        """Read notes that make no note: dead letters (`reason`), never offered again."""
+    async def unrenderable(self, entry_ids: Sequence[str], now: datetime, reason: str) -> list[str]:
+        """Read notes that make no note: dead letters (`reason`), never offered again. The ids
+        made dead (not one answered meanwhile)."""
 
-        def work(connection: sa.Connection) -> None:
+        def work(connection: sa.Connection) -> list[str]:
             dead = connection.execute(
                 sa.update(entries)
                 .where(
@@ -1024,10 +1025,13 @@ class JournalStore:
                 )
                 .returning(*_LOG_COLUMNS)
             )
-            ended = [_log_ended(row, EntryState.DEAD, reason=reason) for row in dead]
-            _steps_follow(connection, ended, now)
+            rows = list(dead)
+            _steps_follow(
+                connection, [_log_ended(r, EntryState.DEAD, reason=reason) for r in rows], now
+            )
+            return [str(row.entry_id) for row in rows]
 
-        await self.db.write_sync(work)
+        return await self.db.write_sync(work)
 
     async def acknowledge(
         self,
