@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -276,23 +277,43 @@ async def test_a_write_is_durable_across_a_restart(database_url: str) -> None:
         await second.close()
 
 
+#: What every SQLite connection of a Database runs with (query_only says which kind it is).
+SQLITE_PRAGMAS = {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1}
+PRAGMA_NAMES = (*SQLITE_PRAGMAS, "query_only")
+
+
+def pragmas(connection: Connection) -> dict[str, Any]:
+    """The connection's SQLite pragmas that a Database sets."""
+    return {name: connection.scalar(text(f"PRAGMA {name}")) for name in PRAGMA_NAMES}
+
+
+async def on_a_new_sqlite_file(
+    tmp_path: Path, run: Callable[[Database], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """`run` on a started Database of a new SQLite file, closed after."""
+    database = Database.from_url(f"sqlite:///{tmp_path / 'probe.db'}", name="probe")
+    await database.start()
+    try:
+        return await run(database)
+    finally:
+        await database.close()
+
+
 async def test_sqlite_pragmas_are_in_effect_on_the_writer_and_the_readers(tmp_path: Path) -> None:
     database = Database.from_url(f"sqlite:///{tmp_path / 'probe.db'}", name="probe")
     await database.start()
-    names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only")
 
-    async def pragmas(session: AsyncSession) -> dict[str, object]:
-        return {name: await session.scalar(text(f"PRAGMA {name}")) for name in names}
+    async def session_pragmas(session: AsyncSession) -> dict[str, object]:
+        return {name: await session.scalar(text(f"PRAGMA {name}")) for name in PRAGMA_NAMES}
 
     try:
-        writer = await database.write(pragmas)
+        writer = await database.write(session_pragmas)
         async with database.read() as session:
-            reader = await pragmas(session)
+            reader = await session_pragmas(session)
     finally:
         await database.close()
-    expected = {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1}
-    assert writer == {**expected, "query_only": 0}
-    assert reader == {**expected, "query_only": 1}
+    assert writer == {**SQLITE_PRAGMAS, "query_only": 0}
+    assert reader == {**SQLITE_PRAGMAS, "query_only": 1}
 
 
 async def test_a_write_inside_a_read_is_refused(db: Database) -> None:
@@ -618,22 +639,8 @@ async def test_a_sync_write_is_durable_across_a_restart(database_url: str) -> No
 
 
 async def test_sqlite_pragmas_are_in_effect_on_the_sync_writer(tmp_path: Path) -> None:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'probe.db'}", name="probe")
-    await database.start()
-    names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only")
-    try:
-        writer = await database.write_sync(
-            lambda c: {name: c.scalar(text(f"PRAGMA {name}")) for name in names}
-        )
-    finally:
-        await database.close()
-    assert writer == {
-        "journal_mode": "wal",
-        "synchronous": 2,
-        "busy_timeout": 5000,
-        "foreign_keys": 1,
-        "query_only": 0,
-    }
+    writer = await on_a_new_sqlite_file(tmp_path, lambda database: database.write_sync(pragmas))
+    assert writer == {**SQLITE_PRAGMAS, "query_only": 0}
 
 
 async def test_a_sync_work_runs_in_its_callers_trace_and_its_batch_span_links_the_call(
@@ -747,22 +754,8 @@ async def test_a_write_in_a_point_read_is_refused_and_the_next_read_works(db: Da
 
 
 async def test_sqlite_pragmas_are_in_effect_on_the_point_readers(tmp_path: Path) -> None:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'probe.db'}", name="probe")
-    await database.start()
-    names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only")
-    try:
-        reader = await database.read_sync(
-            lambda c: {name: c.scalar(text(f"PRAGMA {name}")) for name in names}
-        )
-    finally:
-        await database.close()
-    assert reader == {
-        "journal_mode": "wal",
-        "synchronous": 2,
-        "busy_timeout": 5000,
-        "foreign_keys": 1,
-        "query_only": 1,
-    }
+    reader = await on_a_new_sqlite_file(tmp_path, lambda database: database.read_sync(pragmas))
+    assert reader == {**SQLITE_PRAGMAS, "query_only": 1}
 
 
 async def test_a_point_read_runs_in_its_callers_trace_without_values(
