@@ -11,20 +11,80 @@ together in the next (`vkp_lib.grouping.Batcher`), so under load each call carri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
 
 import grpc
 
 from vkp.audit.v1 import audit_pb2 as pb
 from vkp.audit.v1 import audit_pb2_grpc
+from vkp.common.v1 import common_pb2
+from vkp_lib.auth import Principal
 from vkp_lib.db.rows import new_id
 from vkp_lib.grouping import Batcher
+from vkp_lib.timestamps import timestamp
+
+
+class AuditRecorder(Protocol):
+    """Records one access and returns once it is committed (`AuditClient.record`)."""
+
+    async def record(self, record: pb.AuditRecord) -> object: ...
+
+
+class AuditBatchRecorder(Protocol):
+    """Records accesses and returns once all are committed (`AuditClient.record_many`)."""
+
+    async def record_many(self, records: Sequence[pb.AuditRecord]) -> object: ...
 
 
 def new_record_id() -> str:
     """A new record id: time-ordered (`vkp_lib.db.new_id`), so the audit log's index of record
     ids grows at its end."""
     return new_id()
+
+
+def audit_record_of(
+    principal: Principal,
+    *,
+    vendor_system: str,
+    now: datetime,
+    municipality: str,
+    patients: Iterable[str],
+    action: pb.AuditAction.ValueType,
+    resource: str,
+    service_code: common_pb2.ServiceCode.ValueType,
+    outcome: pb.AuditOutcome.ValueType,
+    outcome_reason: str = "",
+    alarm_id: str = "",
+    access_basis: str = "",
+    stale_data: bool = False,
+    request_id: str = "",
+    trace_id: str = "",
+) -> pb.AuditRecord:
+    """A new audit record (with a new record id) of an access at `now` by `principal` through
+    `vendor_system`: the actor is the principal's client and organisation. The request id is
+    cut to the contract's 128 characters."""
+    return pb.AuditRecord(
+        record_id=new_record_id(),
+        occurred_time=timestamp(now),
+        actor=pb.Actor(
+            client_id=principal.client_id,
+            organization_number=principal.organization_number,
+            vendor_system=vendor_system,
+        ),
+        municipality=municipality,
+        patients=[common_pb2.NationalId(value=p) for p in patients],
+        action=action,
+        resource=resource,
+        purpose=pb.Purpose(service_code=service_code, alarm_id=alarm_id),
+        outcome=outcome,
+        outcome_reason=outcome_reason,
+        access_basis=access_basis,
+        stale_data=stale_data,
+        request_id=request_id[:128],
+        trace_id=trace_id,
+    )
 
 
 class AuditClient:

@@ -15,19 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from vkp.audit.v1 import audit_pb2
+from vkp_lib.audit_client import AuditBatchRecorder
 from vkp_lib.tasks import repeat
 
 Pending = Callable[[int], Awaitable[Sequence[tuple[str, audit_pb2.AuditRecord]]]]
 Sent = Callable[[Sequence[str]], Awaitable[None]]
-
-
-class Recorder(Protocol):
-    """Records in the audit log, returning once they are committed (`AuditClient`)."""
-
-    async def record_many(self, records: Sequence[audit_pb2.AuditRecord]) -> object: ...
 
 
 class AuditRelay:
@@ -35,7 +29,7 @@ class AuditRelay:
         self,
         pending: Pending,
         sent: Sent,
-        audit: Recorder,
+        audit: AuditBatchRecorder,
         *,
         batch: int = 500,
         idle_seconds: float = 0.5,

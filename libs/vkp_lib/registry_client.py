@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import grpc
 
@@ -35,6 +36,18 @@ log = get_logger("vkp.registry.client")
 RECONNECT = Backoff(base=0.2, cap=5.0)
 
 Key = tuple[str, str, int, int]
+
+
+class Decisions(Protocol):
+    """The registry's access decisions, as a service's use cases ask them (`DecisionClient`)."""
+
+    async def check(
+        self,
+        client_id: str,
+        municipality: str,
+        service_code: common_pb2.ServiceCode.ValueType,
+        action: pb.AccessAction.ValueType,
+    ) -> pb.AccessDecision: ...
 
 
 class DecisionClient:

@@ -14,7 +14,7 @@ from vkp.journaling.v1 import journaling_pb2 as jpb
 from vkp_ingest.domain.alarm import Alarm, AlarmStep
 from vkp_ingest.domain.checks import EventFacts
 from vkp_ingest.domain.model import Outgoing, Registered, StoredEvent
-from vkp_lib.audit_client import new_record_id
+from vkp_lib.audit_client import audit_record_of
 from vkp_lib.auth import Principal
 from vkp_lib.errors import VkpError
 from vkp_lib.names import EVENT
@@ -130,19 +130,15 @@ def audit_record(
     trace_id: str,
 ) -> audit_pb2.AuditRecord:
     """The audit record of a submission of `events` (all of one municipality) by `principal`."""
-    return audit_pb2.AuditRecord(
-        record_id=new_record_id(),
-        occurred_time=timestamp(now),
-        actor=audit_pb2.Actor(
-            client_id=principal.client_id,
-            organization_number=principal.organization_number,
-            vendor_system=vendor_system,
-        ),
+    return audit_record_of(
+        principal,
+        vendor_system=vendor_system,
+        now=now,
         municipality=municipality,
-        patients=[common_pb2.NationalId(value=e.patient.value) for e in events],
+        patients=[e.patient.value for e in events],
         action=audit_pb2.AUDIT_ACTION_CREATE,
         resource=SUBMIT,
-        purpose=audit_pb2.Purpose(service_code=events[0].service_code),
+        service_code=events[0].service_code,
         outcome=audit_pb2.AUDIT_OUTCOME_ALLOWED if allowed else audit_pb2.AUDIT_OUTCOME_DENIED,
         outcome_reason=reason,
         trace_id=trace_id,

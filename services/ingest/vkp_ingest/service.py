@@ -25,7 +25,7 @@ import grpc
 from opentelemetry import propagate, trace
 
 from vkp.audit.v1 import audit_pb2
-from vkp.common.v1 import common_pb2, event_pb2
+from vkp.common.v1 import event_pb2
 from vkp.journaling.v1 import journaling_pb2 as jpb
 from vkp.registry.v1 import registry_pb2
 from vkp_ingest import convert
@@ -39,11 +39,13 @@ from vkp_ingest.domain.model import (
     content_hash,
 )
 from vkp_ingest.domain.reasons import Reason
+from vkp_lib.audit_client import AuditBatchRecorder
 from vkp_lib.auth import Principal
 from vkp_lib.denials import denied
 from vkp_lib.errors import AlreadyExists, InvalidArgument, NotFound, VkpError
 from vkp_lib.logging import get_logger
 from vkp_lib.names import ENTRY
+from vkp_lib.registry_client import Decisions
 from vkp_lib.validation import field_violations, reason_of
 
 log = get_logger("vkp.ingest")
@@ -62,24 +64,6 @@ class EventFinder(Protocol):
 
 class AlarmFinder(Protocol):
     async def find_alarm(self, vendor_system: str, alarm_id: str) -> Alarm | None: ...
-
-
-class Decisions(Protocol):
-    """The registry's access decisions (vkp_lib.registry_client.DecisionClient)."""
-
-    async def check(
-        self,
-        client_id: str,
-        municipality: str,
-        service_code: common_pb2.ServiceCode.ValueType,
-        action: registry_pb2.AccessAction.ValueType,
-    ) -> registry_pb2.AccessDecision: ...
-
-
-class AuditRecorder(Protocol):
-    """Records accesses in the audit log at once (vkp_lib.audit_client.AuditClient)."""
-
-    async def record_many(self, records: Sequence[audit_pb2.AuditRecord]) -> object: ...
 
 
 class Journaling(Protocol):
@@ -110,7 +94,7 @@ class IngestService:
         events: EventFinder,
         alarms: AlarmFinder,
         decisions: Decisions,
-        audit: AuditRecorder,
+        audit: AuditBatchRecorder,
         journaling: Journaling,
         rules: EventRules,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from vkp.audit.v1 import audit_pb2
 from vkp.common.v1 import common_pb2
 from vkp.lookup.v1 import lookup_pb2 as pb
-from vkp_lib.audit_client import new_record_id
+from vkp_lib.audit_client import audit_record_of
 from vkp_lib.auth import Principal
 from vkp_lib.national_id import IDENTIFIER_SYSTEMS, NationalIdKind
 from vkp_lib.timestamps import timestamp
@@ -182,23 +182,20 @@ def audit_record(
 ) -> audit_pb2.AuditRecord:
     """The audit record of one lookup by `principal`: a refusal with its `reason`, an answer
     with its access `basis` (the rule and what it rested on)."""
-    return audit_pb2.AuditRecord(
-        record_id=new_record_id(),
-        occurred_time=timestamp(now),
-        actor=audit_pb2.Actor(
-            client_id=principal.client_id,
-            organization_number=principal.organization_number,
-            vendor_system=vendor_system,
-        ),
+    return audit_record_of(
+        principal,
+        vendor_system=vendor_system,
+        now=now,
         municipality=municipality,
-        patients=[common_pb2.NationalId(value=p) for p in patients],
+        patients=patients,
         action=action,
         resource=resource,
-        purpose=audit_pb2.Purpose(service_code=service_code, alarm_id=alarm_id),
+        service_code=service_code,
+        alarm_id=alarm_id,
         outcome=outcome,
         outcome_reason=reason,
         access_basis=basis,
         stale_data=stale,
-        request_id=request_id[:128],
+        request_id=request_id,
         trace_id=trace_id,
     )

@@ -37,6 +37,7 @@ from vkp.audit.v1 import audit_pb2
 from vkp.common.v1 import common_pb2
 from vkp.registry.v1 import registry_pb2
 from vkp_lib import paging
+from vkp_lib.audit_client import AuditRecorder
 from vkp_lib.auth import Principal
 from vkp_lib.denials import denied
 from vkp_lib.errors import (
@@ -55,6 +56,7 @@ from vkp_lib.national_id import (
     NationalIdKind,
     parse_national_id,
 )
+from vkp_lib.registry_client import Decisions
 from vkp_lookup import convert
 from vkp_lookup.alarms import AlarmsUnavailable
 from vkp_lookup.domain import records
@@ -94,24 +96,6 @@ class Records(Protocol):
     async def active_episodes(self, municipality: str) -> Read: ...
     async def patients(self, municipality: str, patient_ids: Sequence[str]) -> Read: ...
     async def cached(self, municipality: str, wanted: Sequence[Wanted]) -> dict[Wanted, Read]: ...
-
-
-class Decisions(Protocol):
-    """The registry's access decisions (vkp_lib.registry_client.DecisionClient)."""
-
-    async def check(
-        self,
-        client_id: str,
-        municipality: str,
-        service_code: common_pb2.ServiceCode.ValueType,
-        action: registry_pb2.AccessAction.ValueType,
-    ) -> registry_pb2.AccessDecision: ...
-
-
-class AuditRecorder(Protocol):
-    """Records an access and returns once it is committed (vkp_lib.audit_client.AuditClient)."""
-
-    async def record(self, record: audit_pb2.AuditRecord) -> object: ...
 
 
 class Alarms(Protocol):
