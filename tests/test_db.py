@@ -323,7 +323,11 @@ async def test_a_write_inside_a_read_is_refused(db: Database) -> None:
     assert await read_bodies(db) == []
 
 
-async def test_a_read_is_not_blocked_by_a_write_in_progress(db: Database) -> None:
+async def during_a_write(
+    db: Database, read: Callable[[], Awaitable[list[str]]]
+) -> tuple[list[str], int]:
+    """What `read` gives while a write of the note "in progress" holds its transaction open (in
+    3 seconds: not blocked by it); and that note's id, once the write has committed."""
     inserted, release = asyncio.Event(), asyncio.Event()
 
     async def slow(session: AsyncSession) -> int:
@@ -334,10 +338,16 @@ async def test_a_read_is_not_blocked_by_a_write_in_progress(db: Database) -> Non
 
     writing = asyncio.create_task(db.write(slow))
     await inserted.wait()
-    async with asyncio.timeout(3):
-        seen_during = await read_bodies(db)
-    release.set()
-    await writing
+    try:
+        async with asyncio.timeout(3):
+            seen = await read()
+    finally:
+        release.set()
+    return seen, await writing
+
+
+async def test_a_read_is_not_blocked_by_a_write_in_progress(db: Database) -> None:
+    seen_during, _ = await during_a_write(db, lambda: read_bodies(db))
     assert seen_during == []
     assert await read_bodies(db) == ["in progress"]
 
@@ -723,20 +733,9 @@ async def test_a_point_read_sees_each_committed_write_and_nothing_uncommitted(
 ) -> None:
     first = await db.write_sync(add_note_sync("first"))
     assert await db.read_sync(body_of(first)) == "first"
-    inserted, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(session: AsyncSession) -> int:
-        note_id = await add_note("in progress")(session)
-        inserted.set()
-        await release.wait()
-        return note_id
-
-    writing = asyncio.create_task(db.write(slow))
-    await inserted.wait()
-    async with asyncio.timeout(3):  # not blocked by the writer's open transaction
-        during = await db.read_sync(lambda c: list(c.scalars(select(notes.c.body))))
-    release.set()
-    second = await writing
+    during, second = await during_a_write(
+        db, lambda: db.read_sync(lambda c: list(c.scalars(select(notes.c.body))))
+    )
     assert during == ["first"]
     assert await db.read_sync(body_of(second)) == "in progress"
 
