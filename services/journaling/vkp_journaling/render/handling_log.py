@@ -37,7 +37,7 @@ from vkp_journaling.render.note import (
     note_key,
 )
 from vkp_journaling.render.references import device, patient, vendor
-from vkp_journaling.render.resources import render_note
+from vkp_journaling.render.resources import render_note, transaction
 from vkp_journaling.render.words import (
     EN_DASH,
     SEVERITY_WORDS,
@@ -338,21 +338,7 @@ def render_handling_log(
     resources = [_composition(log), _detected_issue(log)]
     if log.has_location:
         resources.append(_location(log))
-    entries = []
-    for n, resource in enumerate(resources, start=1):
-        key = note_key(context.entry_id, n)
-        entries.append(
-            {
-                "fullUrl": full_url(context, n),
-                "resource": resource,
-                "request": {
-                    "method": "POST",
-                    "url": resource["resourceType"],
-                    "ifNoneExist": f"identifier={NOTE_IDENTIFIER_SYSTEM}|{key}",
-                },
-            }
-        )
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return transaction(resources, context)
 
 
 def render_entry_note(kind: str, payload: bytes, context: NoteContext) -> dict[str, Any]:

@@ -7,6 +7,7 @@ more than half of a delivery's CPU, and the EPJ validates what it receives all t
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -213,9 +214,14 @@ def render_note(event: event_pb2.Event, context: NoteContext) -> dict[str, Any]:
     context give the same Bundle. Raises NotRenderable for an alarm step."""
     kind = payload_kind(event)
     text = narrative(event, context)
-    resources_ = _BUILDERS[kind](_Note(event, context), text)
+    return transaction(_BUILDERS[kind](_Note(event, context), text), context)
+
+
+def transaction(resources: Sequence[Json], context: NoteContext) -> dict[str, Any]:
+    """The transaction Bundle of a note's resources: the n-th (from 1) a conditional create on
+    its note identifier `<entry id>/<n>`, with its fullUrl from the same."""
     entries = []
-    for n, resource in enumerate(resources_, start=1):
+    for n, resource in enumerate(resources, start=1):
         key = note_key(context.entry_id, n)
         entries.append(
             {
