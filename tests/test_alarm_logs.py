@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from tests.test_ingest import submit_as_a_vendor_does
 from tests.test_journaling import (
     FJORDVIK_PATIENTS,
     JOURNALING_ENV,
-    Hub,
     enqueue,
     entries,
     event_for,
@@ -34,15 +32,12 @@ from tests.test_journaling import (
 from vkp.common.v1 import common_pb2, event_pb2
 from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2 as pb
-from vkp.registry.v1 import registry_pb2_grpc
-from vkp_cli.registry import seed
-from vkp_epj_sim.testing import SimulatorProcess
 from vkp_journaling.domain.alarm import log_entry_id
 from vkp_journaling.render import NOTE_IDENTIFIER_SYSTEM
-from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
-from vkp_lib.sandbox import DISPENSER, FJORDVIK, RESPONSE_CENTRE, SANDBOX
+from vkp_lib.sandbox import DISPENSER, FJORDVIK, RESPONSE_CENTRE
 from vkp_lib.testing.events import sample_alarm
+from vkp_lib.testing.hubs import Hub, hub_fixture, journaling_fixture, start_journaling
 from vkp_lib.testing.processes import ServiceProcess, stop_all
 
 GOLDEN = (
@@ -54,60 +49,14 @@ SETTLE_SECONDS = 2.0
 TIMEOUT_SECONDS = 3.0
 
 
-@pytest.fixture(scope="module")
-def hub(
-    tmp_path_factory: pytest.TempPathFactory,
-    auth_env: dict[str, str],
-    dev_issuer: DevelopmentIssuer,
-) -> Iterator[Hub]:
-    folder = tmp_path_factory.mktemp("alarm-hub")
-    epj = SimulatorProcess(folder / "epj")
-    registry = ServiceProcess(
-        "registry", {**auth_env, "VKP_DB_URL": f"sqlite+aiosqlite:///{folder / 'registry.db'}"}
-    )
-    audit = ServiceProcess(
-        "audit", {**auth_env, "VKP_DB_URL": f"sqlite+aiosqlite:///{folder / 'audit.db'}"}
-    )
-    try:
-        epj.wait_ready()
-        registry.wait_serving()
-        audit.wait_serving()
-
-        async def seed_registry() -> None:
-            admin = (("authorization", f"Bearer {dev_issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
-            async with grpc.aio.insecure_channel(registry.address) as channel:
-                stub = registry_pb2_grpc.RegistryServiceStub(channel)
-                await seed(stub, admin, SANDBOX, simulator_url=epj.url)
-
-        asyncio.run(seed_registry())
-        env = {
-            **auth_env,
-            **JOURNALING_ENV,
-            "VKP_REGISTRY_TARGET": registry.address,
-            "VKP_AUDIT_TARGET": audit.address,
-            "VKP_JOURNALING_ALARM_SETTLE_SECONDS": str(SETTLE_SECONDS),
-            "VKP_JOURNALING_ALARM_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        }
-        yield Hub(epj, registry, audit, dev_issuer, env)
-    finally:
-        stop_all(registry, audit)
-        epj.stop()
-
-
-def start_journaling(hub: Hub, database_url: str, **env: str) -> ServiceProcess:
-    process = ServiceProcess("journaling", {**hub.env, "VKP_DB_URL": database_url, **env})
-    process.wait_serving()
-    return process
-
-
-@pytest.fixture
-def journaling(hub: Hub, database_url: str) -> Iterator[ServiceProcess]:
-    """Journaling on a database of the test's own (SQLite, then PostgreSQL)."""
-    process = start_journaling(hub, database_url)
-    try:
-        yield process
-    finally:
-        stop_all(process)
+#: Journaling's settings: fast retries, and short alarm windows.
+ALARM_ENV = {
+    **JOURNALING_ENV,
+    "VKP_JOURNALING_ALARM_SETTLE_SECONDS": str(SETTLE_SECONDS),
+    "VKP_JOURNALING_ALARM_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+}
+hub = hub_fixture("alarm-hub", ALARM_ENV)
+journaling = journaling_fixture()
 
 
 def alarm_items(patient: Any, alarm_id: str) -> list[pb.EnqueueItem]:

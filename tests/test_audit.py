@@ -32,13 +32,12 @@ from vkp_lib.audit_client import AuditClient
 from vkp_lib.clients import insecure_channel
 from vkp_lib.db import async_url
 from vkp_lib.identity.issuer import DevelopmentIssuer, ServiceTokenSource, load_private_key
-from vkp_lib.identity.permissions import Scopes
 from vkp_lib.national_id import synthetic_organization_number
 from vkp_lib.status import error_info
 from vkp_lib.testing.data import TEST_PEOPLE
+from vkp_lib.testing.hubs import Tokens
 from vkp_lib.testing.processes import ServiceProcess
 
-Metadata = tuple[tuple[str, str], ...]
 _rng = random.Random()
 AUDIT = "vkp.audit.v1.AuditService"
 
@@ -74,23 +73,13 @@ def access(
 
 
 @dataclass
-class Audit:
+class Audit(Tokens):
     process: ServiceProcess
     url: str
     issuer: DevelopmentIssuer
     channel: grpc.aio.Channel
     client: AuditClient
     stub: audit_pb2_grpc.AuditServiceAsyncStub
-
-    def reader(self, municipality: str) -> Metadata:
-        token = self.issuer.vendor_token(
-            "auditor", [Scopes.AUDIT_READ], organization_number=municipality
-        )
-        return (("authorization", f"Bearer {token}"),)
-
-    @property
-    def admin(self) -> Metadata:
-        return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
 
     async def chain_of(self, municipality: str, n: int) -> None:
         """`n` records in the municipality's chain, one at a time (sequences 1..n)."""

@@ -24,9 +24,7 @@ from vkp.ingest.v1 import ingest_pb2 as pb
 from vkp.ingest.v1 import ingest_pb2_grpc
 from vkp.journaling.v1 import journaling_pb2, journaling_pb2_grpc
 from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
-from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients, select_patients
-from vkp_epj_sim.testing import SimulatorProcess
 from vkp_ingest import store as store_tables
 from vkp_ingest.domain.alarm import Alarm, AlarmStep, with_step
 from vkp_ingest.domain.model import Incoming, Registration, content_hash
@@ -43,16 +41,16 @@ from vkp_lib.sandbox import (
     HOME_FOLLOW_UP,
     NORDHEIM,
     RESPONSE_CENTRE,
-    SANDBOX,
     SUPERVISION,
     SandboxVendorSystem,
 )
 from vkp_lib.status import bad_request, error_info
+from vkp_lib.testing import hubs
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
+from vkp_lib.testing.hubs import Metadata, started_hub
 from vkp_lib.testing.processes import ServiceProcess, stop_all
 
-Metadata = tuple[tuple[str, str], ...]
 VENDOR_OF_KIND = {
     "medication_dispense": DISPENSER,
     "dispenser_alert": DISPENSER,
@@ -63,12 +61,12 @@ VENDOR_OF_KIND = {
 
 
 @dataclass
-class Hub:
-    registry: ServiceProcess
-    audit: ServiceProcess
+class Hub(hubs.Hub):
+    """The seeded hub with journaling (where the relay delivers) and ingest, and their
+    environments (a test restarts them)."""
+
     journaling: ServiceProcess
     ingest: ServiceProcess
-    issuer: DevelopmentIssuer
     ingest_env: dict[str, str]
     journaling_env: dict[str, str]
 
@@ -79,10 +77,6 @@ class Hub:
             organization_number=system.vendor_organization_number,
         )
         return (("authorization", f"Bearer {token}"),)
-
-    @property
-    def admin(self) -> Metadata:
-        return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -99,44 +93,40 @@ def hub(
         return f"sqlite+aiosqlite:///{folder / f'{name}.db'}"
 
     # The EPJ endpoints point at a simulator of the test's own, where journaling delivers.
-    epj = SimulatorProcess(folder / "epj")
-    registry = ServiceProcess("registry", {**auth_env, "VKP_DB_URL": sqlite("registry")})
-    audit = ServiceProcess("audit", {**auth_env, "VKP_DB_URL": sqlite("audit")})
-    started = [registry, audit]
-    hub: Hub | None = None
-    try:
-        epj.wait_ready()
-        registry.wait_serving()
-        audit.wait_serving()
-
-        async def seed_registry() -> None:
-            admin = (("authorization", f"Bearer {dev_issuer.vendor_token('o', [Scopes.ADMIN])}"),)
-            async with grpc.aio.insecure_channel(registry.address) as channel:
-                stub = registry_pb2_grpc.RegistryServiceStub(channel)
-                await seed(stub, admin, SANDBOX, simulator_url=epj.url)
-
-        asyncio.run(seed_registry())
-        env = {
-            **auth_env,
-            "VKP_REGISTRY_TARGET": registry.address,
-            "VKP_AUDIT_TARGET": audit.address,
-        }
-        journaling_env = {**env, "VKP_DB_URL": sqlite("journaling")}
-        journaling = ServiceProcess("journaling", journaling_env)
-        started.append(journaling)
-        journaling.wait_serving()
-        database = sqlite("ingest") if request.param == "sqlite" else postgres_url
-        ingest_env = {**env, "VKP_JOURNALING_TARGET": journaling.address, "VKP_DB_URL": database}
-        ingest = ServiceProcess("ingest", ingest_env)
-        started.append(ingest)
-        ingest.wait_serving()
-        hub = Hub(registry, audit, journaling, ingest, dev_issuer, ingest_env, journaling_env)
-        yield hub
-    finally:
-        stop_all(*started)
-        if hub is not None:  # the processes a test restarted
-            stop_all(hub.journaling, hub.ingest)
-        epj.stop()
+    with started_hub(folder, auth_env, dev_issuer) as base:
+        env = base.env
+        started: list[ServiceProcess] = []
+        hub: Hub | None = None
+        try:
+            journaling_env = {**env, "VKP_DB_URL": sqlite("journaling")}
+            journaling = ServiceProcess("journaling", journaling_env)
+            started.append(journaling)
+            journaling.wait_serving()
+            database = sqlite("ingest") if request.param == "sqlite" else postgres_url
+            ingest_env = {
+                **env,
+                "VKP_JOURNALING_TARGET": journaling.address,
+                "VKP_DB_URL": database,
+            }
+            ingest = ServiceProcess("ingest", ingest_env)
+            started.append(ingest)
+            ingest.wait_serving()
+            hub = Hub(
+                base.epj,
+                base.registry,
+                base.audit,
+                dev_issuer,
+                env,
+                journaling,
+                ingest,
+                ingest_env,
+                journaling_env,
+            )
+            yield hub
+        finally:
+            stop_all(*started)
+            if hub is not None:  # the processes a test restarted
+                stop_all(hub.journaling, hub.ingest)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,19 +20,21 @@ from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
 from vkp.common.v1 import common_pb2, event_pb2
 from vkp.journaling.v1 import journaling_pb2 as pb
 from vkp.journaling.v1 import journaling_pb2_grpc
-from vkp.registry.v1 import registry_pb2_grpc
-from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients
-from vkp_epj_sim.testing import SimulatorProcess
 from vkp_journaling.render import NOTE_IDENTIFIER_SYSTEM, NoteContext, render_note
-from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
 from vkp_lib.national_id import synthetic_national_id
-from vkp_lib.sandbox import BJORKEDAL, DISPENSER, FJORDVIK, SANDBOX
+from vkp_lib.sandbox import BJORKEDAL, DISPENSER, FJORDVIK
 from vkp_lib.testing.events import sample_event
+from vkp_lib.testing.hubs import (
+    Hub,
+    hub_fixture,
+    running_journaling,
+    simulator_client,
+    start_journaling,
+)
 from vkp_lib.testing.processes import ServiceProcess, stop_all
 
-Metadata = tuple[tuple[str, str], ...]
 RENDERED = ("medication_dispense", "dispenser_alert", "supervision", "home_measurement")
 RESOURCE_OF = {
     "medication_dispense": "MedicationDispense",
@@ -55,83 +56,20 @@ FJORDVIK_PATIENTS = [p for p in sandbox_patients() if p.municipality == "4699"]
 BJORKEDAL_PATIENTS = [p for p in sandbox_patients() if p.municipality == "3499"]
 
 
-@dataclass
-class Hub:
-    epj: SimulatorProcess
-    registry: ServiceProcess
-    audit: ServiceProcess
-    issuer: DevelopmentIssuer
-    env: dict[str, str]
-
-    @property
-    def service(self) -> Metadata:
-        return (("authorization", f"Bearer {self.issuer.service_token('ingest')}"),)
-
-    @property
-    def admin(self) -> Metadata:
-        return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
-
-
-@pytest.fixture(scope="module")
-def hub(
-    tmp_path_factory: pytest.TempPathFactory,
-    auth_env: dict[str, str],
-    dev_issuer: DevelopmentIssuer,
-) -> Iterator[Hub]:
-    folder = tmp_path_factory.mktemp("journaling-hub")
-    epj = SimulatorProcess(folder / "epj")
-    registry = ServiceProcess(
-        "registry", {**auth_env, "VKP_DB_URL": f"sqlite+aiosqlite:///{folder / 'registry.db'}"}
-    )
-    audit = ServiceProcess(
-        "audit", {**auth_env, "VKP_DB_URL": f"sqlite+aiosqlite:///{folder / 'audit.db'}"}
-    )
-    try:
-        epj.wait_ready()
-        registry.wait_serving()
-        audit.wait_serving()
-
-        async def seed_registry() -> None:
-            admin = (("authorization", f"Bearer {dev_issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
-            async with grpc.aio.insecure_channel(registry.address) as channel:
-                stub = registry_pb2_grpc.RegistryServiceStub(channel)
-                await seed(stub, admin, SANDBOX, simulator_url=epj.url)
-
-        asyncio.run(seed_registry())
-        env = {
-            **auth_env,
-            **JOURNALING_ENV,
-            "VKP_REGISTRY_TARGET": registry.address,
-            "VKP_AUDIT_TARGET": audit.address,
-        }
-        yield Hub(epj, registry, audit, dev_issuer, env)
-    finally:
-        stop_all(registry, audit)
-        epj.stop()
-
-
-def _journaling(hub: Hub, database: str) -> ServiceProcess:
-    process = ServiceProcess("journaling", {**hub.env, "VKP_DB_URL": database})
-    process.wait_serving()
-    return process
+hub = hub_fixture("journaling-hub", JOURNALING_ENV)
 
 
 @pytest.fixture(scope="module")
 def journaling(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('journaling') / 'journaling.db'}"
-    process = _journaling(hub, url)
-    try:
+    with running_journaling(hub, url) as process:
         yield process
-    finally:
-        stop_all(process)
 
 
 @pytest.fixture
 async def epj(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub.epj.url, timeout=10) as client:
-        await client.post("/_control/reset")
+    async with simulator_client(hub.epj) as client:
         yield client
-        await client.post("/_control/reset")
 
 
 def event_for(kind: str, patient: Any, municipality: str) -> event_pb2.Event:
@@ -356,7 +294,7 @@ async def test_an_epj_in_full_outage_holds_up_no_other_municipality(
 async def test_per_patient_order_holds_with_failures_and_two_replicas_on_postgresql(
     hub: Hub, postgres_url: str, epj: httpx.AsyncClient
 ) -> None:
-    first, second = _journaling(hub, postgres_url), _journaling(hub, postgres_url)
+    first, second = start_journaling(hub, postgres_url), start_journaling(hub, postgres_url)
     try:
         await set_faults(epj, "4699", error_rate=0.3, error_status=503)
         patients = FJORDVIK_PATIENTS[13:18]
@@ -399,7 +337,7 @@ async def test_a_sigkill_during_delivery_then_a_restart_journals_every_entry_onc
     hub: Hub, tmp_path: Path, epj: httpx.AsyncClient
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'journaling.db'}"
-    process = _journaling(hub, url)
+    process = start_journaling(hub, url)
     await set_faults(epj, "4699", latency_ms=150)
     patients = FJORDVIK_PATIENTS[0:5]
     sent = [
@@ -417,7 +355,7 @@ async def test_a_sigkill_during_delivery_then_a_restart_journals_every_entry_onc
         process.kill()  # SIGKILL, mid-delivery
     finally:
         process.terminate()
-    restarted = _journaling(hub, url)
+    restarted = start_journaling(hub, url)
     try:
         await wait_for(restarted, hub, [i.entry_id for i in sent], common_pb2.EVENT_STATE_JOURNALED)
     finally:

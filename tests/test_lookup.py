@@ -30,10 +30,8 @@ from vkp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from vkp.lookup.v1 import lookup_pb2 as pb
 from vkp.lookup.v1 import lookup_pb2_grpc
 from vkp.registry.v1 import registry_pb2, registry_pb2_grpc
-from vkp_cli.registry import seed
 from vkp_epj_sim import sandbox_patients
 from vkp_epj_sim.seed import SeedPatient
-from vkp_epj_sim.testing import SimulatorProcess
 from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
 from vkp_lib.sandbox import (
@@ -43,18 +41,18 @@ from vkp_lib.sandbox import (
     HOME_FOLLOW_UP,
     NORDHEIM,
     RESPONSE_CENTRE,
-    SANDBOX,
     SUPERVISION,
     SandboxVendorSystem,
 )
 from vkp_lib.status import error_info
+from vkp_lib.testing import hubs
 from vkp_lib.testing.data import TEST_PEOPLE
 from vkp_lib.testing.events import sample_event
+from vkp_lib.testing.hubs import Metadata, simulator_client, started_hub
 from vkp_lib.testing.plugin import REDIS_URL, postgres_database
 from vkp_lib.testing.processes import NOWHERE, ServiceProcess, stop_all
 from vkp_lib.timestamps import timestamp
 
-Metadata = tuple[tuple[str, str], ...]
 GRACE_SECONDS = 2.0
 #: The cache: fresh for a second, then stale-if-error for two more.
 FRESH_SECONDS, STALE_SECONDS = 1.0, 2.0
@@ -73,14 +71,11 @@ def without_service(patients: list[SeedPatient], service_type: str) -> list[Seed
 
 
 @dataclass
-class Hub:
-    epj: SimulatorProcess
-    registry: ServiceProcess
-    audit: ServiceProcess
+class Hub(hubs.Hub):
+    """The seeded hub with ingest (the open-alarm query) and lookup; `env` is lookup's."""
+
     ingest: ServiceProcess
     lookup: ServiceProcess
-    issuer: DevelopmentIssuer
-    env: dict[str, str]
 
     def vendor(
         self, system: SandboxVendorSystem, scope: str = Scopes.LOOKUP, request_id: str = ""
@@ -92,16 +87,6 @@ class Hub:
         if request_id:
             metadata += (("x-request-id", request_id),)
         return metadata
-
-    def reader(self, municipality: str) -> Metadata:
-        token = self.issuer.vendor_token(
-            "auditor", [Scopes.AUDIT_READ], organization_number=municipality
-        )
-        return (("authorization", f"Bearer {token}"),)
-
-    @property
-    def admin(self) -> Metadata:
-        return (("authorization", f"Bearer {self.issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -118,50 +103,29 @@ def hub(
         def database(name: str) -> str:
             return postgres or f"sqlite+aiosqlite:///{folder / f'{name}.db'}"
 
-        epj = SimulatorProcess(folder / "epj")
-        registry = ServiceProcess("registry", {**auth_env, "VKP_DB_URL": database("registry")})
-        audit = ServiceProcess("audit", {**auth_env, "VKP_DB_URL": database("audit")})
-        started = [registry, audit]
-        try:
-            epj.wait_ready()
-            registry.wait_serving()
-            audit.wait_serving()
-
-            async def seed_registry() -> None:
-                admin = (
-                    ("authorization", f"Bearer {dev_issuer.vendor_token('o', [Scopes.ADMIN])}"),
-                )
-                async with grpc.aio.insecure_channel(registry.address) as channel:
-                    stub = registry_pb2_grpc.RegistryServiceStub(channel)
-                    await seed(stub, admin, SANDBOX, simulator_url=epj.url)
-
-            asyncio.run(seed_registry())
-            env = {
-                **auth_env,
-                "VKP_REGISTRY_TARGET": registry.address,
-                "VKP_AUDIT_TARGET": audit.address,
-            }
+        with started_hub(folder, auth_env, dev_issuer, database=database) as base:
+            env = dict(base.env)
             ingest = ServiceProcess(
                 "ingest",
                 {**env, "VKP_DB_URL": database("ingest"), "VKP_JOURNALING_TARGET": NOWHERE},
             )
-            started.append(ingest)
-            ingest.wait_serving()
-            env |= {
-                "VKP_INGEST_TARGET": ingest.address,
-                "VKP_LOOKUP_ALARM_GRACE_SECONDS": str(GRACE_SECONDS),
-                "VKP_LOOKUP_EPJ_DEADLINE_SECONDS": "1",
-                "VKP_LOOKUP_CACHE_TTL_SECONDS": str(FRESH_SECONDS),
-                "VKP_LOOKUP_CACHE_SERVICE_TTL_SECONDS": str(FRESH_SECONDS),
-                "VKP_CACHE_STALE_SECONDS": str(STALE_SECONDS),
-            }
-            lookup = ServiceProcess("lookup", env)
-            started.append(lookup)
-            lookup.wait_serving()
-            yield Hub(epj, registry, audit, ingest, lookup, dev_issuer, env)
-        finally:
-            stop_all(*started)
-            epj.stop()
+            started = [ingest]
+            try:
+                ingest.wait_serving()
+                env |= {
+                    "VKP_INGEST_TARGET": ingest.address,
+                    "VKP_LOOKUP_ALARM_GRACE_SECONDS": str(GRACE_SECONDS),
+                    "VKP_LOOKUP_EPJ_DEADLINE_SECONDS": "1",
+                    "VKP_LOOKUP_CACHE_TTL_SECONDS": str(FRESH_SECONDS),
+                    "VKP_LOOKUP_CACHE_SERVICE_TTL_SECONDS": str(FRESH_SECONDS),
+                    "VKP_CACHE_STALE_SECONDS": str(STALE_SECONDS),
+                }
+                lookup = ServiceProcess("lookup", env)
+                started.append(lookup)
+                lookup.wait_serving()
+                yield Hub(base.epj, base.registry, base.audit, dev_issuer, env, ingest, lookup)
+            finally:
+                stop_all(*started)
 
 
 @pytest.fixture
@@ -172,10 +136,8 @@ async def stub(hub: Hub) -> AsyncIterator[lookup_pb2_grpc.LookupServiceAsyncStub
 
 @pytest.fixture
 async def epj(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub.epj.url, timeout=10) as client:
-        await client.post("/_control/reset")
+    async with simulator_client(hub.epj) as client:
         yield client
-        await client.post("/_control/reset")
 
 
 def new_cache_keys() -> dict[str, str]:

@@ -9,7 +9,6 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import TypeAlias
 
 import grpc
@@ -20,19 +19,15 @@ from vkp.audit.v1 import audit_pb2, audit_pb2_grpc
 from vkp.common.v1 import common_pb2
 from vkp.journaling.v1 import journaling_pb2 as pb
 from vkp.journaling.v1 import journaling_pb2_grpc
-from vkp.registry.v1 import registry_pb2_grpc
-from vkp_cli.registry import seed
-from vkp_epj_sim.testing import SimulatorProcess
 from vkp_lib import paging
-from vkp_lib.identity.issuer import DevelopmentIssuer
 from vkp_lib.identity.permissions import Scopes
 from vkp_lib.national_id import synthetic_national_id
-from vkp_lib.sandbox import FJORDVIK, HOME_FOLLOW_UP, NORDHEIM, SANDBOX
+from vkp_lib.sandbox import FJORDVIK, HOME_FOLLOW_UP, NORDHEIM
 from vkp_lib.status import error_info
 from vkp_lib.testing.events import sample_event
+from vkp_lib.testing.hubs import Hub, hub_fixture, journaling_fixture, start_journaling
 from vkp_lib.testing.processes import ServiceProcess, stop_all
 
-Metadata = tuple[tuple[str, str], ...]
 #: The generated async stub's type (it exists in the type stubs only).
 Stub: TypeAlias = "journaling_pb2_grpc.JournalingServiceAsyncStub"
 PULLING = NORDHEIM.organization_number
@@ -40,80 +35,8 @@ PULLING = NORDHEIM.organization_number
 SHORT_READ_TIMEOUT = 1.5
 
 
-@dataclass
-class Hub:
-    epj: SimulatorProcess
-    registry: ServiceProcess
-    audit: ServiceProcess
-    issuer: DevelopmentIssuer
-    env: dict[str, str]
-
-    def bearer(self, token: str) -> Metadata:
-        return (("authorization", f"Bearer {token}"),)
-
-    @property
-    def service(self) -> Metadata:
-        return self.bearer(self.issuer.service_token("ingest"))
-
-    @property
-    def admin(self) -> Metadata:
-        return self.bearer(self.issuer.vendor_token("ops", [Scopes.ADMIN]))
-
-    def epj_of(self, organization_number: str) -> Metadata:
-        """An EPJ of that municipality: scope vkp:epj, its organisation number."""
-        token = self.issuer.vendor_token(
-            f"epj-{organization_number}", [Scopes.EPJ], organization_number=organization_number
-        )
-        return self.bearer(token)
-
-
-@pytest.fixture(scope="module")
-def hub(
-    tmp_path_factory: pytest.TempPathFactory,
-    auth_env: dict[str, str],
-    dev_issuer: DevelopmentIssuer,
-) -> Iterator[Hub]:
-    folder = tmp_path_factory.mktemp("pull-hub")
-    epj = SimulatorProcess(folder / "epj")
-    registry = ServiceProcess(
-        "registry", {**auth_env, "VKP_DB_URL": f"sqlite+aiosqlite:///{folder / 'registry.db'}"}
-    )
-    audit = ServiceProcess(
-        "audit", {**auth_env, "VKP_DB_URL": f"sqlite+aiosqlite:///{folder / 'audit.db'}"}
-    )
-    try:
-        epj.wait_ready()
-        registry.wait_serving()
-        audit.wait_serving()
-
-        async def seed_registry() -> None:
-            admin = (("authorization", f"Bearer {dev_issuer.vendor_token('ops', [Scopes.ADMIN])}"),)
-            async with grpc.aio.insecure_channel(registry.address) as channel:
-                stub = registry_pb2_grpc.RegistryServiceStub(channel)
-                await seed(stub, admin, SANDBOX, simulator_url=epj.url)
-
-        asyncio.run(seed_registry())
-        env = {
-            **auth_env,
-            "VKP_JOURNALING_POLL_SECONDS": "0.05",
-            "VKP_REGISTRY_TARGET": registry.address,
-            "VKP_AUDIT_TARGET": audit.address,
-        }
-        yield Hub(epj, registry, audit, dev_issuer, env)
-    finally:
-        stop_all(registry, audit)
-        epj.stop()
-
-
-@pytest.fixture
-def journaling(hub: Hub, database_url: str) -> Iterator[ServiceProcess]:
-    """Journaling on a database of the test's own (SQLite, then PostgreSQL)."""
-    process = ServiceProcess("journaling", {**hub.env, "VKP_DB_URL": database_url})
-    try:
-        process.wait_serving()
-        yield process
-    finally:
-        stop_all(process)
+hub = hub_fixture("pull-hub", {"VKP_JOURNALING_POLL_SECONDS": "0.05"})
+journaling = journaling_fixture()
 
 
 @pytest.fixture
@@ -124,8 +47,7 @@ async def replicas(
     Enqueue on one commits while the other numbers notes); on SQLite the one process twice."""
     second: ServiceProcess | None = None
     if database_url.startswith("postgresql"):
-        second = ServiceProcess("journaling", {**hub.env, "VKP_DB_URL": database_url})
-        second.wait_serving()
+        second = start_journaling(hub, database_url)
     try:
         async with (
             grpc.aio.insecure_channel(journaling.address) as one,
