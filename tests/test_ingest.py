@@ -76,7 +76,7 @@ class Hub(hubs.Hub):
             [Scopes.INGEST],
             organization_number=system.vendor_organization_number,
         )
-        return (("authorization", f"Bearer {token}"),)
+        return self.bearer(token)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -83,7 +83,7 @@ class Hub(hubs.Hub):
         token = self.issuer.vendor_token(
             system.client_ids[0], [scope], organization_number=system.vendor_organization_number
         )
-        metadata: Metadata = (("authorization", f"Bearer {token}"),)
+        metadata = self.bearer(token)
         if request_id:
             metadata += (("x-request-id", request_id),)
         return metadata
