@@ -32,6 +32,8 @@ from vkp_journaling.domain.pull import (
     refused,
 )
 from vkp_journaling.domain.reasons import Reason
+from vkp_journaling.journaled import COUNTER as JOURNALED_COUNTER
+from vkp_journaling.journaled import JournaledNotes
 from vkp_journaling.service import PullService
 from vkp_journaling.store import JournalStore
 from vkp_lib import paging
@@ -354,14 +356,14 @@ class PullingEndpoints:
         return Endpoint(municipality=municipality, base_url="http://epj.invalid/fhir", pull=True)
 
 
-def dead_letter_counts(reader: InMemoryMetricReader) -> dict[str, int]:
-    """`vkp.journaling.dead_letters` by municipality, as read now."""
+def dead_letter_counts(reader: InMemoryMetricReader, name: str = COUNTER) -> dict[str, int]:
+    """`vkp.journaling.dead_letters` (or the counter `name`) by municipality, as read now."""
     counts: dict[str, int] = {}
     data = reader.get_metrics_data()
     for resource in data.resource_metrics if data else ():
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
-                if metric.name == COUNTER:
+                if metric.name == name:
                     for point in metric.data.data_points:
                         assert isinstance(point, NumberDataPoint)
                         place = str((point.attributes or {})["municipality"])
@@ -390,6 +392,7 @@ async def test_a_refused_note_and_one_that_makes_no_note_are_each_one_dead_lette
         note_identifier=note,
         clock=lambda: NOW,
         dead_letters=DeadLetters(provider),
+        journaled=JournaledNotes(provider),
     )
     epj = Principal(PrincipalKind.VENDOR, "nordheim-epj", organization_number=PLACE)
     page = await service.list_pending(epj, PLACE)
@@ -404,7 +407,12 @@ async def test_a_refused_note_and_one_that_makes_no_note_are_each_one_dead_lette
         EntryState.JOURNALED,
     ]
     assert dead_letter_counts(reader) == {PLACE: 2}
-    # A repeated refusal answers the same and is no second alert.
-    assert await service.acknowledge(epj, PLACE, answers[:1]) == [EntryState.DEAD]
+    assert dead_letter_counts(reader, JOURNALED_COUNTER) == {PLACE: 1}  # as a pushed note is
+    # A repeated answer answers the same and is no second alert, nor a second journaled note.
+    assert await service.acknowledge(epj, PLACE, answers) == [
+        EntryState.DEAD,
+        EntryState.JOURNALED,
+    ]
     assert dead_letter_counts(reader) == {PLACE: 2}
+    assert dead_letter_counts(reader, JOURNALED_COUNTER) == {PLACE: 1}
     provider.shutdown()

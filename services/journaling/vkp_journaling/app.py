@@ -17,6 +17,7 @@ from vkp_journaling.dead_letters import DeadLetters
 from vkp_journaling.delivery import Delivery
 from vkp_journaling.domain.alarm import AlarmWindows
 from vkp_journaling.epj import FhirAdapter
+from vkp_journaling.journaled import JournaledNotes
 from vkp_journaling.permissions import PERMISSIONS
 from vkp_journaling.render import note_key
 from vkp_journaling.service import JournalingService, PullService
@@ -103,8 +104,8 @@ def build_service(
                 batch=AUDIT_BATCH,
                 idle_seconds=AUDIT_IDLE_SECONDS,
             )
-            # One alert per dead letter, pushed or pulled.
-            dead_letters = DeadLetters()
+            # One alert per dead letter, one count per journaled note, pushed or pulled.
+            dead_letters, journaled = DeadLetters(), JournaledNotes()
             delivery = Delivery(
                 store,
                 endpoints,
@@ -112,6 +113,7 @@ def build_service(
                 journaling,
                 on_journaled=audit_relay.wake.set,
                 dead_letters=dead_letters,
+                journaled=journaled,
             )
             # A handling log queued wakes the delivery.
             alarms = AlarmCutter(
@@ -125,6 +127,7 @@ def build_service(
                 note_identifier=lambda entry_id: note_key(entry_id, 1),
                 on_journaled=audit_relay.wake.set,
                 dead_letters=dead_letters,
+                journaled=journaled,
             )
             yield Dependencies(
                 db=db,

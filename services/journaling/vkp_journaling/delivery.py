@@ -56,6 +56,7 @@ from vkp_journaling.domain.delivery import (
     after_failure,
 )
 from vkp_journaling.domain.entry import Change, Claim, Entry, EntryState, Settled
+from vkp_journaling.journaled import JournaledNotes
 from vkp_journaling.render import NoteContext, note_key, render_entry_note
 from vkp_journaling.settings import JournalingSettings
 from vkp_lib.fhir import Endpoint
@@ -147,6 +148,7 @@ class Delivery:
         tracer_provider: trace.TracerProvider | None = None,
         on_journaled: Callable[[], None] = lambda: None,
         dead_letters: DeadLetters | None = None,
+        journaled: JournaledNotes | None = None,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
@@ -177,11 +179,8 @@ class Delivery:
         #: When this process last claimed a queue in each municipality (time.monotonic()).
         self._served: dict[str, float] = {}
         self._tracer = trace.get_tracer("vkp.journaling", tracer_provider=tracer_provider)
-        meter = metrics.get_meter("vkp.journaling", meter_provider=meter_provider)
         self.dead_letters = dead_letters or DeadLetters(meter_provider)
-        self.journaled_notes = meter.create_counter(
-            "vkp.journaling.journaled", description="Notes the EPJ confirmed."
-        )
+        self.journaled = journaled or JournaledNotes(meter_provider)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Background task: the dispatcher, until the service stops; then the queues being
@@ -407,7 +406,7 @@ class Delivery:
         if not settled.kept:  # the lease ran out and another worker has the queue
             return settled
         if change.state is EntryState.JOURNALED:
-            self.journaled_notes.add(1, {"municipality": entry.municipality})
+            self.journaled.journaled(entry.municipality)
             self._on_journaled()
         elif change.state is EntryState.DEAD:
             self.dead_letters.dead(

@@ -29,6 +29,7 @@ from vkp_journaling.domain.entry import (
 )
 from vkp_journaling.domain.reasons import Reason
 from vkp_journaling.epj import fhir_json
+from vkp_journaling.journaled import JournaledNotes
 from vkp_lib import paging
 from vkp_lib.auth import Principal
 from vkp_lib.errors import NotFound, VkpError
@@ -196,11 +197,14 @@ class PullService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_journaled: Callable[[], None] = lambda: None,
         dead_letters: DeadLetters | None = None,
+        journaled: JournaledNotes | None = None,
     ) -> None:
         self._store = store
         self._endpoints = endpoints
-        #: A note made a dead letter here is one alert, as a pushed one is.
+        #: A note made a dead letter here is one alert, as a pushed one is; one acknowledged
+        #: as journaled counts as a pushed one does.
         self._dead_letters = dead_letters or DeadLetters()
+        self._journaled = journaled or JournaledNotes()
         #: The FHIR Bundle of an entry's note, as delivery makes it.
         self._note_of = note_of
         self._read_timeout = read_timeout
@@ -262,6 +266,7 @@ class PullService:
             if isinstance(decision, pull.Apply) and decision.state is EntryState.DEAD:
                 # The EPJ's words stay in the entry: they may name the patient.
                 self._dead_letters.dead(ack.entry_id, municipality, pull.EPJ_REFUSED)
-        if EntryState.JOURNALED in changed:
+        if journaled := changed.count(EntryState.JOURNALED):
+            self._journaled.journaled(municipality, journaled)
             self._on_journaled()
         return [d if isinstance(d, VkpError) else d.state for d in done]
