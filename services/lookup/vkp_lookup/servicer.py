@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from vkp.common.v1 import common_pb2
 from vkp.lookup.v1 import lookup_pb2 as pb
 from vkp.lookup.v1 import lookup_pb2_grpc
 from vkp_lib.auth import current_principal
@@ -13,8 +14,13 @@ from vkp_lookup import convert
 from vkp_lookup.service import Call, LookupService
 
 
-def _call(method: str, municipality: str, service_code: int, alarm_id: str = "") -> Call:
-    return Call(current_principal(), municipality, service_code, method, alarm_id)  # type: ignore[arg-type]
+def _call(
+    method: str,
+    municipality: str,
+    service_code: common_pb2.ServiceCode.ValueType,
+    alarm_id: str = "",
+) -> Call:
+    return Call(current_principal(), municipality, service_code, method, alarm_id)
 
 
 class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
