@@ -22,10 +22,10 @@ from typing import Any
 import grpc
 
 from vkp_lib.cache import Cache, FetchFailed, FetchTimeout
+from vkp_lib.epj_profile import CAREPLAN_CATEGORY_SYSTEM, VISIT_PLAN_CODE
 from vkp_lib.fhir import EndpointDirectory, EpjTimeout, EpjUnavailable, FhirClient
 from vkp_lib.logging import get_logger
 from vkp_lookup.domain.model import Freshness
-from vkp_lookup.domain.records import CAREPLAN_CATEGORY_SYSTEM, VISIT_PLAN_CODE
 
 log = get_logger("vkp.lookup.store")
 

@@ -2,8 +2,8 @@
 
 Lenient, as a reader of another system's records should be: an element that is missing or of
 another shape is left empty, never an error. The extensions the Norwegian profiles have no
-element for (access hint, door lock, zone, household) are read by their urls (the EPJ
-simulator's `codes.py` names the same). Pure: no I/O.
+element for (access hint, door lock, zone, household) are read by their urls, from
+`vkp_lib.epj_profile` (the EPJ simulator writes by the same). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +13,16 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from vkp_lib.epj_profile import (
+    ACCESS_HINT_URL,
+    CAREPLAN_CATEGORY_SYSTEM,
+    DOOR_LOCK_URL,
+    HOUSEHOLD_URL,
+    MIDDLE_NAME_URL,
+    RELATIONSHIP_SYSTEM,
+    VISIT_PLAN_CODE,
+    ZONE_URL,
+)
 from vkp_lookup.domain.model import (
     Address,
     Coding,
@@ -28,17 +38,6 @@ from vkp_lookup.domain.need import Episode
 
 Json = dict[str, Any]
 OSLO = ZoneInfo("Europe/Oslo")
-
-EXTENSION_BASE = "http://vkp.example/fhir/StructureDefinition/"
-ACCESS_HINT_URL = EXTENSION_BASE + "access-hint"
-DOOR_LOCK_URL = EXTENSION_BASE + "door-lock"
-ZONE_URL = EXTENSION_BASE + "zone"
-HOUSEHOLD_URL = EXTENSION_BASE + "household"
-MIDDLE_NAME_URL = "http://hl7.no/fhir/StructureDefinition/no-basis-middlename"
-RELATIONSHIP_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0131"
-ROLE_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
-CAREPLAN_CATEGORY_SYSTEM = "http://ehelse.no/fhir/CodeSystem/vkp-careplan-category-v090"
-VISIT_PLAN_CODE = "3"
 
 
 def _list(value: Any) -> list[Any]:
