@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -41,6 +41,24 @@ def entry(patient: int = 0, kind: str = "medication_dispense", entry_id: str = "
         occurred_time=NOW,
         receive_time=NOW,
     )
+
+
+async def claim(
+    store: JournalStore,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    *,
+    order: Sequence[str] | None = None,
+) -> tuple[str, str] | None:
+    """A due queue leased (`claim_head`): its municipality and patient."""
+    head = await store.claim_head(owner, now, lease, order=order)
+    return None if head is None else (head.municipality, head.patient)
+
+
+async def any_due(store: JournalStore, now: datetime, *, paused: Sequence[str] = ()) -> bool:
+    """Whether some queue is due and unleased outside the paused municipalities."""
+    return any(due <= now for due in (await store.dues(paused=paused)).values())
 
 
 async def stored(store: JournalStore, entry_id: str) -> Entry:
@@ -93,9 +111,9 @@ async def test_a_leased_queue_is_not_claimed_again_until_its_lease_ends(
     store: JournalStore,
 ) -> None:
     await store.enqueue([entry(0)], NOW)
-    assert await store.claim("a", NOW, LEASE) == (PLACE, TEST_PEOPLE[0].national_id)
-    assert await store.claim("b", NOW, LEASE) is None
-    assert await store.claim("b", NOW + LEASE + timedelta(seconds=1), LEASE) is not None
+    assert await claim(store, "a", NOW, LEASE) == (PLACE, TEST_PEOPLE[0].national_id)
+    assert await claim(store, "b", NOW, LEASE) is None
+    assert await claim(store, "b", NOW + LEASE + timedelta(seconds=1), LEASE) is not None
 
 
 async def test_the_head_is_the_lowest_waiting_sequence_and_alarm_steps_never_block(
@@ -106,7 +124,7 @@ async def test_the_head_is_the_lowest_waiting_sequence_and_alarm_steps_never_blo
     head = await store.head(PLACE, TEST_PEOPLE[0].national_id, NOW)
     assert head is not None
     assert head.entry_id == first.entry_id
-    assert await store.claim("w", NOW, LEASE) is not None
+    assert await claim(store, "w", NOW, LEASE) is not None
     assert await store.journaled(head, "w", NOW, "n")
     after = await store.head(PLACE, TEST_PEOPLE[0].national_id, NOW)
     assert after is not None
@@ -118,14 +136,14 @@ async def test_a_retrying_head_holds_its_queue_until_due_and_a_dead_one_leaves_i
 ) -> None:
     first, second = entry(), entry()
     await store.enqueue([first, second], NOW)
-    assert await store.claim("w", NOW, LEASE) is not None
+    assert await claim(store, "w", NOW, LEASE) is not None
     head = await stored(store, first.entry_id)
     later = NOW + timedelta(minutes=1)
     assert await store.retrying(head, "w", NOW, later, "EPJ_TIMEOUT")
     await store.release(PLACE, TEST_PEOPLE[0].national_id, "w")
     assert await store.head(PLACE, TEST_PEOPLE[0].national_id, NOW) is None
-    assert await store.claim("w", NOW, LEASE) is None  # the head is not due
-    assert await store.claim("w", later, LEASE) is not None
+    assert await claim(store, "w", NOW, LEASE) is None  # the head is not due
+    assert await claim(store, "w", later, LEASE) is not None
     assert await store.dead(await stored(store, first.entry_id), "w", later, "EPJ_REJECTED_400")
     nxt = await store.head(PLACE, TEST_PEOPLE[0].national_id, later)
     assert nxt is not None
@@ -137,9 +155,9 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_change_the_entry(
 ) -> None:
     only = entry()
     await store.enqueue([only], NOW)
-    assert await store.claim("slow", NOW, LEASE) is not None
+    assert await claim(store, "slow", NOW, LEASE) is not None
     late = NOW + LEASE + timedelta(seconds=1)
-    assert await store.claim("fresh", late, LEASE) is not None
+    assert await claim(store, "fresh", late, LEASE) is not None
     assert not await store.journaled(await stored(store, only.entry_id), "slow", late, "n")
     assert (await stored(store, only.entry_id)).state is EntryState.QUEUED
 
@@ -152,7 +170,7 @@ async def test_requeue_puts_a_dead_letter_back_and_leaves_a_living_entry_as_it_i
     soon = NOW + timedelta(seconds=30)
     assert await store.requeue(only.entry_id, soon, states=RETRYABLE) is EntryState.QUEUED
     assert (await stored(store, only.entry_id)).update_time == NOW  # not touched
-    assert await store.claim("w", NOW, LEASE) is not None
+    assert await claim(store, "w", NOW, LEASE) is not None
     assert await store.dead(await stored(store, only.entry_id), "w", NOW, "EPJ_REJECTED_400")
     dead = await store.page(PLACE, state=EntryState.DEAD)
     assert [e.entry_id for e in dead.entries] == [only.entry_id]
@@ -168,13 +186,13 @@ async def test_requeue_of_an_unknown_entry_finds_nothing(store: JournalStore) ->
 
 
 async def test_an_idle_queue_is_seen_by_a_read_before_any_claim(store: JournalStore) -> None:
-    assert not await store.any_due(NOW)
+    assert not await any_due(store, NOW)
     first = entry()
     await store.enqueue([first], NOW)
-    assert await store.any_due(NOW)
-    assert not await store.any_due(NOW, paused=[PLACE])
-    assert await store.claim("w", NOW, LEASE) is not None
-    assert not await store.any_due(NOW)  # leased
+    assert await any_due(store, NOW)
+    assert not await any_due(store, NOW, paused=[PLACE])
+    assert await claim(store, "w", NOW, LEASE) is not None
+    assert not await any_due(store, NOW)  # leased
 
 
 OTHER_PLACE = "971130008"
@@ -191,13 +209,13 @@ async def test_a_queue_is_due_from_its_head_then_its_lease_then_its_retry_and_no
     patient = TEST_PEOPLE[0].national_id
     await store.enqueue([first, second], NOW)
     assert await store.dues() == {PLACE: NOW}
-    assert await store.claim("w", NOW, LEASE) is not None
+    assert await claim(store, "w", NOW, LEASE) is not None
     assert await store.dues() == {PLACE: NOW + LEASE}  # a worker that dies frees it then
     later = NOW + timedelta(minutes=1)
     assert await store.retrying(await stored(store, first.entry_id), "w", NOW, later, "EPJ_TIMEOUT")
     await store.release(PLACE, patient, "w")
     assert await store.dues() == {PLACE: later}
-    assert await store.claim("w", later, LEASE) is not None
+    assert await claim(store, "w", later, LEASE) is not None
     for each in (first, second):
         assert await store.journaled(await stored(store, each.entry_id), "w", later, "n")
     await store.release(PLACE, patient, "w")
@@ -207,7 +225,7 @@ async def test_a_queue_is_due_from_its_head_then_its_lease_then_its_retry_and_no
 async def test_a_queue_of_alarm_steps_only_is_never_due(store: JournalStore) -> None:
     await store.enqueue([entry(kind="alarm_step")], NOW)
     assert await store.dues() == {}
-    assert await store.claim("w", NOW, LEASE) is None
+    assert await claim(store, "w", NOW, LEASE) is None
 
 
 async def test_an_entry_enqueued_while_its_queue_is_leased_is_due_once_released(
@@ -216,7 +234,7 @@ async def test_an_entry_enqueued_while_its_queue_is_leased_is_due_once_released(
     first, second = entry(), entry()
     patient = TEST_PEOPLE[0].national_id
     await store.enqueue([first], NOW)
-    assert await store.claim("w", NOW, LEASE) is not None
+    assert await claim(store, "w", NOW, LEASE) is not None
     assert await store.journaled(await stored(store, first.entry_id), "w", NOW, "n")
     await store.enqueue([second], NOW + timedelta(seconds=1))
     await store.release(PLACE, patient, "w")
@@ -228,7 +246,7 @@ async def test_a_dead_letter_put_back_makes_its_emptied_queue_due_again(
 ) -> None:
     only = entry()
     await store.enqueue([only], NOW)
-    assert await store.claim("w", NOW, LEASE) is not None
+    assert await claim(store, "w", NOW, LEASE) is not None
     assert await store.dead(await stored(store, only.entry_id), "w", NOW, "EPJ_REJECTED_400")
     await store.release(PLACE, TEST_PEOPLE[0].national_id, "w")
     assert await store.dues() == {}
@@ -249,10 +267,10 @@ async def test_a_claim_goes_to_the_first_municipality_in_its_order_with_a_due_qu
     assert claimed.head is not None
     assert not claimed.more
     # The other municipality has nothing due now: the next in the order.
-    again = await store.claim("w", NOW + LEASE, LEASE, order=[OTHER_PLACE, PLACE])
+    again = await claim(store, "w", NOW + LEASE, LEASE, order=[OTHER_PLACE, PLACE])
     assert again is not None
     assert again[0] == PLACE
-    assert await store.claim("w", NOW + LEASE, LEASE, order=[OTHER_PLACE]) is None
+    assert await claim(store, "w", NOW + LEASE, LEASE, order=[OTHER_PLACE]) is None
     assert await store.dues(paused=[PLACE]) == {OTHER_PLACE: NOW + LEASE * 2}
 
 
@@ -262,7 +280,7 @@ async def test_within_a_municipality_the_queue_due_longest_is_claimed_first(
     for n, patient in enumerate((2, 0, 1)):
         await store.enqueue([entry(patient)], NOW + timedelta(seconds=n))
     later = NOW + timedelta(minutes=1)
-    claimed = [await store.claim("w", later, LEASE) for _ in range(3)]
+    claimed = [await claim(store, "w", later, LEASE) for _ in range(3)]
     assert [c[1] if c else "" for c in claimed] == [TEST_PEOPLE[p].national_id for p in (2, 0, 1)]
 
 

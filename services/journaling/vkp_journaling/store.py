@@ -642,23 +642,6 @@ class JournalStore:
             rows = await session.execute(_DUES)
             return {str(m): aware(due) for m, due in rows if due is not None and m not in paused}
 
-    async def any_due(self, now: datetime, *, paused: Sequence[str] = ()) -> bool:
-        """Whether some queue is due and unleased outside the paused municipalities (a read)."""
-        return any(due <= now for due in (await self.dues(paused=paused)).values())
-
-    async def claim(
-        self,
-        owner: str,
-        now: datetime,
-        lease: timedelta,
-        *,
-        paused: Sequence[str] = (),
-        order: Sequence[str] | None = None,
-    ) -> tuple[str, str] | None:
-        """Leases a due patient queue (see `claim_head`): its municipality and patient."""
-        claim = await self.claim_head(owner, now, lease, paused=paused, order=order)
-        return None if claim is None else (claim.municipality, claim.patient)
-
     async def claim_head(
         self,
         owner: str,
